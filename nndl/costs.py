@@ -1,0 +1,171 @@
+"""Cost functions C(a, y) and the output error delta^L they give (equation BP1).
+
+``a`` is the output activation and ``y`` the desired output, both of shape
+``(m, k)``, one row per example; ``y`` is one-hot for classification (the
+network converts integer labels). Each cost has:
+
+``fn(a, y)``
+    the cost summed over the rows (divide by n for the book's average).
+``derivative(a, y, out)``
+    dC/da, shape (m, k).
+``delta(z, a, y, activation, tmp, out)``
+    delta^L = dC/dz^L, shape (m, k). It uses a simplified formula when the
+    output activation allows one and otherwise the general chain rule
+    ``activation.vjp(dC/da)``.
+
+Simplified deltas and the output activation each one assumes:
+
+- quadratic, any activation: (a - y) * sigma'(z)  (no simplification);
+- cross-entropy with a **sigmoid** output: a - y (the sigma'(z) of the
+  quadratic cost cancels: the "learning slowdown" goes away);
+- log-likelihood with a **softmax** output: a - y.
+"""
+
+import numpy as np
+from scipy.special import xlogy
+
+from nndl.activations import Softmax, Sigmoid
+
+__all__ = ["Cost", "QuadraticCost", "CrossEntropyCost", "LogLikelihoodCost", "COSTS", "get_cost"]
+
+
+def _clip_probabilities(a):
+    """Keep a inside (eps, 1 - eps) so the logarithms stay finite.
+
+    A saturated sigmoid or softmax can output exactly 0.0 or 1.0 in floating
+    point; the true cost there is huge but finite, and this returns a large
+    finite value instead of inf or nan (the book's network2 uses
+    ``np.nan_to_num`` for the same reason).
+    """
+    eps = np.finfo(a.dtype).eps if np.issubdtype(a.dtype, np.floating) else 1e-15
+    return np.clip(a, eps, 1.0 - eps)
+
+
+class Cost:
+    """Base class: the name used in model files and on the command line."""
+
+    name = "cost"
+
+    def fn(self, a, y):
+        raise NotImplementedError
+
+    def derivative(self, a, y, out=None):
+        raise NotImplementedError
+
+    def check_output(self, activation):
+        """Raise ValueError when this cost cannot be paired with the output activation."""
+
+    def delta(self, z, a, y, activation, tmp, out):
+        """delta^L into ``out`` (shape (m, k)); ``tmp`` is scratch of the same shape."""
+        self.derivative(a, y, out=out)
+        return activation.vjp(out, z, a, tmp)
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+    def __eq__(self, other):
+        return type(self) is type(other)
+
+    def __hash__(self):
+        return hash(type(self))
+
+
+class QuadraticCost(Cost):
+    """C = 1/2 ||a - y||^2 per example (equation 6 of chapter 1)."""
+
+    name = "quadratic"
+
+    def fn(self, a, y):
+        d = a - y
+        return 0.5 * float(np.einsum("ij,ij->", d, d))
+
+    def derivative(self, a, y, out=None):
+        return np.subtract(a, y, out=out)
+
+
+class CrossEntropyCost(Cost):
+    """C = -sum_j [y_j ln a_j + (1 - y_j) ln(1 - a_j)] per example (chapter 3).
+
+    Needs outputs in (0, 1): a sigmoid output layer (where delta^L = a - y)
+    or a softmax one (general chain rule).
+    """
+
+    name = "cross-entropy"
+
+    def fn(self, a, y):
+        a = _clip_probabilities(a)
+        return -float(np.sum(xlogy(y, a) + xlogy(1.0 - y, 1.0 - a)))
+
+    def derivative(self, a, y, out=None):
+        a = _clip_probabilities(a)
+        # dC/da = (a - y) / (a (1 - a))
+        out = np.subtract(a, y, out=out)
+        out /= a * (1.0 - a)
+        return out
+
+    def check_output(self, activation):
+        lo, hi = activation.output_range
+        if lo < 0.0 or hi > 1.0:
+            raise ValueError(
+                f"the cross-entropy cost needs outputs in (0, 1), but a {activation.name} output layer "
+                "can leave that range; use a sigmoid or softmax output layer"
+            )
+
+    def delta(self, z, a, y, activation, tmp, out):
+        if isinstance(activation, Sigmoid):
+            return np.subtract(a, y, out=out)  # sigma'(z) cancels (chapter 3, equation 66)
+        return super().delta(z, a, y, activation, tmp, out)
+
+
+class LogLikelihoodCost(Cost):
+    """C = -ln a_y per example, a_y the output for the correct class (chapter 3).
+
+    Meant for a softmax output layer, where delta^L = a - y. It is also allowed
+    on a sigmoid output (general chain rule), where it ignores the other
+    outputs entirely.
+    """
+
+    name = "log-likelihood"
+
+    def fn(self, a, y):
+        a = _clip_probabilities(a)
+        return -float(np.sum(xlogy(y, a)))
+
+    def derivative(self, a, y, out=None):
+        a = _clip_probabilities(a)
+        out = np.divide(y, a, out=out)
+        return np.negative(out, out=out)
+
+    def check_output(self, activation):
+        if not isinstance(activation, (Softmax, Sigmoid)):
+            raise ValueError(
+                f"the log-likelihood cost needs probability outputs, but the output layer is {activation.name}; "
+                "use a softmax output layer"
+            )
+
+    def delta(self, z, a, y, activation, tmp, out):
+        if isinstance(activation, Softmax):
+            return np.subtract(a, y, out=out)
+        return super().delta(z, a, y, activation, tmp, out)
+
+
+#: Cost classes by the names used in model files and on the command line.
+COSTS = {cls.name: cls for cls in (QuadraticCost, CrossEntropyCost, LogLikelihoodCost)}
+_ALIASES = {"mse": "quadratic", "crossentropy": "cross-entropy", "cross_entropy": "cross-entropy",
+            "ce": "cross-entropy", "loglikelihood": "log-likelihood", "log_likelihood": "log-likelihood",
+            "nll": "log-likelihood"}
+
+
+def get_cost(spec):
+    """A cost instance from a name, a class (such as the book's
+    ``network2.CrossEntropyCost``) or an instance."""
+    if isinstance(spec, Cost):
+        return spec
+    if isinstance(spec, type) and issubclass(spec, Cost):
+        return spec()
+    if isinstance(spec, str):
+        key = spec.strip().lower()
+        key = _ALIASES.get(key, key)
+        if key in COSTS:
+            return COSTS[key]()
+    raise ValueError(f"unknown cost {spec!r}; choose one of: {', '.join(COSTS)}")

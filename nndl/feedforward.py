@@ -1,0 +1,271 @@
+"""The feedforward network: layers of neurons, their parameters, and what they compute.
+
+Rows are examples throughout: inputs have shape (n, sizes[0]), outputs
+(n, sizes[-1]). Layer l has weights W of shape (sizes[l], sizes[l-1]) -- as
+in the book and in PyTorch's ``Linear`` -- and biases b of shape
+(sizes[l],), so that z = a W.T + b.
+
+Training lives in ``nndl.training``; this module holds the network itself.
+"""
+
+import numpy as np
+
+from nndl.activations import get_activation, Softmax
+from nndl.backprop import Backprop
+from nndl.costs import get_cost
+from nndl.initializers import get_initializer
+
+__all__ = ["FeedforwardNetwork", "one_hot", "as_labels"]
+
+#: Rows fed through the network at a time by ``feedforward`` (bounds memory).
+EVAL_BATCH = 2000
+
+
+def one_hot(labels, k, dtype=np.float64):
+    """Integer class labels as one-hot rows.
+
+    Parameters
+    ----------
+    labels : ndarray of int, shape (n,)
+    k : int
+        Number of classes.
+
+    Returns
+    -------
+    ndarray, shape (n, k)
+    """
+    labels = np.asarray(labels)
+    if labels.size and (labels.min() < 0 or labels.max() >= k):
+        raise ValueError(f"labels must lie in 0..{k - 1}, found values from {labels.min()} to {labels.max()}")
+    y = np.zeros((labels.shape[0], k), dtype=dtype)
+    y[np.arange(labels.shape[0]), labels] = 1.0
+    return y
+
+
+def as_labels(y):
+    """Integer labels from integer labels (n,) or one-hot rows (n, k)."""
+    y = np.asarray(y)
+    if y.ndim == 2:
+        return y.argmax(axis=1)
+    if y.ndim == 1 and np.issubdtype(y.dtype, np.integer):
+        return y
+    if y.ndim == 1 and np.all(np.equal(np.mod(y, 1), 0)):
+        return y.astype(np.int64)
+    raise ValueError(f"expected integer labels of shape (n,) or one-hot rows (n, k), got shape {y.shape}, dtype {y.dtype}")
+
+
+class FeedforwardNetwork:
+    """A fully connected feedforward network.
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        Neurons per layer, input layer first: ``[784, 30, 10]``.
+    activations : str or sequence, default "sigmoid"
+        One activation for every layer, or one per layer after the input
+        (``len(sizes) - 1`` of them): "sigmoid", "tanh", "relu", "linear",
+        and "softmax" (output layer only).
+    cost : str or Cost, default "cross-entropy"
+        "quadratic", "cross-entropy" or "log-likelihood".
+    init : str or callable, default "default"
+        "default": weights N(0, 1/n_in), biases N(0, 1) (chapter 3);
+        "large": weights and biases N(0, 1) (chapter 1).
+    seed : int or numpy.random.Generator or None
+        Seeds the initial weights; the same seed gives the same network.
+    dtype : {numpy.float64, numpy.float32}
+        Precision of the parameters and of all arithmetic.
+
+    Attributes
+    ----------
+    params : list of ndarray
+        ``params[l-1]`` has shape (sizes[l], sizes[l-1] + 1): the weights of
+        layer l with its biases as the last column. ``weights`` and
+        ``biases`` are views into these arrays.
+    """
+
+    def __init__(self, sizes, activations="sigmoid", cost="cross-entropy", init="default", seed=None,
+                 dtype=np.float64):
+        sizes = [int(n) for n in sizes]
+        if len(sizes) < 2:
+            raise ValueError(f"a network needs at least an input and an output layer, got sizes {sizes}")
+        if any(n < 1 for n in sizes):
+            raise ValueError(f"every layer needs at least one neuron, got sizes {sizes}")
+        self.sizes = sizes
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.dtype(np.float64), np.dtype(np.float32)):
+            raise ValueError(f"dtype must be float64 or float32, got {self.dtype}")
+        if isinstance(activations, (str, type)) or hasattr(activations, "fn"):
+            activations = [activations] * (len(sizes) - 1)
+        self.layers = [get_activation(a) for a in activations]
+        if len(self.layers) != len(sizes) - 1:
+            raise ValueError(f"{len(sizes) - 1} layers after the input need {len(sizes) - 1} activations, "
+                             f"got {len(self.layers)}")
+        for i, layer in enumerate(self.layers[:-1]):
+            if isinstance(layer, Softmax):
+                raise ValueError(f"softmax can only be the output layer, but layer {i + 1} of "
+                                 f"{len(self.layers)} is softmax")
+        self.cost = get_cost(cost)
+        self.cost.check_output(self.layers[-1])
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        initializer = get_initializer(init)
+        self.params = []
+        for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+            w, b = initializer(n_in, n_out, rng, dtype=self.dtype)
+            p = np.empty((n_out, n_in + 1), dtype=self.dtype)
+            p[:, :-1] = w
+            p[:, -1] = b
+            self.params.append(p)
+
+    # --- parameters -------------------------------------------------------
+
+    @property
+    def weights(self):
+        """Views of the weight matrices, ``weights[l]`` of shape (sizes[l+1], sizes[l])."""
+        return [p[:, :-1] for p in self.params]
+
+    @property
+    def biases(self):
+        """Views of the bias vectors, ``biases[l]`` of shape (sizes[l+1],)."""
+        return [p[:, -1] for p in self.params]
+
+    @property
+    def num_layers(self):
+        return len(self.sizes)
+
+    def set_parameters(self, weights, biases):
+        """Copy weights and biases in, checking their shapes against ``sizes``."""
+        if len(weights) != len(self.params) or len(biases) != len(self.params):
+            raise ValueError(f"expected {len(self.params)} weight matrices and bias vectors, "
+                             f"got {len(weights)} and {len(biases)}")
+        for l, (p, w, b) in enumerate(zip(self.params, weights, biases), start=1):
+            w = np.asarray(w, dtype=self.dtype)
+            b = np.asarray(b, dtype=self.dtype).reshape(-1)
+            if w.shape != (p.shape[0], p.shape[1] - 1) or b.shape != (p.shape[0],):
+                raise ValueError(f"layer {l}: expected weights {(p.shape[0], p.shape[1] - 1)} and biases "
+                                 f"({p.shape[0]},), got {w.shape} and {b.shape}")
+            p[:, :-1] = w
+            p[:, -1] = b
+
+    def copy_params(self):
+        """A copy of all parameters, for restoring later with ``restore_params``."""
+        return [p.copy() for p in self.params]
+
+    def restore_params(self, saved):
+        for p, s in zip(self.params, saved):
+            np.copyto(p, s)
+
+    def parameters_finite(self):
+        """True when no weight or bias is inf or nan."""
+        return all(np.isfinite(p).all() for p in self.params)
+
+    # --- computing --------------------------------------------------------
+
+    def check_inputs(self, x):
+        """The inputs as a 2-d array, or a clear error when they do not fit the input layer."""
+        x = np.asarray(x)
+        if x.ndim == 1 and x.shape[0] == self.sizes[0]:
+            x = x.reshape(1, -1)
+        if x.ndim != 2:
+            raise ValueError(f"inputs must have shape (n, {self.sizes[0]}), got shape {x.shape}")
+        if x.shape[1] != self.sizes[0]:
+            raise ValueError(f"the network's input layer has {self.sizes[0]} neurons but the data has "
+                             f"{x.shape[1]} values per example; use sizes starting with {x.shape[1]}")
+        return x
+
+    def feedforward(self, x):
+        """The network's outputs a^L for inputs x.
+
+        Parameters
+        ----------
+        x : array_like, shape (n, sizes[0])
+
+        Returns
+        -------
+        ndarray, shape (n, sizes[-1])
+        """
+        x = self.check_inputs(x)
+        out = np.empty((x.shape[0], self.sizes[-1]), dtype=self.dtype)
+        for start in range(0, x.shape[0], EVAL_BATCH):
+            a = x[start:start + EVAL_BATCH].astype(self.dtype, copy=False)
+            for p, layer in zip(self.params, self.layers):
+                z = a @ p[:, :-1].T                                  # (m, n_l)
+                z += p[:, -1]
+                a = layer.fn(z, out=z)
+            out[start:start + EVAL_BATCH] = a
+        return out
+
+    def predict(self, x):
+        """The predicted class of each example: the index of the most active output, shape (n,)."""
+        return self.feedforward(x).argmax(axis=1)
+
+    def evaluate(self, x, labels):
+        """How many examples the network classifies correctly (an int)."""
+        labels = as_labels(labels)
+        return int(np.count_nonzero(self.predict(x) == labels))
+
+    def accuracy(self, x, labels):
+        """The fraction of examples classified correctly, in [0, 1]."""
+        labels = as_labels(labels)
+        if labels.shape[0] == 0:
+            raise ValueError("cannot measure accuracy on an empty data set")
+        return self.evaluate(x, labels) / labels.shape[0]
+
+    def total_cost(self, x, y, regularizer=None, n=None):
+        """The average cost over the data, plus the regularisation term.
+
+        Parameters
+        ----------
+        x : array_like, shape (n, sizes[0])
+        y : array_like, shape (n,) of int or (n, sizes[-1])
+        regularizer : Regularizer or None
+            Adds its term, e.g. lambda/(2n) sum w^2 for L2.
+        n : int, optional
+            The n of the regularisation term; the book's network2 uses the
+            size of the data being measured, the default here too.
+        """
+        x = self.check_inputs(x)
+        y = self.targets(y)
+        total = 0.0
+        for start in range(0, x.shape[0], EVAL_BATCH):
+            total += self.cost.fn(self.feedforward(x[start:start + EVAL_BATCH]), y[start:start + EVAL_BATCH])
+        n_data = x.shape[0]
+        cost = total / n_data
+        if regularizer is not None:
+            cost += regularizer.cost(self.weights, n if n is not None else n_data)
+        return cost
+
+    def targets(self, y):
+        """Desired outputs as rows of shape (n, sizes[-1]) from labels or one-hot rows."""
+        y = np.asarray(y)
+        if y.ndim == 1:
+            return one_hot(y, self.sizes[-1], dtype=self.dtype)
+        if y.ndim == 2 and y.shape[1] == self.sizes[-1]:
+            return y.astype(self.dtype, copy=False)
+        raise ValueError(f"desired outputs must be labels (n,) or rows (n, {self.sizes[-1]}), got shape {y.shape}")
+
+    def backprop(self, x, y):
+        """Gradients of the cost, summed over the examples (chapter 2).
+
+        Parameters
+        ----------
+        x : array_like, shape (m, sizes[0])
+        y : array_like, shape (m,) of int or (m, sizes[-1])
+
+        Returns
+        -------
+        nabla_w : list of ndarray, ``nabla_w[l]`` of shape (sizes[l+1], sizes[l])
+        nabla_b : list of ndarray, ``nabla_b[l]`` of shape (sizes[l+1],)
+        """
+        x = self.check_inputs(x)
+        y = self.targets(y)
+        work = Backprop(self, x.shape[0])
+        work.x[...] = x
+        work.forward()
+        work.backward(y)
+        grads = [work.gradient(l) for l in range(1, self.num_layers)]
+        return [g[:, :-1] for g in grads], [g[:, -1] for g in grads]
+
+    def __repr__(self):
+        acts = ", ".join(layer.name for layer in self.layers)
+        return (f"FeedforwardNetwork(sizes={self.sizes}, activations=[{acts}], cost={self.cost.name!r}, "
+                f"dtype={self.dtype.name})")

@@ -1,0 +1,51 @@
+"""Weight initialisation (chapters 1 and 3).
+
+Each initialiser fills a layer's parameters: weights of shape
+``(n_out, n_in)`` and biases of shape ``(n_out,)``, drawn from a seeded
+``numpy.random.Generator`` so the same seed gives the same network.
+"""
+
+import numpy as np
+
+__all__ = ["default_weight_initializer", "large_weight_initializer", "INITIALIZERS", "get_initializer"]
+
+
+def default_weight_initializer(n_in, n_out, rng, dtype=np.float64):
+    """Weights from N(0, 1/n_in), biases from N(0, 1) (chapter 3).
+
+    Scaling the weights by 1/sqrt(n_in) keeps z = w.x + b of width about 1
+    for inputs of about unit size, so the sigmoids start unsaturated.
+
+    Returns
+    -------
+    weights : ndarray, shape (n_out, n_in)
+    biases : ndarray, shape (n_out,)
+    """
+    weights = rng.standard_normal((n_out, n_in)) / np.sqrt(n_in)
+    biases = rng.standard_normal(n_out)
+    return weights.astype(dtype, copy=False), biases.astype(dtype, copy=False)
+
+
+def large_weight_initializer(n_in, n_out, rng, dtype=np.float64):
+    """Weights and biases from N(0, 1): the initialisation of chapter 1.
+
+    Returns
+    -------
+    weights : ndarray, shape (n_out, n_in)
+    biases : ndarray, shape (n_out,)
+    """
+    weights = rng.standard_normal((n_out, n_in))
+    biases = rng.standard_normal(n_out)
+    return weights.astype(dtype, copy=False), biases.astype(dtype, copy=False)
+
+
+INITIALIZERS = {"default": default_weight_initializer, "large": large_weight_initializer}
+
+
+def get_initializer(spec):
+    """An initialiser from a name ("default" or "large") or a callable."""
+    if callable(spec):
+        return spec
+    if isinstance(spec, str) and spec.strip().lower() in INITIALIZERS:
+        return INITIALIZERS[spec.strip().lower()]
+    raise ValueError(f"unknown weight initialiser {spec!r}; choose one of: {', '.join(INITIALIZERS)}")

@@ -1,0 +1,118 @@
+"""Gradient-descent update rules: plain SGD, momentum and Nesterov momentum.
+
+An optimiser turns the deltas of one mini-batch (computed by
+``nndl.backprop.Backprop``) into a change of the parameters. With m examples
+in the mini-batch, g = (1/m) sum_x dC_x/dw is the mini-batch gradient.
+
+- Plain SGD (chapter 1): w -> w - eta g.
+- Momentum (chapter 3, "momentum-based gradient descent"), with the book's
+  momentum co-efficient mu in [0, 1):
+      v -> v' = mu v - eta g,   w -> w + v'.
+- Nesterov's accelerated gradient, in the form of Sutskever et al. (2013)
+  that evaluates the gradient at the current parameters:
+      v -> v' = mu v - eta g,   w -> w + mu v' - eta g.
+  (PyTorch's ``SGD(nesterov=True)`` is the same rule with the velocity
+  scaled by 1/eta.)
+
+Regularisation is part of g: for plain SGD it is applied as the book's weight
+decay before the gradient step, which is the same update; with momentum its
+gradient joins g so it builds up velocity like the rest.
+"""
+
+import numpy as np
+from scipy.linalg.blas import get_blas_funcs
+
+__all__ = ["SGD"]
+
+_GEMM = {}
+
+
+def _gemm(dtype):
+    """The BLAS matrix-product routine for ``dtype`` (dgemm or sgemm), looked up once."""
+    if dtype not in _GEMM:
+        _GEMM[dtype] = get_blas_funcs("gemm", dtype=dtype)
+    return _GEMM[dtype]
+
+
+class SGD:
+    """Mini-batch stochastic gradient descent, optionally with momentum.
+
+    Parameters
+    ----------
+    eta : float
+        Learning rate, > 0. The trainer may change it between epochs (a
+        learning-rate schedule).
+    momentum : float, default 0.0
+        The momentum co-efficient mu, in [0, 1). 0 is plain SGD.
+    nesterov : bool, default False
+        Use Nesterov's variant (needs momentum > 0).
+    """
+
+    def __init__(self, eta, momentum=0.0, nesterov=False):
+        eta = float(eta)
+        if not eta > 0.0 or not np.isfinite(eta):
+            raise ValueError(f"the learning rate eta must be a positive number, got {eta}")
+        momentum = float(momentum)
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"the momentum co-efficient mu must be in [0, 1), got {momentum}")
+        if nesterov and momentum == 0.0:
+            raise ValueError("Nesterov's momentum needs a momentum co-efficient mu > 0")
+        self.eta = eta
+        self.momentum = momentum
+        self.nesterov = bool(nesterov)
+        self.velocities = None
+        self._grads = None
+
+    def reset(self):
+        """Forget the velocities (start from rest)."""
+        self.velocities = None
+
+    def step(self, net, work, m, n, regularizer=None):
+        """Update ``net``'s parameters from the deltas in ``work``.
+
+        Parameters
+        ----------
+        net : FeedforwardNetwork
+        work : Backprop
+            After ``forward`` and ``backward`` on a mini-batch of m examples.
+        m : int
+            Number of examples in the mini-batch.
+        n : int
+            Size of the training set (for the regularisation term).
+        regularizer : Regularizer or None
+        """
+        if self.momentum == 0.0:
+            self._sgd_step(net, work, m, n, regularizer)
+        else:
+            self._momentum_step(net, work, m, n, regularizer)
+
+    def _sgd_step(self, net, work, m, n, regularizer):
+        gemm = _gemm(net.dtype)
+        scale = -self.eta / m
+        for l, p in enumerate(net.params, start=1):
+            if regularizer is not None:
+                regularizer.decay(p[:, :-1], self.eta, n)
+            # p += scale * delta.T @ [a | 1], as one in-place BLAS call: the
+            # C-ordered p is the Fortran-ordered p.T, so gemm can accumulate
+            # into it without copying:  p.T = scale * [a | 1].T @ delta + p.T
+            gemm(scale, work.inputs[l - 1].T, work.delta[l].T, 1.0, p.T, trans_b=1, overwrite_c=1)
+
+    def _momentum_step(self, net, work, m, n, regularizer):
+        if self.velocities is None or [v.shape for v in self.velocities] != [p.shape for p in net.params]:
+            self.velocities = [np.zeros_like(p) for p in net.params]
+            self._grads = [np.empty_like(p) for p in net.params]
+        mu, eta = self.momentum, self.eta
+        for l, (p, v, g) in enumerate(zip(net.params, self.velocities, self._grads), start=1):
+            work.gradient(l, out=g)                       # sum_x dC_x/dP   (n_l, n_{l-1} + 1)
+            g /= m
+            if regularizer is not None:
+                g[:, :-1] += regularizer.gradient(p[:, :-1], n)
+            v *= mu                                       # v' = mu v - eta g
+            v -= eta * g
+            if self.nesterov:
+                p += mu * v - eta * g                     # w -> w + mu v' - eta g
+            else:
+                p += v                                    # w -> w + v'
+
+    def __repr__(self):
+        return f"SGD(eta={self.eta}, momentum={self.momentum}, nesterov={self.nesterov})"

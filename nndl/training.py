@@ -173,6 +173,10 @@ def train(net, training_data, epochs, mini_batch_size, eta, *, lmbda=0.0, regula
     # At these sizes (a 10 x 785 by 785 x 30 product) BLAS's threads cost more
     # in synchronisation than they save: one thread trains faster.
     limits = threadpool_limits(limits=1, user_api="blas")
+    # Overflow in a diverging run is detected after the epoch and reported
+    # in plain words; NumPy's warnings would only repeat it less clearly.
+    errstate = np.errstate(over="ignore", invalid="ignore")
+    errstate.__enter__()
     try:
         for epoch in range(epochs):
             if bar is not None:
@@ -240,6 +244,7 @@ def train(net, training_data, epochs, mini_batch_size, eta, *, lmbda=0.0, regula
         if not net.parameters_finite():
             net.restore_params(good_params)
     finally:
+        errstate.__exit__(None, None, None)
         limits.restore_original_limits()
         if bar is not None:
             bar.close()

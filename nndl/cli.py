@@ -167,7 +167,7 @@ def build_parser():
                    help="add one rotated copy of each image per angle, e.g. --rotations -10 10")
     x.add_argument("--no-shuffle", dest="shuffle", action="store_false", help="keep each image's copies together")
     x.add_argument("--seed", type=int, default=0, help="seed for the shuffle")
-    x.add_argument("--data", metavar="DIR", help="directory with the MNIST files")
+    _add_data_options(x)
     x.set_defaults(run=cmd_expand)
 
     p = commands.add_parser("plot", help="draw the curves of a training history",
@@ -321,7 +321,7 @@ def cmd_expand(args):
     from nndl.expand import expand_mnist_file
     if not args.shifts and not args.rotations:
         raise UserError("nothing to do: --no-shifts and no --rotations")
-    path = expand_mnist_file(args.output, data=args.data, shifts=args.shifts, rotations=tuple(args.rotations),
+    path = expand_mnist_file(args.output, data=_load_data(args), shifts=args.shifts, rotations=tuple(args.rotations),
                              seed=args.seed, shuffle=args.shuffle, progress=sys.stderr.isatty())
     print(f"Wrote {path}")
     return 0
@@ -338,7 +338,10 @@ def cmd_plot(args):
 def main(argv=None):
     """Run the command line; returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:    # --help, --version, or a usage mistake already reported
+        return e.code
     try:
         return args.run(args)
     except UserError as e:

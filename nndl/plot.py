@@ -17,6 +17,7 @@ matplotlib is imported only when a figure is drawn, and always through its
 non-interactive Agg canvas, so nothing here touches pyplot's global state.
 """
 
+import os
 import textwrap
 from pathlib import Path
 
@@ -114,7 +115,7 @@ def plot_histories(histories, path, *, title=None, labels=None):
 
 def _load_runs(histories):
     """Return a list of (History, source path or None) from the caller's input."""
-    if isinstance(histories, (History, str, Path)):
+    if isinstance(histories, (History, str, os.PathLike)):
         histories = [histories]
     runs = []
     for item in histories:
@@ -243,7 +244,11 @@ def _make_figure(histories, *, title=None, labels=None):
         if len(labels) != len(runs):
             raise ValueError(f"got {len(labels)} labels for {len(runs)} histories")
     for (history, source), label in zip(runs, labels):
-        _check(history, str(source) if source is not None else f"history {label!r}")
+        if source is not None:
+            name = str(source)
+        else:
+            name = "the history" if len(runs) == 1 else f"history {label!r}"
+        _check(history, name)
 
     panels = [panel for panel in _PANELS
               if any(getattr(history, field) for history, _ in runs for field in panel[2:4])]
@@ -312,7 +317,7 @@ def _draw_panel(ax, panel, runs, labels, eta_text):
             ax.plot(*series, linestyle=_STYLES[data_set], color=colour or _SINGLE_COLOURS[data_set],
                     marker=marker, markersize=3, linewidth=1.6, label=f"{data_set} data" if single else None)
         if is_accuracy:
-            best = _mark_best(ax, history, scale, colour or _SINGLE_COLOURS["evaluation"])
+            best = _mark_best(ax, history, scale, colour)
             if best is not None:
                 best_handle, best_epoch, best_value = best
                 run_names[k] = f"{label} (best {best_value:.2f}%)"
@@ -322,6 +327,10 @@ def _draw_panel(ax, panel, runs, labels, eta_text):
     ax.set_xlabel("Epoch")
     ax.set_ylabel(ylabel)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    first = min(history.epochs[0] for history, _ in runs)
+    last = max(history.epochs[-1] for history, _ in runs)
+    if last - first < 2:   # too short for whole-number ticks: widen the axis a little
+        ax.set_xlim(first - 1, last + 1)
     ax.grid(True, alpha=0.3, linewidth=0.6)
     ax.spines["top"].set_visible(False)
     ax.spines["right"].set_visible(False)
@@ -341,16 +350,17 @@ def _draw_panel(ax, panel, runs, labels, eta_text):
         ax.legend(handles, names, fontsize=8, frameon=False, loc="best")
 
 
-def _mark_best(ax, history, scale, colour):
-    """Circle the best epoch on the accuracy curve.
+def _mark_best(ax, history, scale, colour=None):
+    """Circle the best epoch on the accuracy curve, in ``colour`` (default: that data set's).
 
     The best epoch is that of the highest evaluation accuracy, or of the
     highest training accuracy when there was no evaluation data (as recorded
     by training). Returns (the circle's Line2D, epoch, accuracy in percent),
     or None when the history records no best epoch on a drawn curve.
     """
-    field = "evaluation_accuracy" if history.evaluation_accuracy else "training_accuracy"
-    series = _series(history, field, scale)
+    data_set = "evaluation" if history.evaluation_accuracy else "training"
+    colour = colour or _SINGLE_COLOURS[data_set]
+    series = _series(history, f"{data_set}_accuracy", scale)
     if series is None or history.best_epoch is None or history.best_epoch not in series[0]:
         return None
     epochs, values = series

@@ -196,9 +196,7 @@ def train(net, training_data, epochs, mini_batch_size, eta, *, lmbda=0.0, regula
                     optimizer.step(net, w, batch.shape[0], n, regularizer)
                 if bar is not None:
                     bar.update(min(PROGRESS_EVERY * m, n - chunk))
-            history.epoch_time.append(time.perf_counter() - start)
-            history.epochs.append(epoch)
-            history.eta.append(optimizer.eta)
+            epoch_time = time.perf_counter() - start
 
             if not net.parameters_finite():
                 net.restore_params(good_params)
@@ -206,16 +204,20 @@ def train(net, training_data, epochs, mini_batch_size, eta, *, lmbda=0.0, regula
                 history.message = (f"training diverged in epoch {epoch}: weights became inf or nan "
                                    f"(eta = {optimizer.eta:g} is probably too large); the weights from the "
                                    "end of the previous epoch were kept")
-                history.epochs.pop()
-                history.eta.pop()
-                history.epoch_time.pop()
                 break
             for p, g in zip(net.params, good_params):
                 np.copyto(g, p)
 
             start = time.perf_counter()
-            _measure(net, history, monitor, (x, labels), evaluation, regularizer, n)
+            measured = _measure(net, monitor, (x, labels), evaluation, regularizer, n)
+            # Record the epoch all at once, so that a Ctrl-C during the
+            # measurements leaves every per-epoch list the same length.
+            history.epochs.append(epoch)
+            history.eta.append(optimizer.eta)
+            history.epoch_time.append(epoch_time)
             history.monitor_time.append(time.perf_counter() - start)
+            for name, value in measured.items():
+                getattr(history, name).append(value)
             accuracy = _best_candidate(history)
             if accuracy is not None and (history.best_accuracy is None or accuracy > history.best_accuracy):
                 history.best_accuracy = accuracy
@@ -264,8 +266,9 @@ def _dropout_masks(net, m, p, rng, hidden):
     return masks
 
 
-def _measure(net, history, monitor, training, evaluation, regularizer, n):
-    """Append the monitored costs and accuracies of this epoch to the history."""
+def _measure(net, monitor, training, evaluation, regularizer, n):
+    """The monitored costs and accuracies after an epoch, as a dict by name."""
+    measured = {}
     for name in MONITORS:
         if name not in monitor:
             continue
@@ -277,7 +280,8 @@ def _measure(net, history, monitor, training, evaluation, regularizer, n):
             # set's cost by that set's own size; we use the training-set size
             # n for both, so training and evaluation costs are comparable.
             value = net.total_cost(data_x, data_y, regularizer=regularizer, n=n)
-        getattr(history, name).append(float(value))
+        measured[name] = float(value)
+    return measured
 
 
 def _best_candidate(history):

@@ -303,3 +303,21 @@ def test_softmax_outputs_sum_to_one():
     out = net.feedforward(np.random.default_rng(0).random((7, 6)) * 100)
     np.testing.assert_allclose(out.sum(axis=1), 1.0)
     assert np.all(out > 0)
+
+
+def test_ctrl_c_during_the_measurements_keeps_the_history_consistent(problem, monkeypatch, tmp_path):
+    net = FeedforwardNetwork((10, 12, 4), seed=0)
+    calls = {"n": 0}
+    original = FeedforwardNetwork.accuracy
+
+    def accuracy(self, x, labels):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return original(self, x, labels)
+    monkeypatch.setattr(FeedforwardNetwork, "accuracy", accuracy)
+    history = train(net, problem[0], 5, 10, 0.5, evaluation_data=problem[1])
+    assert history.stop_reason == "interrupted"
+    assert len(history.epochs) == len(history.eta) == len(history.evaluation_accuracy) == 1
+    history.save(tmp_path / "h.json")
+    assert History.load(tmp_path / "h.json").epochs == [0]

@@ -1,0 +1,174 @@
+"""The nndl command line, run in-process on a small synthetic data set in MNIST's idx layout."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from nndl.backprop import Backprop
+from nndl.cli import main
+from nndl.idx import write_idx
+from nndl.mnist import FILES
+
+
+def run(capsys, *args):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def data_args(directory):
+    return ["--dataset", "idx", "--data", directory, "--validation-size", 200]
+
+
+def test_train_save_evaluate(capsys, idx_dataset, tmp_path):
+    model, history = tmp_path / "net.json", tmp_path / "run.json"
+    code, out, err = run(capsys, "train", *data_args(idx_dataset), "--sizes", "784", "20", "10", "--epochs", 3,
+                         "--eta", 3.0, "--seed", 1, "--save", model, "--history", history, "--no-progress")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith("Training [784, 20, 10]")
+    assert [l.split(":")[0] for l in lines[1:4]] == ["Epoch 0", "Epoch 1", "Epoch 2"]
+    assert "test accuracy" in lines[1] and "/ 300" in lines[1]
+    assert any(l.startswith("Best: epoch") for l in lines)
+    assert f"Saved the best (epoch" in out and str(model) in out
+    best = json.loads(history.read_text())["best_accuracy"]
+    assert best > 0.9
+    code, out, err = run(capsys, "evaluate", model, *data_args(idx_dataset))
+    assert code == 0
+    assert out.strip() == f"test accuracy: {best:.2%} ({round(best * 300)} / 300)"
+
+
+def test_chapter3_options_and_continuing_from_a_saved_model(capsys, idx_dataset, tmp_path):
+    model = tmp_path / "net.npz"
+    code, out, err = run(capsys, "train", *data_args(idx_dataset), "--sizes", "784,30,10", "--activation", "tanh",
+                         "softmax", "--cost", "log-likelihood", "--init", "default", "--eta", 0.1, "--lmbda", 1.0,
+                         "--momentum", 0.5, "--nesterov", "--dropout", 0.2, "--evaluate-on", "validation",
+                         "--monitor", "training_cost", "evaluation_accuracy", "--early-stopping", 5,
+                         "--epochs", 4, "--save", model, "--dtype", "float32", "--no-progress")
+    assert code == 0, err
+    assert "validation accuracy" in out and "training cost" in out
+    code, out, err = run(capsys, "train", *data_args(idx_dataset), "--load", model, "--epochs", 1, "--eta", 0.05,
+                         "--no-progress", "--dtype", "float32")
+    assert code == 0, err
+    assert "Loaded" in out and "tanh/softmax" in out
+
+
+def test_expand_then_train_on_the_expanded_set(capsys, idx_dataset, tmp_path):
+    expanded = tmp_path / "expanded.npz"
+    code, out, err = run(capsys, "expand", expanded, *data_args(idx_dataset))
+    assert code == 0, err
+    code, out, err = run(capsys, "train", *data_args(idx_dataset), "--expanded", expanded, "--epochs", 1,
+                         "--sizes", 784, 10, 10, "--no-progress")
+    assert code == 0, err
+    assert "on 5,000 images" in out     # the 1,000 training images, each with 4 shifted copies
+
+
+def test_saturation_is_said_plainly(capsys, idx_dataset):
+    code, out, err = run(capsys, "train", *data_args(idx_dataset), "--eta", 100.0, "--epochs", 2, "--seed", 0,
+                         "--no-progress")
+    assert code == 0
+    assert "saturated" in err or "diverged" in err
+    assert "nan" not in out.lower()
+
+
+def test_ctrl_c_saves_the_best_model_and_history(capsys, idx_dataset, tmp_path, monkeypatch):
+    calls = {"n": 0}
+    original = Backprop.forward
+
+    def forward(self):
+        calls["n"] += 1
+        if calls["n"] == 250:      # in the third epoch (100 mini-batches an epoch)
+            raise KeyboardInterrupt
+        return original(self)
+    monkeypatch.setattr(Backprop, "forward", forward)
+    model, history = tmp_path / "net.json", tmp_path / "run.json"
+    code, out, err = run(capsys, "train", *data_args(idx_dataset), "--epochs", 10, "--save", model,
+                         "--history", history, "--no-progress")
+    assert code == 130
+    assert "Finished (interrupted) after 2 epochs" in out
+    assert f"to {model}" in out and f"to {history}" in out
+    assert json.loads(history.read_text())["stop_reason"] == "interrupted"
+    assert main(["evaluate", str(model), *map(str, data_args(idx_dataset))]) == 0
+
+
+def one_line_error(code, err):
+    assert code == 2
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) >= 1 and lines[0].startswith("nndl")
+    return err
+
+
+def test_missing_data_names_every_place(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("NNDL_DATA", str(tmp_path / "env-place"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("nndl.mnist.cache_dir", lambda: tmp_path / "cache")
+    code, out, err = run(capsys, "train", "--data", tmp_path / "nowhere")
+    err = one_line_error(code, err)
+    assert "nowhere" in err
+
+
+def test_missing_data_without_explicit_path_lists_all_places(capsys, tmp_path, monkeypatch):
+    from nndl import mnist
+    monkeypatch.setenv("NNDL_DATA", str(tmp_path / "env-place"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(mnist, "cache_dir", lambda: tmp_path / "cache")
+    monkeypatch.setattr(mnist, "DEFAULT_MIRRORS", ("http://127.0.0.1:9/",))
+    code, out, err = run(capsys, "evaluate", tmp_path / "m.json")
+    one_line_error(code, err)   # the model file is checked first
+    from nndl.feedforward import FeedforwardNetwork
+    from nndl.modelfile import save
+    save(FeedforwardNetwork([784, 10]), tmp_path / "m.json")
+    code, out, err = run(capsys, "evaluate", tmp_path / "m.json")
+    err = one_line_error(code, err)
+    assert "env-place" in err and "data/mnist" in err and "cache" in err
+
+
+def test_corrupt_and_mislabelled_files(capsys, idx_dataset, tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for f in idx_dataset.iterdir():
+        (bad / f.name).write_bytes(f.read_bytes())
+    # a file named like MNIST but not MNIST: a checksum error
+    code, out, err = run(capsys, "train", "--data", bad)
+    assert "checksum" in one_line_error(code, err).lower()
+    # a truncated idx file
+    labels = bad / (FILES["test_labels"] + ".gz")
+    write_idx(labels, np.zeros(300, np.uint8))
+    import gzip
+    raw = gzip.decompress(labels.read_bytes())[:-10]
+    labels.write_bytes(gzip.compress(raw))
+    code, out, err = run(capsys, "train", *data_args(bad))
+    assert "truncated" in one_line_error(code, err)
+
+
+@pytest.mark.parametrize("args,match", [
+    (["--sizes", "700", "30", "10"], "700 neurons"),
+    (["--epochs", "0"], "--epochs"), (["--mini-batch-size", "0"], "--mini-batch-size"),
+    (["--eta", "-1"], "--eta"), (["--eta", "0"], "--eta"), (["--lmbda", "-2"], "--lmbda"),
+    (["--dropout", "1.5"], "dropout"), (["--cost", "hinge"], "unknown cost"),
+    (["--activation", "softmax", "sigmoid"], "softmax"), (["--sizes", "784", "x"], "whole numbers"),
+    (["--early-stopping", "3", "--evaluate-on", "none"], "validation"),
+])
+def test_bad_options(capsys, idx_dataset, args, match):
+    code, out, err = run(capsys, "train", *data_args(idx_dataset), "--no-progress", *args)
+    assert match in one_line_error(code, err)
+
+
+def test_unreadable_model_files(capsys, idx_dataset, tmp_path):
+    (tmp_path / "bad.json").write_text("{ nope")
+    code, out, err = run(capsys, "evaluate", tmp_path / "bad.json", *data_args(idx_dataset))
+    assert "not valid JSON" in one_line_error(code, err)
+    code, out, err = run(capsys, "evaluate", tmp_path / "none.json", *data_args(idx_dataset))
+    assert "no such file" in one_line_error(code, err)
+
+
+def test_console_script_help():
+    result = subprocess.run([sys.executable, "-m", "nndl", "train", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0
+    for option in ("--sizes", "--epochs", "--mini-batch-size", "--eta", "--seed", "--data", "--dtype", "--save"):
+        assert option in result.stdout
+    assert "784 30 10" in result.stdout and "(default: 30)" in result.stdout

@@ -38,8 +38,9 @@ class History:
         when there is no evaluation data).
     best_accuracy : float or None
     stop_reason : str
-        "completed", "early stopping", "learning-rate schedule", "diverged"
-        or "interrupted".
+        "completed", "early stopping", "learning-rate schedule", "diverged",
+        "saturated" (accuracy near chance with most neurons saturated) or
+        "interrupted".
     message : str
         A plain-language note about the run, e.g. why it stopped or a warning
         that the network saturated.

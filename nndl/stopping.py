@@ -6,7 +6,8 @@ __all__ = ["EarlyStopping"]
 class EarlyStopping:
     """Stop when the validation accuracy has not improved for ``patience`` epochs.
 
-    The trainer then restores the weights of the best epoch.
+    ``nndl.training.train`` then restores the weights of the best epoch
+    (unless it is called with ``restore_best=False``).
 
     Parameters
     ----------

@@ -21,7 +21,7 @@ from nndl.regularizers import get_regularizer
 from nndl.schedules import get_schedule
 from nndl.stopping import EarlyStopping
 
-__all__ = ["train", "as_dataset"]
+__all__ = ["train", "as_dataset", "saturation"]
 
 #: Mini-batches between two updates of the progress bar.
 PROGRESS_EVERY = 250
@@ -253,7 +253,7 @@ def train(net, training_data, epochs, mini_batch_size, eta, *, lmbda=0.0, regula
 
     if restore_best and history.best_epoch is not None:
         net.restore_params(best_params)
-    _diagnose(net, history)
+    _diagnose(net, history, x[:1000])
     return history
 
 
@@ -292,15 +292,37 @@ def _best_candidate(history):
     return None
 
 
-def _diagnose(net, history):
-    """Say plainly when a network ended no better than guessing (saturated or diverged)."""
+def saturation(net, x):
+    """The fraction of sigmoid and tanh neurons driven into saturation, |z| > 5, on inputs x.
+
+    There sigma'(z) < 0.007 (tanh'(z) < 0.0002): such a neuron barely learns
+    (chapter 3's learning slowdown). Returns None when the network has no
+    sigmoid or tanh layer.
+    """
+    saturated = total = 0
+    a = x
+    for p, layer in zip(net.params, net.layers):
+        z = a @ p[:, :-1].T + p[:, -1]                   # (n, n_l)
+        if layer.name in ("sigmoid", "tanh"):
+            saturated += int(np.count_nonzero(np.abs(z) > 5.0))
+            total += z.size
+        a = layer.fn(z)
+    return saturated / total if total else None
+
+
+def _diagnose(net, history, x):
+    """Say plainly when a network ended no better than guessing, and why if we can tell."""
     if history.best_accuracy is None or history.stop_reason == "diverged":
         return
     chance = 1.0 / net.sizes[-1]
-    if history.best_accuracy <= 1.5 * chance:
-        note = (f"the network never did much better than guessing (best accuracy {history.best_accuracy:.2%}, "
-                f"chance is {chance:.0%}): it has probably saturated -- its neurons' outputs stuck near 0 or 1 "
-                f"where they barely learn. Try a smaller learning rate (eta = {history.config.get('eta'):g} now)")
-        history.message = f"{history.message}; {note}" if history.message else note
+    if history.best_accuracy > 1.5 * chance:
+        return
+    note = (f"the network never did much better than guessing (best accuracy {history.best_accuracy:.2%}, "
+            f"chance is {chance:.0%})")
+    fraction = saturation(net, x.astype(net.dtype, copy=False))
+    if fraction is not None and fraction > 0.5:
+        note += (f": it has saturated -- {fraction:.0%} of its neurons have |z| > 5, where they barely learn. "
+                 f"Try a smaller learning rate (eta = {history.config.get('eta'):g} now)")
         if history.stop_reason == "completed":
             history.stop_reason = "saturated"
+    history.message = f"{history.message}; {note}" if history.message else note

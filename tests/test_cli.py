@@ -172,3 +172,28 @@ def test_console_script_help():
     for option in ("--sizes", "--epochs", "--mini-batch-size", "--eta", "--seed", "--data", "--dtype", "--save"):
         assert option in result.stdout
     assert "784 30 10" in result.stdout and "(default: 30)" in result.stdout
+
+
+def test_history_then_plot(capsys, idx_dataset, tmp_path):
+    history = tmp_path / "run.json"
+    code, out, err = run(capsys, "train", *data_args(idx_dataset), "--epochs", 3, "--sizes", 784, 10, 10,
+                         "--cost", "cross-entropy", "--eta", 0.5, "--monitor", "training_cost", "training_accuracy",
+                         "evaluation_cost", "evaluation_accuracy", "--history", history, "--no-progress")
+    assert code == 0, err
+    code, out, err = run(capsys, "plot", history)
+    assert code == 0, err
+    png = tmp_path / "run.png"
+    assert out.strip() == f"Wrote {png}"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    code, out, err = run(capsys, "plot", tmp_path / "missing.json")
+    one_line_error(code, err)
+
+
+def test_model_that_does_not_fit_the_data(capsys, idx_dataset, tmp_path):
+    from nndl.feedforward import FeedforwardNetwork
+    from nndl.modelfile import save
+    save(FeedforwardNetwork([700, 10]), tmp_path / "m.json")
+    code, out, err = run(capsys, "evaluate", tmp_path / "m.json", *data_args(idx_dataset))
+    assert "700 neurons" in one_line_error(code, err)
+    code, out, err = run(capsys, "train", "--load", tmp_path / "m.json", *data_args(idx_dataset), "--no-progress")
+    assert "700 neurons" in one_line_error(code, err)

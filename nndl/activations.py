@@ -23,9 +23,31 @@ from scipy.special import expit
 __all__ = ["Activation", "Sigmoid", "Tanh", "ReLU", "Linear", "Softmax", "ACTIVATIONS", "get_activation"]
 
 
-class Activation:
+class Strategy:
+    """A small stateless strategy object (an activation, a cost), identified by its kind and name.
+
+    Two strategies are equal when they are of the same kind with the same
+    name, so a subclass (such as the book-compatible
+    ``network2.CrossEntropyCost``) equals the class it refines.
+    """
+
+    kind = "strategy"
+    name = "strategy"
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+    def __eq__(self, other):
+        return isinstance(other, Strategy) and (self.kind, self.name) == (other.kind, other.name)
+
+    def __hash__(self):
+        return hash((self.kind, self.name))
+
+
+class Activation(Strategy):
     """Base class: the name used in model files and on the command line."""
 
+    kind = "activation"
     name = "activation"
     #: True when sigma acts on each neuron separately (all but softmax).
     elementwise = True
@@ -43,15 +65,6 @@ class Activation:
         """dC/dz = dC/da * sigma'(z), written into ``grad``."""
         np.multiply(grad, self.prime(z, a, out=tmp), out=grad)
         return grad
-
-    def __repr__(self):
-        return f"{type(self).__name__}()"
-
-    def __eq__(self, other):
-        return type(self) is type(other)
-
-    def __hash__(self):
-        return hash(type(self))
 
 
 class Sigmoid(Activation):

@@ -24,7 +24,7 @@ Simplified deltas and the output activation each one assumes:
 import numpy as np
 from scipy.special import xlogy
 
-from nndl.activations import Softmax, Sigmoid
+from nndl.activations import Softmax, Sigmoid, Strategy
 
 __all__ = ["Cost", "QuadraticCost", "CrossEntropyCost", "LogLikelihoodCost", "COSTS", "get_cost"]
 
@@ -41,9 +41,10 @@ def _clip_probabilities(a):
     return np.clip(a, eps, 1.0 - eps)
 
 
-class Cost:
+class Cost(Strategy):
     """Base class: the name used in model files and on the command line."""
 
+    kind = "cost"
     name = "cost"
 
     def fn(self, a, y):
@@ -59,15 +60,6 @@ class Cost:
         """delta^L into ``out`` (shape (m, k)); ``tmp`` is scratch of the same shape."""
         self.derivative(a, y, out=out)
         return activation.vjp(out, z, a, tmp)
-
-    def __repr__(self):
-        return f"{type(self).__name__}()"
-
-    def __eq__(self, other):
-        return type(self) is type(other)
-
-    def __hash__(self):
-        return hash(type(self))
 
 
 class QuadraticCost(Cost):

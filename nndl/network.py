@@ -25,7 +25,7 @@ run repeatable, as it would with the book's code.
 import numpy as np
 
 from nndl.backprop import Backprop
-from nndl.bookdata import from_book_pairs
+from nndl.bookcompat import BookParameters, from_book_pairs
 from nndl.feedforward import FeedforwardNetwork
 from nndl.optimizers import SGD
 from nndl.training import train
@@ -37,7 +37,7 @@ def _seed_from_global(seed):
     return int(np.random.randint(0, 2**31 - 1)) if seed is None else seed
 
 
-class Network:
+class Network(BookParameters):
     """The chapter 1 network: sigmoid neurons, quadratic cost, N(0, 1) initial weights.
 
     Parameters
@@ -56,23 +56,7 @@ class Network:
         self.sizes = list(sizes)
         self.seed = seed
 
-    @property
-    def biases(self):
-        """Views of the biases, ``biases[l]`` of shape (sizes[l+1], 1)."""
-        return [p[:, -1:] for p in self.engine.params]
 
-    @biases.setter
-    def biases(self, values):
-        self.engine.set_parameters(self.engine.weights, [np.asarray(b).reshape(-1) for b in values])
-
-    @property
-    def weights(self):
-        """Views of the weights, ``weights[l]`` of shape (sizes[l+1], sizes[l])."""
-        return self.engine.weights
-
-    @weights.setter
-    def weights(self, values):
-        self.engine.set_parameters(values, self.engine.biases)
 
     def feedforward(self, a):
         """The output for input ``a``: a column (sizes[0], 1) gives a column (sizes[-1], 1)."""

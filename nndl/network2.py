@@ -22,7 +22,7 @@ parameter matrices, so changing them in place changes the network.
 The book's data -- lists of ``(x, y)`` pairs with x a (n_in, 1) column, y a
 one-hot (n_out, 1) column for training data and an integer label for
 validation and test data -- is converted *once* per call into arrays of
-rows (``nndl.bookdata.from_book_pairs``). ``SGD`` then hands the arrays to
+rows (``nndl.bookcompat.from_book_pairs``). ``SGD`` then hands the arrays to
 ``nndl.training.train``, which processes each mini-batch as one matrix, and
 prints the book's per-epoch lines from its ``on_epoch`` callback.
 ``update_mini_batch`` runs one matrix-based step of the same engine.
@@ -65,7 +65,7 @@ import numpy as np
 
 from nndl import costs as _costs
 from nndl.backprop import Backprop
-from nndl.bookdata import from_book_pairs
+from nndl.bookcompat import BookParameters, from_book_pairs
 from nndl.feedforward import FeedforwardNetwork
 from nndl.fileio import atomic_write_text
 from nndl.initializers import get_initializer
@@ -187,7 +187,7 @@ def _draw_seed(rng):
 
 # --- the network ------------------------------------------------------------
 
-class Network:
+class Network(BookParameters):
     """The chapter 3 network: sigmoid neurons, a choice of cost, better initial weights.
 
     Parameters
@@ -237,23 +237,7 @@ class Network:
 
     # --- parameters ---------------------------------------------------------
 
-    @property
-    def weights(self):
-        """Views of the weights, ``weights[l]`` of shape (sizes[l+1], sizes[l])."""
-        return self.engine.weights
 
-    @weights.setter
-    def weights(self, values):
-        self.engine.set_parameters(list(values), self.engine.biases)
-
-    @property
-    def biases(self):
-        """Views of the biases, ``biases[l]`` of shape (sizes[l+1], 1)."""
-        return [p[:, -1:] for p in self.engine.params]
-
-    @biases.setter
-    def biases(self, values):
-        self.engine.set_parameters(self.engine.weights, [np.asarray(b).reshape(-1) for b in values])
 
     def _initialize(self, init):
         rng = self._rng if self._rng is not None else np.random.default_rng(_draw_seed(None))

@@ -1,8 +1,43 @@
-"""Converting the book's lists of column vectors to arrays, once, at the edge."""
+"""What the book-compatible modules (``nndl.network``, ``nndl.network2``) share.
+
+The book's data comes as lists of (column vector, target) pairs; these are
+converted to arrays once, at the edge. Its networks expose ``weights`` and
+``biases`` lists (biases as (n, 1) columns); here they are views into the
+parameters of an ``nndl.feedforward.FeedforwardNetwork``, the ``engine``.
+"""
 
 import numpy as np
 
-__all__ = ["from_book_pairs"]
+__all__ = ["from_book_pairs", "BookParameters"]
+
+
+class BookParameters:
+    """The book's ``weights`` and ``biases`` attributes, as views of ``self.engine``'s parameters.
+
+    Subclasses set ``self.engine`` to a ``FeedforwardNetwork``. Reading gives
+    views (changing them in place changes the network); assigning a list
+    copies the values in after checking their shapes.
+    """
+
+    engine = None
+
+    @property
+    def weights(self):
+        """Views of the weights, ``weights[l]`` of shape (sizes[l+1], sizes[l])."""
+        return self.engine.weights
+
+    @weights.setter
+    def weights(self, values):
+        self.engine.set_parameters(list(values), self.engine.biases)
+
+    @property
+    def biases(self):
+        """Views of the biases, ``biases[l]`` of shape (sizes[l+1], 1)."""
+        return [p[:, -1:] for p in self.engine.params]
+
+    @biases.setter
+    def biases(self, values):
+        self.engine.set_parameters(self.engine.weights, [np.asarray(b).reshape(-1) for b in values])
 
 
 def from_book_pairs(data, n_in, n_out, what="data"):

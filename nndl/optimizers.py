@@ -24,14 +24,21 @@ from scipy.linalg.blas import get_blas_funcs
 
 __all__ = ["SGD"]
 
-_GEMM = {}
+_BLAS = {}
 
 
 def _gemm(dtype):
     """The BLAS matrix-product routine for ``dtype`` (dgemm or sgemm), looked up once."""
-    if dtype not in _GEMM:
-        _GEMM[dtype] = get_blas_funcs("gemm", dtype=dtype)
-    return _GEMM[dtype]
+    if ("gemm", dtype) not in _BLAS:
+        _BLAS["gemm", dtype] = get_blas_funcs("gemm", dtype=dtype)
+    return _BLAS["gemm", dtype]
+
+
+def _axpy(dtype):
+    """BLAS y <- a x + y for ``dtype`` (daxpy or saxpy), in place on contiguous y."""
+    if ("axpy", dtype) not in _BLAS:
+        _BLAS["axpy", dtype] = get_blas_funcs("axpy", dtype=dtype)
+    return _BLAS["axpy", dtype]
 
 
 class SGD:
@@ -61,7 +68,7 @@ class SGD:
         self.momentum = momentum
         self.nesterov = bool(nesterov)
         self.velocities = None
-        self._grads = None
+        self._scratch = None
 
     def reset(self):
         """Forget the velocities (start from rest)."""
@@ -100,19 +107,21 @@ class SGD:
     def _momentum_step(self, net, work, m, n, regularizer):
         if self.velocities is None or [v.shape for v in self.velocities] != [p.shape for p in net.params]:
             self.velocities = [np.zeros_like(p) for p in net.params]
-            self._grads = [np.empty_like(p) for p in net.params]
+            self._scratch = [np.empty_like(p[:, :-1]) for p in net.params]
+        gemm, axpy = _gemm(net.dtype), _axpy(net.dtype)
         mu, eta = self.momentum, self.eta
-        for l, (p, v, g) in enumerate(zip(net.params, self.velocities, self._grads), start=1):
-            work.gradient(l, out=g)                       # sum_x dC_x/dP   (n_l, n_{l-1} + 1)
-            g /= m
-            if regularizer is not None:
-                g[:, :-1] += regularizer.gradient(p[:, :-1], n)
-            v *= mu                                       # v' = mu v - eta g
-            v -= eta * g
+        for l, (p, v, tmp) in enumerate(zip(net.params, self.velocities, self._scratch), start=1):
             if self.nesterov:
-                p += mu * v - eta * g                     # w -> w + mu v' - eta g
-            else:
-                p += v                                    # w -> w + v'
+                # w -> w + mu v' - eta g = w + (1 + mu) v' - mu v, since -eta g = v' - mu v
+                axpy(v.reshape(-1), p.reshape(-1), a=-mu)
+            # v -> v' = mu v - eta g, with g = (1/m) delta.T [a | 1] + (regularisation gradient)
+            v *= mu
+            gemm(-eta / m, work.inputs[l - 1].T, work.delta[l].T, 1.0, v.T, trans_b=1, overwrite_c=1)
+            if regularizer is not None:
+                regularizer.gradient(p[:, :-1], n, out=tmp)               # on the weights only
+                tmp *= eta
+                v[:, :-1] -= tmp
+            axpy(v.reshape(-1), p.reshape(-1), a=1.0 + mu if self.nesterov else 1.0)
 
     def __repr__(self):
         return f"SGD(eta={self.eta}, momentum={self.momentum}, nesterov={self.nesterov})"

@@ -96,9 +96,11 @@ class SGD:
     def _sgd_step(self, net, work, m, n, regularizer):
         gemm = _gemm(net.dtype)
         scale = -self.eta / m
+        if regularizer is not None and self._scratch is None:
+            self._scratch = [np.empty_like(p[:, :-1]) for p in net.params]
         for l, p in enumerate(net.params, start=1):
             if regularizer is not None:
-                regularizer.decay(p[:, :-1], self.eta, n)
+                regularizer.decay(p[:, :-1], self.eta, n, scratch=self._scratch[l - 1])
             # p += scale * delta.T @ [a | 1], as one in-place BLAS call: the
             # C-ordered p is the Fortran-ordered p.T, so gemm can accumulate
             # into it without copying:  p.T = scale * [a | 1].T @ delta + p.T
@@ -107,6 +109,7 @@ class SGD:
     def _momentum_step(self, net, work, m, n, regularizer):
         if self.velocities is None or [v.shape for v in self.velocities] != [p.shape for p in net.params]:
             self.velocities = [np.zeros_like(p) for p in net.params]
+        if self._scratch is None:
             self._scratch = [np.empty_like(p[:, :-1]) for p in net.params]
         gemm, axpy = _gemm(net.dtype), _axpy(net.dtype)
         mu, eta = self.momentum, self.eta

@@ -45,8 +45,11 @@ class Regularizer:
         """d(term)/dw, same shape as ``w``."""
         raise NotImplementedError
 
-    def decay(self, w, eta, n):
-        """Apply the regularisation part of one gradient step to ``w`` in place."""
+    def decay(self, w, eta, n, scratch=None):
+        """Apply the regularisation part of one gradient step to ``w`` in place.
+
+        ``scratch``, an array shaped like ``w``, saves an allocation where one is needed.
+        """
         raise NotImplementedError
 
     def __repr__(self):
@@ -64,7 +67,7 @@ class L2(Regularizer):
     def gradient(self, w, n, out=None):
         return np.multiply(w, self.lmbda / n, out=out)
 
-    def decay(self, w, eta, n):
+    def decay(self, w, eta, n, scratch=None):
         w *= 1.0 - eta * self.lmbda / n
 
 
@@ -81,8 +84,10 @@ class L1(Regularizer):
         out *= self.lmbda / n
         return out
 
-    def decay(self, w, eta, n):
-        w -= (eta * self.lmbda / n) * np.sign(w)
+    def decay(self, w, eta, n, scratch=None):
+        step = np.sign(w, out=scratch)
+        step *= eta * self.lmbda / n
+        w -= step
 
 
 REGULARIZERS = {"l2": L2, "l1": L1}

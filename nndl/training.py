@@ -11,7 +11,7 @@ in a ``History``.
 import time
 
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from nndl.backprop import Backprop
 from nndl.feedforward import as_labels
@@ -25,6 +25,15 @@ __all__ = ["train", "as_dataset", "saturation"]
 
 #: Mini-batches between two updates of the progress bar.
 PROGRESS_EVERY = 250
+
+_CONTROLLER = []
+
+
+def _blas_threads():
+    """The BLAS thread-pool controller, made on first use (it inspects the loaded libraries)."""
+    if not _CONTROLLER:
+        _CONTROLLER.append(ThreadpoolController())
+    return _CONTROLLER[0]
 
 
 def as_dataset(data, name="data"):
@@ -170,9 +179,14 @@ def train(net, training_data, epochs, mini_batch_size, eta, *, lmbda=0.0, regula
         from tqdm import tqdm
         bar = tqdm(total=n, unit="img", unit_scale=True, leave=False, dynamic_ncols=True, mininterval=0.2)
 
-    # At these sizes (a 10 x 785 by 785 x 30 product) BLAS's threads cost more
-    # in synchronisation than they save: one thread trains faster.
-    limits = threadpool_limits(limits=1, user_api="blas")
+    # Evaluation data is measured every epoch: convert it to the network's
+    # precision once (the training data is converted a mini-batch at a time).
+    if evaluation is not None:
+        evaluation = (evaluation[0].astype(net.dtype, copy=False), evaluation[1])
+    # At mini-batch sizes (a 10 x 785 by 785 x 30 product) BLAS's threads cost
+    # more in synchronisation than they save: the mini-batch loop runs on one
+    # thread, the measurements between epochs on all of them.
+    blas = _blas_threads()
     # Overflow in a diverging run is detected after the epoch and reported
     # in plain words; NumPy's warnings would only repeat it less clearly.
     errstate = np.errstate(over="ignore", invalid="ignore")
@@ -184,18 +198,19 @@ def train(net, training_data, epochs, mini_batch_size, eta, *, lmbda=0.0, regula
                 bar.set_description(f"epoch {epoch}")
             start = time.perf_counter()
             order = rng.permutation(n)
-            for chunk in range(0, n, PROGRESS_EVERY * m):
-                for k in range(chunk, min(chunk + PROGRESS_EVERY * m, n), m):
-                    batch = order[k:k + m]
-                    w = work if batch.shape[0] == m else last
-                    w.x[...] = x.take(batch, axis=0)         # (m, sizes[0])
-                    if p_dropout:
-                        w.masks = _dropout_masks(net, batch.shape[0], p_dropout, rng, hidden)
-                    w.forward()
-                    w.backward(y.take(batch, axis=0))
-                    optimizer.step(net, w, batch.shape[0], n, regularizer)
-                if bar is not None:
-                    bar.update(min(PROGRESS_EVERY * m, n - chunk))
+            with blas.limit(limits=1, user_api="blas"):
+                for chunk in range(0, n, PROGRESS_EVERY * m):
+                    for k in range(chunk, min(chunk + PROGRESS_EVERY * m, n), m):
+                        batch = order[k:k + m]
+                        w = work if batch.shape[0] == m else last
+                        w.x[...] = x.take(batch, axis=0)         # (m, sizes[0])
+                        if p_dropout:
+                            w.masks = _dropout_masks(net, batch.shape[0], p_dropout, rng, hidden)
+                        w.forward()
+                        w.backward(y.take(batch, axis=0))
+                        optimizer.step(net, w, batch.shape[0], n, regularizer)
+                    if bar is not None:
+                        bar.update(min(PROGRESS_EVERY * m, n - chunk))
             epoch_time = time.perf_counter() - start
 
             if not net.parameters_finite():
@@ -247,7 +262,6 @@ def train(net, training_data, epochs, mini_batch_size, eta, *, lmbda=0.0, regula
             net.restore_params(good_params)
     finally:
         errstate.__exit__(None, None, None)
-        limits.restore_original_limits()
         if bar is not None:
             bar.close()
 

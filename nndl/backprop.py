@@ -65,6 +65,19 @@ class Backprop:
         self.masks = None
         self.unmasked = [None] + [np.empty((m, n), dtype=dtype) for n in net.sizes[1:]]
 
+        # The operands of each layer, gathered once, so that the passes below
+        # are plain loops over tuples: they run thousands of times an epoch,
+        # and at these sizes Python's overhead costs as much as the arithmetic.
+        # They hold views of the network's parameter arrays, which training
+        # updates in place and never replaces.
+        L = len(net.sizes) - 1
+        self._forward_steps = [(self.inputs[l - 1], net.params[l - 1].T, self.z[l], self.activations[l],
+                                net.layers[l - 1]) for l in range(1, L + 1)]
+        self._backward_steps = [(self.delta[l + 1], net.params[l][:, :-1], self.delta[l], self.z[l],
+                                 self.activations[l], self.scratch[l], net.layers[l - 1]) for l in range(L - 1, 0, -1)]
+        #: Per layer, ([a | 1].T, delta.T, P.T): Fortran-ordered views for BLAS updates of P (see nndl.optimizers).
+        self.update_operands = [(self.inputs[l - 1].T, self.delta[l].T, net.params[l - 1].T) for l in range(1, L + 1)]
+
     @property
     def x(self):
         """Where the mini-batch goes: a view of shape (m, sizes[0])."""
@@ -77,6 +90,14 @@ class Backprop:
 
     def forward(self):
         """Feed ``self.x`` forward through the network, filling z and a."""
+        if self.masks is None:
+            for a_in, p_T, z, a_out, layer in self._forward_steps:
+                np.matmul(a_in, p_T, out=z)        # z^l = [a^{l-1} | 1] P.T = a^{l-1} W.T + b   (m, n_l)
+                layer.fn(z, out=a_out)             # a^l = sigma(z^l)                             (m, n_l)
+            return self.activations[-1]
+        return self._forward_with_dropout()
+
+    def _forward_with_dropout(self):
         params, layers = self.net.params, self.net.layers
         inputs, z, act, masks = self.inputs, self.z, self.activations, self.masks
         for l in range(1, len(inputs)):
@@ -95,13 +116,18 @@ class Backprop:
         Uses the weights as they were in the forward pass: call it before
         changing any parameter.
         """
-        params, layers, cost = self.net.params, self.net.layers, self.net.cost
+        params, layers = self.net.params, self.net.layers
         z, act, delta, tmp, masks = self.z, self.activations, self.delta, self.scratch, self.masks
         L = len(z) - 1
-        cost.delta(z[L], act[L], y, layers[L - 1], tmp[L], out=delta[L])           # BP1      (m, n_L)
+        self.net.cost.delta(z[L], act[L], y, layers[L - 1], tmp[L], out=delta[L])  # BP1      (m, n_L)
+        if masks is None:
+            for delta_next, w_next, d, z_l, a_l, tmp_l, layer in self._backward_steps:
+                np.matmul(delta_next, w_next, out=d)                              # BP2      (m, n_l)
+                layer.vjp(d, z_l, a_l, tmp_l)
+            return delta
         for l in range(L - 1, 0, -1):
             np.matmul(delta[l + 1], params[l][:, :-1], out=delta[l])              # BP2      (m, n_l)
-            if masks is not None and masks[l] is not None:
+            if masks[l] is not None:
                 delta[l] *= masks[l]                                              # dropped neurons pass no error
                 layers[l - 1].vjp(delta[l], z[l], self.unmasked[l], tmp[l])
             else:

@@ -98,13 +98,14 @@ class SGD:
         scale = -self.eta / m
         if regularizer is not None and self._scratch is None:
             self._scratch = [np.empty_like(p[:, :-1]) for p in net.params]
-        for l, p in enumerate(net.params, start=1):
+        for l, (p, (a_T, delta_T, p_T)) in enumerate(zip(net.params, work.update_operands)):
             if regularizer is not None:
-                regularizer.decay(p[:, :-1], self.eta, n, scratch=self._scratch[l - 1])
+                regularizer.decay(p[:, :-1], self.eta, n, scratch=self._scratch[l])
             # p += scale * delta.T @ [a | 1], as one in-place BLAS call: the
             # C-ordered p is the Fortran-ordered p.T, so gemm can accumulate
             # into it without copying:  p.T = scale * [a | 1].T @ delta + p.T
-            gemm(scale, work.inputs[l - 1].T, work.delta[l].T, 1.0, p.T, trans_b=1, overwrite_c=1)
+            # (positional arguments: alpha, a, b, beta, c, trans_a, trans_b, overwrite_c)
+            gemm(scale, a_T, delta_T, 1.0, p_T, 0, 1, 1)
 
     def _momentum_step(self, net, work, m, n, regularizer):
         if self.velocities is None or [v.shape for v in self.velocities] != [p.shape for p in net.params]:
@@ -113,13 +114,13 @@ class SGD:
             self._scratch = [np.empty_like(p[:, :-1]) for p in net.params]
         gemm, axpy = _gemm(net.dtype), _axpy(net.dtype)
         mu, eta = self.momentum, self.eta
-        for l, (p, v, tmp) in enumerate(zip(net.params, self.velocities, self._scratch), start=1):
+        for p, v, tmp, (a_T, delta_T, _) in zip(net.params, self.velocities, self._scratch, work.update_operands):
             if self.nesterov:
                 # w -> w + mu v' - eta g = w + (1 + mu) v' - mu v, since -eta g = v' - mu v
                 axpy(v.reshape(-1), p.reshape(-1), a=-mu)
             # v -> v' = mu v - eta g, with g = (1/m) delta.T [a | 1] + (regularisation gradient)
             v *= mu
-            gemm(-eta / m, work.inputs[l - 1].T, work.delta[l].T, 1.0, v.T, trans_b=1, overwrite_c=1)
+            gemm(-eta / m, a_T, delta_T, 1.0, v.T, 0, 1, 1)
             if regularizer is not None:
                 regularizer.gradient(p[:, :-1], n, out=tmp)               # on the weights only
                 tmp *= eta

@@ -98,14 +98,26 @@ class SGD:
         scale = -self.eta / m
         if regularizer is not None and self._scratch is None:
             self._scratch = [np.empty_like(p[:, :-1]) for p in net.params]
+            self._bias_scratch = [np.empty_like(p[:, -1]) for p in net.params]
+        factor = regularizer.decay_factor(self.eta, n) if regularizer is not None else None
         for l, (p, (a_T, delta_T, p_T)) in enumerate(zip(net.params, work.update_operands)):
-            if regularizer is not None:
-                regularizer.decay(p[:, :-1], self.eta, n, scratch=self._scratch[l])
             # p += scale * delta.T @ [a | 1], as one in-place BLAS call: the
             # C-ordered p is the Fortran-ordered p.T, so gemm can accumulate
-            # into it without copying:  p.T = scale * [a | 1].T @ delta + p.T
+            # into it without copying:  p.T = scale * [a | 1].T @ delta + beta * p.T
             # (positional arguments: alpha, a, b, beta, c, trans_a, trans_b, overwrite_c)
-            gemm(scale, a_T, delta_T, 1.0, p_T, 0, 1, 1)
+            if factor is None:
+                if regularizer is not None:
+                    regularizer.decay(p[:, :-1], self.eta, n, scratch=self._scratch[l])
+                gemm(scale, a_T, delta_T, 1.0, p_T, 0, 1, 1)
+            else:
+                # L2 weight decay w -> (1 - eta lambda/n) w rides along as gemm's
+                # beta, saving a pass over the weights. The biases are not
+                # decayed, so the part beta took from them is put back.
+                b, b_old = p[:, -1], self._bias_scratch[l]
+                np.copyto(b_old, b)
+                gemm(scale, a_T, delta_T, factor, p_T, 0, 1, 1)
+                b_old *= 1.0 - factor
+                b += b_old
 
     def _momentum_step(self, net, work, m, n, regularizer):
         if self.velocities is None or [v.shape for v in self.velocities] != [p.shape for p in net.params]:

@@ -45,6 +45,10 @@ class Regularizer:
         """d(term)/dw, same shape as ``w``."""
         raise NotImplementedError
 
+    def decay_factor(self, eta, n):
+        """The factor the step multiplies every weight by, when the decay is just that (L2); else None."""
+        return None
+
     def decay(self, w, eta, n, scratch=None):
         """Apply the regularisation part of one gradient step to ``w`` in place.
 
@@ -67,8 +71,11 @@ class L2(Regularizer):
     def gradient(self, w, n, out=None):
         return np.multiply(w, self.lmbda / n, out=out)
 
+    def decay_factor(self, eta, n):
+        return 1.0 - eta * self.lmbda / n
+
     def decay(self, w, eta, n, scratch=None):
-        w *= 1.0 - eta * self.lmbda / n
+        w *= self.decay_factor(eta, n)
 
 
 class L1(Regularizer):

@@ -177,7 +177,6 @@ def train(net, training_data, epochs, mini_batch_size, eta, *, lmbda=0.0, regula
     bar = None
     if progress:
         from tqdm import tqdm
-        bar = tqdm(total=n, unit="img", unit_scale=True, leave=False, dynamic_ncols=True, mininterval=0.2)
 
     # Evaluation data is measured every epoch: convert it to the network's
     # precision once (the training data is converted a mini-batch at a time).
@@ -193,9 +192,10 @@ def train(net, training_data, epochs, mini_batch_size, eta, *, lmbda=0.0, regula
     errstate.__enter__()
     try:
         for epoch in range(epochs):
-            if bar is not None:
-                bar.reset(total=n)
-                bar.set_description(f"epoch {epoch}")
+            if progress:
+                # one bar per epoch, cleared before the epoch's line is printed
+                bar = tqdm(total=n, desc=f"epoch {epoch}", unit="img", unit_scale=True, leave=False,
+                           dynamic_ncols=True, mininterval=0.2)
             start = time.perf_counter()
             order = rng.permutation(n)
             with blas.limit(limits=1, user_api="blas"):
@@ -212,6 +212,9 @@ def train(net, training_data, epochs, mini_batch_size, eta, *, lmbda=0.0, regula
                     if bar is not None:
                         bar.update(min(PROGRESS_EVERY * m, n - chunk))
             epoch_time = time.perf_counter() - start
+            if bar is not None:
+                bar.close()
+                bar = None
 
             if not net.parameters_finite():
                 net.restore_params(good_params)

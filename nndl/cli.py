@@ -35,24 +35,22 @@ def _positive_int(text):
     return value
 
 
-def _positive_float(text):
+def _finite_float(text, allow_zero):
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    if not (value >= 0 if allow_zero else value > 0) or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be {'zero or ' if allow_zero else ''}a positive number, got {text}")
     return value
+
+
+def _positive_float(text):
+    return _finite_float(text, allow_zero=False)
 
 
 def _non_negative_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be zero or a positive number, got {text}")
-    return value
+    return _finite_float(text, allow_zero=True)
 
 
 def _sizes(values):

@@ -33,7 +33,7 @@ def test_train_save_evaluate(capsys, idx_dataset, tmp_path):
     assert [l.split(":")[0] for l in lines[1:4]] == ["Epoch 0", "Epoch 1", "Epoch 2"]
     assert "test accuracy" in lines[1] and "/ 300" in lines[1]
     assert any(l.startswith("Best: epoch") for l in lines)
-    assert f"Saved the best (epoch" in out and str(model) in out
+    assert "Saved the best (epoch" in out and str(model) in out
     best = json.loads(history.read_text())["best_accuracy"]
     assert best > 0.9
     code, out, err = run(capsys, "evaluate", model, *data_args(idx_dataset))

@@ -10,13 +10,14 @@ import functools
 import gzip
 import hashlib
 import http.server
-import os
 import socket
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from conftest import real_mnist_dir
 
 from nndl import mnist
 from nndl.idx import IdxError, write_idx
@@ -466,22 +467,9 @@ def test_load_mnist_download_failure_reports_both(isolated, monkeypatch, dead_ur
 # ---------------------------------------------------------------------------
 
 
-def _real_mnist_dir():
-    candidates = []
-    if os.environ.get(mnist.ENV_VAR):
-        candidates.append(Path(os.environ[mnist.ENV_VAR]))
-    candidates.append(Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist")
-    for directory in candidates:
-        try:
-            return find_mnist(directory)
-        except DataNotFoundError:
-            continue
-    return None
-
-
 @pytest.fixture(scope="module")
 def real_dir():
-    directory = _real_mnist_dir()
+    directory = real_mnist_dir()
     if directory is None:
         pytest.skip("real MNIST files not found (set NNDL_DATA to their directory)")
     return directory

@@ -511,12 +511,9 @@ def test_expand_mnist_file_with_data_in_memory(tmp_path):
 
 
 @pytest.mark.mnist
-def test_expand_real_mnist(tmp_path):
-    mnist = pytest.importorskip("nndl.mnist")
-    try:
-        data = mnist.load_mnist(download=False, progress=False)
-    except FileNotFoundError as error:
-        pytest.skip(f"MNIST files not available: {error}")
+@pytest.mark.slow
+def test_expand_real_mnist(tmp_path, mnist_data):
+    data = mnist_data
     path = expand_mnist_file(tmp_path / "expanded.npz", data=data, progress=False)
     images, labels, metadata = load_expanded(path)
     assert images.shape == (250_000, 784)

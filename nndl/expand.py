@@ -46,13 +46,14 @@ import json
 import math
 import numbers
 import os
-import secrets
 import sys
 import zipfile
 import zlib
 from pathlib import Path
 
 import numpy as np
+
+from nndl.fileio import atomic_writer
 
 __all__ = [
     "FORMAT_NAME",
@@ -545,35 +546,6 @@ def _to_uint8(stack):
     return encoded
 
 
-def _write_atomically(path, write):
-    """Call ``write(file)`` on a temporary file, then move it to ``path``.
-
-    The temporary file is in the same directory as ``path`` so the final
-    ``os.replace`` is atomic; it is removed if anything fails.  It is
-    created with the usual permissions (0o666 less the umask), which the
-    final file keeps.
-    """
-    path = Path(path)
-    directory = path.parent
-    directory.mkdir(parents=True, exist_ok=True)
-    while True:
-        temporary = directory / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-        try:
-            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        except FileExistsError:
-            continue
-        break
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-
-
 def save_expanded(path, images, labels, *, metadata):
     """Save an expanded training set as a reusable ``.npz`` file.
 
@@ -627,11 +599,9 @@ def save_expanded(path, images, labels, *, metadata):
         raise ValueError(f"metadata must be JSON-serialisable: {error}") from None
     encoded = _to_uint8(stack)
 
-    def write(handle):
-        np.savez_compressed(handle, images=encoded, labels=labels, metadata=np.array(text))
-
     path = Path(path)
-    _write_atomically(path, write)
+    with atomic_writer(path) as handle:
+        np.savez_compressed(handle, images=encoded, labels=labels, metadata=np.array(text))
     return path
 
 

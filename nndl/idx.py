@@ -19,11 +19,12 @@ import errno
 import gzip
 import math
 import os
-import secrets
 import zlib
 from pathlib import Path
 
 import numpy as np
+
+from nndl.fileio import atomic_writer
 
 __all__ = [
     "IdxError",
@@ -33,7 +34,6 @@ __all__ = [
     "parse_idx",
     "read_file_bytes",
     "gunzip_if_needed",
-    "temporary_path_beside",
 ]
 
 #: Type code byte -> (big-endian NumPy dtype, human-readable name).
@@ -225,7 +225,7 @@ def write_idx(path: str | os.PathLike, array, compress: bool | None = None) -> P
     Parameters
     ----------
     path : str or path-like
-        Destination file.  Its directory must exist.
+        Destination file; missing parent directories are created.
     array : array_like
         Data with at least one dimension and dtype uint8, int8, int16,
         int32, float32 or float64 (any byte order).
@@ -270,27 +270,12 @@ def write_idx(path: str | os.PathLike, array, compress: bool | None = None) -> P
     header = bytes([0, 0, type_code, array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes()
     body = np.ascontiguousarray(array, dtype=TYPE_CODES[type_code][0]).tobytes()
 
-    temp = temporary_path_beside(path)
-    try:
-        with open(temp, "xb") as raw:
-            if compress:
-                with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
-                    gz.write(header)
-                    gz.write(body)
-            else:
-                raw.write(header)
-                raw.write(body)
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+    with atomic_writer(path) as raw:
+        if compress:
+            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
+                gz.write(header)
+                gz.write(body)
+        else:
+            raw.write(header)
+            raw.write(body)
     return path
-
-
-def temporary_path_beside(path: Path) -> Path:
-    """Return an unused-looking temporary file name in the same directory as ``path``.
-
-    Used for atomic writes: write to this name, then ``os.replace`` it onto
-    ``path``.  The name starts with a dot and ends in ``.tmp``.
-    """
-    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")

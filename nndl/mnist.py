@@ -31,7 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nndl.idx import IdxError, gunzip_if_needed, parse_idx, read_file_bytes, temporary_path_beside
+from nndl.fileio import atomic_writer
+from nndl.idx import IdxError, gunzip_if_needed, parse_idx, read_file_bytes
 
 __all__ = [
     "FILES",
@@ -314,8 +315,8 @@ def _sha256_of_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _fetch(url: str, destination: Path, *, timeout: float, progress: bool, label: str) -> str:
-    """Download ``url`` into ``destination`` (which must not exist); return its SHA-256."""
+def _fetch(url: str, out, *, timeout: float, progress: bool, label: str) -> str:
+    """Download ``url`` into the binary file object ``out``; return its SHA-256."""
     from tqdm import tqdm
 
     request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
@@ -324,7 +325,7 @@ def _fetch(url: str, destination: Path, *, timeout: float, progress: bool, label
     with urllib.request.urlopen(request, timeout=timeout) as response:
         length = response.headers.get("Content-Length")
         total = int(length) if length and length.isdigit() else None
-        with open(destination, "xb") as out, tqdm(
+        with tqdm(
             total=total,
             unit="B",
             unit_scale=True,
@@ -414,17 +415,15 @@ def download_mnist(
         failures: list[str] = []
         for mirror in mirrors:
             url = mirror.rstrip("/") + "/" + filename
-            temp = temporary_path_beside(destination)
             try:
-                got = _fetch(url, temp, timeout=timeout, progress=progress, label=filename)
-                if got != expected:
-                    raise DownloadError(f"checksum mismatch: expected SHA-256 {expected}, got {got}")
-                os.replace(temp, destination)
+                # A failed or mismatched download leaves no file behind.
+                with atomic_writer(destination) as out:
+                    got = _fetch(url, out, timeout=timeout, progress=progress, label=filename)
+                    if got != expected:
+                        raise DownloadError(f"checksum mismatch: expected SHA-256 {expected}, got {got}")
             except (OSError, http.client.HTTPException, ValueError) as exc:
                 failures.append(f"  - {url}: {_describe(exc)}")
                 continue
-            finally:
-                temp.unlink(missing_ok=True)
             # Try the mirror that worked first for the remaining files.
             mirrors.remove(mirror)
             mirrors.insert(0, mirror)

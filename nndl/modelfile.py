@@ -148,8 +148,7 @@ def _from_book(data, path):
         raise ModelFileError(f"{path}: \"sizes\" must be a list of layer sizes")
     return {"format": MODEL_FORMAT, "version": 1, "sizes": sizes, "activations": ["sigmoid"] * (len(sizes) - 1),
             "cost": _BOOK_COSTS[cost], "dtype": "float64", "weights": data["weights"],
-            "biases": [np.asarray(b, dtype=object).reshape(-1).tolist() if isinstance(b, list) else b
-                       for b in data["biases"]],
+            "biases": data["biases"],  # (n, 1) columns; _build flattens them
             "metadata": {"source": "network2.save"}}
 
 

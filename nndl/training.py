@@ -18,7 +18,7 @@ from nndl.feedforward import as_labels
 from nndl.history import History, MONITORS
 from nndl.optimizers import SGD
 from nndl.regularizers import get_regularizer
-from nndl.schedules import get_schedule
+from nndl.schedules import ConstantSchedule, get_schedule
 from nndl.stopping import EarlyStopping
 
 __all__ = ["train", "as_dataset", "saturation"]
@@ -147,7 +147,7 @@ def train(net, training_data, epochs, mini_batch_size, eta, *, lmbda=0.0, regula
     schedule = get_schedule(schedule)
     if isinstance(early_stopping, (int, np.integer)) and not isinstance(early_stopping, bool):
         early_stopping = EarlyStopping(early_stopping)
-    needs_accuracy = early_stopping is not None or not isinstance(schedule, type(get_schedule(None)))
+    needs_accuracy = early_stopping is not None or not isinstance(schedule, ConstantSchedule)
     if needs_accuracy and evaluation is None:
         raise ValueError("early stopping and the halve-on-plateau schedule need evaluation (validation) data")
     if needs_accuracy and "evaluation_accuracy" not in monitor:
@@ -160,7 +160,6 @@ def train(net, training_data, epochs, mini_batch_size, eta, *, lmbda=0.0, regula
     y = net.targets(labels)                                    # one-hot desired outputs (n, sizes[-1])
     work = Backprop(net, m)
     last = Backprop(net, n % m) if n % m else None
-    hidden = range(1, net.num_layers - 1)
     schedule.reset(optimizer.eta)
     if early_stopping is not None:
         early_stopping.reset()
@@ -188,90 +187,107 @@ def train(net, training_data, epochs, mini_batch_size, eta, *, lmbda=0.0, regula
     blas = _blas_threads()
     # Overflow in a diverging run is detected after the epoch and reported
     # in plain words; NumPy's warnings would only repeat it less clearly.
-    errstate = np.errstate(over="ignore", invalid="ignore")
-    errstate.__enter__()
-    try:
-        for epoch in range(epochs):
-            if progress:
-                # one bar per epoch, cleared before the epoch's line is printed
-                bar = tqdm(total=n, desc=f"epoch {epoch}", unit="img", unit_scale=True, leave=False,
-                           dynamic_ncols=True, mininterval=0.2)
-            start = time.perf_counter()
-            order = rng.permutation(n)
-            with blas.limit(limits=1, user_api="blas"):
-                for chunk in range(0, n, PROGRESS_EVERY * m):
-                    for k in range(chunk, min(chunk + PROGRESS_EVERY * m, n), m):
-                        batch = order[k:k + m]
-                        w = work if batch.shape[0] == m else last
-                        w.x[...] = x.take(batch, axis=0)         # (m, sizes[0])
-                        if p_dropout:
-                            w.masks = _dropout_masks(net, batch.shape[0], p_dropout, rng, hidden)
-                        w.forward()
-                        w.backward(y.take(batch, axis=0))
-                        optimizer.step(net, w, batch.shape[0], n, regularizer)
-                    if bar is not None:
-                        bar.update(min(PROGRESS_EVERY * m, n - chunk))
-            epoch_time = time.perf_counter() - start
-            if bar is not None:
-                bar.close()
-                bar = None
+    with np.errstate(over="ignore", invalid="ignore"):
+        try:
+            for epoch in range(epochs):
+                if progress:
+                    # one bar per epoch, cleared before the epoch's line is printed
+                    bar = tqdm(total=n, desc=f"epoch {epoch}", unit="img", unit_scale=True, leave=False,
+                               dynamic_ncols=True, mininterval=0.2)
+                start = time.perf_counter()
+                with blas.limit(limits=1, user_api="blas"):
+                    _sgd_epoch(net, x, y, rng.permutation(n), (work, last), optimizer, regularizer, p_dropout,
+                               rng, bar)
+                epoch_time = time.perf_counter() - start
+                if bar is not None:
+                    bar.close()
+                    bar = None
 
-            if not net.parameters_finite():
-                net.restore_params(good_params)
-                history.stop_reason = "diverged"
-                history.message = (f"training diverged in epoch {epoch}: weights became inf or nan "
-                                   f"(eta = {optimizer.eta:g} is probably too large); the weights from the "
-                                   "end of the previous epoch were kept")
-                break
-            for p, g in zip(net.params, good_params):
-                np.copyto(g, p)
+                if not net.parameters_finite():
+                    net.restore_params(good_params)
+                    history.stop_reason = "diverged"
+                    history.message = (f"training diverged in epoch {epoch}: weights became inf or nan "
+                                       f"(eta = {optimizer.eta:g} is probably too large); the weights from the "
+                                       "end of the previous epoch were kept")
+                    break
+                for p, g in zip(net.params, good_params):
+                    np.copyto(g, p)
 
-            start = time.perf_counter()
-            measured = _measure(net, monitor, (x, labels), evaluation, regularizer, n)
-            # Record the epoch all at once, so that a Ctrl-C during the
-            # measurements leaves every per-epoch list the same length.
-            history.epochs.append(epoch)
-            history.eta.append(optimizer.eta)
-            history.epoch_time.append(epoch_time)
-            history.monitor_time.append(time.perf_counter() - start)
-            for name, value in measured.items():
-                getattr(history, name).append(value)
-            accuracy = _best_candidate(history)
-            if accuracy is not None and (history.best_accuracy is None or accuracy > history.best_accuracy):
-                history.best_accuracy = accuracy
-                history.best_epoch = epoch
-                if best_params is not None:
-                    for p, b in zip(net.params, best_params):
-                        np.copyto(b, p)
-            if on_epoch is not None:
-                on_epoch(history)
+                start = time.perf_counter()
+                measured = _measure(net, monitor, (x, labels), evaluation, regularizer, n)
+                # Record the epoch all at once, so that a Ctrl-C during the
+                # measurements leaves every per-epoch list the same length.
+                history.epochs.append(epoch)
+                history.eta.append(optimizer.eta)
+                history.epoch_time.append(epoch_time)
+                history.monitor_time.append(time.perf_counter() - start)
+                for name, value in measured.items():
+                    getattr(history, name).append(value)
+                accuracy = _best_candidate(history)
+                if accuracy is not None and (history.best_accuracy is None or accuracy > history.best_accuracy):
+                    history.best_accuracy = accuracy
+                    history.best_epoch = epoch
+                    if best_params is not None:
+                        for p, b in zip(net.params, best_params):
+                            np.copyto(b, p)
+                if on_epoch is not None:
+                    on_epoch(history)
 
-            eval_accuracy = history.evaluation_accuracy[-1] if history.evaluation_accuracy else None
-            if early_stopping is not None:
-                reason = early_stopping.update(eval_accuracy)
+                eval_accuracy = history.evaluation_accuracy[-1] if history.evaluation_accuracy else None
+                if early_stopping is not None:
+                    reason = early_stopping.update(eval_accuracy)
+                    if reason:
+                        history.stop_reason = "early stopping"
+                        history.message = reason
+                        break
+                optimizer.eta, reason = schedule.update(optimizer.eta, eval_accuracy)
                 if reason:
-                    history.stop_reason = "early stopping"
+                    history.stop_reason = "learning-rate schedule"
                     history.message = reason
                     break
-            optimizer.eta, reason = schedule.update(optimizer.eta, eval_accuracy)
-            if reason:
-                history.stop_reason = "learning-rate schedule"
-                history.message = reason
-                break
-    except KeyboardInterrupt:
-        history.stop_reason = "interrupted"
-        history.message = f"interrupted by the user after {len(history.epochs)} complete epochs"
-        if not net.parameters_finite():
-            net.restore_params(good_params)
-    finally:
-        errstate.__exit__(None, None, None)
-        if bar is not None:
-            bar.close()
+        except KeyboardInterrupt:
+            history.stop_reason = "interrupted"
+            history.message = f"interrupted by the user after {len(history.epochs)} complete epochs"
+            if not net.parameters_finite():
+                net.restore_params(good_params)
+        finally:
+            if bar is not None:
+                bar.close()
 
     if restore_best and history.best_epoch is not None:
         net.restore_params(best_params)
     _diagnose(net, history, x[:1000])
     return history
+
+
+def _sgd_epoch(net, x, y, order, workspaces, optimizer, regularizer, p_dropout, rng, bar):
+    """One pass over the training data in the given order, a mini-batch at a time.
+
+    Parameters
+    ----------
+    x : ndarray, shape (n, sizes[0])
+    y : ndarray, shape (n, sizes[-1])
+        Desired outputs.
+    order : ndarray of int, shape (n,)
+        The shuffled order of the examples.
+    workspaces : (Backprop, Backprop or None)
+        For full mini-batches of m examples, and for the smaller last one.
+    """
+    work, last = workspaces
+    n, m = x.shape[0], work.m
+    hidden = range(1, net.num_layers - 1)
+    for chunk in range(0, n, PROGRESS_EVERY * m):
+        for k in range(chunk, min(chunk + PROGRESS_EVERY * m, n), m):
+            batch = order[k:k + m]
+            w = work if batch.shape[0] == m else last
+            w.x[...] = x.take(batch, axis=0)                        # (m, sizes[0])
+            if p_dropout:
+                w.masks = _dropout_masks(net, batch.shape[0], p_dropout, rng, hidden)
+            w.forward()
+            w.backward(y.take(batch, axis=0))
+            optimizer.step(net, w, batch.shape[0], n, regularizer)
+        if bar is not None:
+            bar.update(min(PROGRESS_EVERY * m, n - chunk))
 
 
 def _dropout_masks(net, m, p, rng, hidden):

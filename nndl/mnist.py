@@ -238,7 +238,8 @@ def _not_found_message(places: list[tuple[str, str]]) -> str:
         "  - pass --data DIR (path=DIR in Python) naming a directory that holds the four MNIST files",
         f"    ({', '.join(FILES.values())}, each optionally .gz);",
         f"  - set the environment variable {ENV_VAR} to such a directory;",
-        f"  - allow the download (download=True), which stores the files in {cache_dir()}.",
+        f"  - or let nndl download them into {cache_dir()}: run without --data (in Python: path=None,",
+        "    download=True), with a connection to the internet.",
     ]
     return "\n".join(lines)
 

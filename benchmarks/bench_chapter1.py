@@ -75,8 +75,8 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a checkout without installing
 
-from nndl.feedforward import FeedforwardNetwork  # noqa: E402
-from nndl.mnist import load_mnist  # noqa: E402
+from nndl.engine.feedforward import FeedforwardNetwork  # noqa: E402
+from nndl.data.mnist import load_mnist  # noqa: E402
 from nndl.training import train  # noqa: E402
 
 SIZES = [784, 30, 10]

@@ -19,9 +19,9 @@ import time
 
 import numpy as np
 
-from nndl.feedforward import FeedforwardNetwork
-from nndl.fileio import atomic_write_text
-from nndl.mnist import load_mnist
+from nndl.engine.feedforward import FeedforwardNetwork
+from nndl.files.atomic import atomic_write_text
+from nndl.data.mnist import load_mnist
 from nndl.training import train
 
 #: name -> (sizes, epochs, eta, the book's figure)

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from nndl.feedforward import FeedforwardNetwork
-from nndl.fileio import atomic_write_text
-from nndl.mnist import load_mnist
+from nndl.engine.feedforward import FeedforwardNetwork
+from nndl.files.atomic import atomic_write_text
+from nndl.data.mnist import load_mnist
 from nndl.training import train
 
 ALL = ("training_cost", "training_accuracy", "evaluation_cost", "evaluation_accuracy")

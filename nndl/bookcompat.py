@@ -3,7 +3,7 @@
 The book's data comes as lists of (column vector, target) pairs; these are
 converted to arrays once, at the edge. Its networks expose ``weights`` and
 ``biases`` lists (biases as (n, 1) columns); here they are views into the
-parameters of an ``nndl.feedforward.FeedforwardNetwork``, the ``engine``.
+parameters of an ``nndl.engine.feedforward.FeedforwardNetwork``, the ``engine``.
 """
 
 import numpy as np

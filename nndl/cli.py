@@ -190,7 +190,7 @@ def _add_data_options(group):
 
 
 def _load_data(args):
-    from nndl.mnist import load_mnist, load_idx_dataset
+    from nndl.data.mnist import load_mnist, load_idx_dataset
     if args.dataset == "idx":
         if not args.data:
             raise UserError("--dataset idx needs --data DIR")
@@ -200,8 +200,8 @@ def _load_data(args):
 
 def cmd_train(args):
     import numpy as np
-    from nndl.feedforward import FeedforwardNetwork
-    from nndl.modelfile import load, save
+    from nndl.engine.feedforward import FeedforwardNetwork
+    from nndl.files.modelfile import load, save
     from nndl.training import train
 
     if args.load:
@@ -219,7 +219,7 @@ def cmd_train(args):
     data = _load_data(args)
     training = (data.training.images, data.training.labels)
     if args.expanded:
-        from nndl.expand import load_expanded
+        from nndl.data.expand import load_expanded
         images, labels, _ = load_expanded(args.expanded)
         training = (images, labels)
     if args.training_size:
@@ -292,20 +292,20 @@ def cmd_train(args):
 
 
 def _halve(args):
-    from nndl.schedules import HalveOnPlateau
+    from nndl.training.schedules import HalveOnPlateau
     return HalveOnPlateau(patience=args.patience)
 
 
 def _with_dtype(net, dtype):
     import numpy as np
-    from nndl.feedforward import FeedforwardNetwork
+    from nndl.engine.feedforward import FeedforwardNetwork
     other = FeedforwardNetwork(net.sizes, activations=net.layers, cost=net.cost, dtype=np.dtype(dtype), seed=0)
     other.set_parameters(net.weights, net.biases)
     return other
 
 
 def cmd_evaluate(args):
-    from nndl.modelfile import load
+    from nndl.files.modelfile import load
     net = load(args.model)
     data = _load_data(args)
     split = getattr(data, args.split)
@@ -315,7 +315,7 @@ def cmd_evaluate(args):
 
 
 def cmd_expand(args):
-    from nndl.expand import expand_mnist_file
+    from nndl.data.expand import expand_mnist_file
     if not args.shifts and not args.rotations:
         raise UserError("nothing to do: --no-shifts and no --rotations")
     path = expand_mnist_file(args.output, data=_load_data(args), shifts=args.shifts, rotations=tuple(args.rotations),

@@ -3,7 +3,7 @@
     >>> from nndl import mnist_loader
     >>> training_data, validation_data, test_data = mnist_loader.load_data_wrapper()
 
-The data comes from ``nndl.mnist.load_mnist`` (found and checksum-verified
+The data comes from ``nndl.data.mnist.load_mnist`` (found and checksum-verified
 the same way; see there), in the book's formats:
 
 - ``load_data()``: three pairs ``(images, labels)``, images float32 of shape
@@ -16,12 +16,12 @@ the same way; see there), in the book's formats:
 
 The column vectors are views into one array, but each of the 70,000 small
 array objects still costs about 100 bytes, and the 50,000 one-hot targets are
-separate arrays: about 30 MB more than the arrays of ``nndl.mnist``.
+separate arrays: about 30 MB more than the arrays of ``nndl.data.mnist``.
 """
 
 import numpy as np
 
-from nndl.mnist import load_mnist
+from nndl.data.mnist import load_mnist
 
 __all__ = ["load_data", "load_data_wrapper", "vectorized_result"]
 

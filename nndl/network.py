@@ -14,7 +14,7 @@ cost, weights and biases drawn from N(0, 1), ``weights[l]`` of shape
 (n_out, n_in) and ``biases[l]`` of shape (n_out, 1), and the methods
 ``feedforward``, ``SGD``, ``update_mini_batch``, ``backprop``,
 ``evaluate`` and ``cost_derivative`` -- while the work is done by
-``nndl.feedforward.FeedforwardNetwork`` and ``nndl.training.train``, which
+``nndl.engine.feedforward.FeedforwardNetwork`` and ``nndl.training.train``, which
 process a whole mini-batch as one matrix instead of looping over examples.
 
 Randomness: without a ``seed``, the initial weights and the shuffling are
@@ -24,10 +24,10 @@ run repeatable, as it would with the book's code.
 
 import numpy as np
 
-from nndl.backprop import Backprop
+from nndl.engine.backprop import Backprop
 from nndl.bookcompat import BookParameters, from_book_pairs
-from nndl.feedforward import FeedforwardNetwork
-from nndl.optimizers import SGD
+from nndl.engine.feedforward import FeedforwardNetwork
+from nndl.engine.optimizers import SGD
 from nndl.training import train
 
 __all__ = ["Network", "sigmoid", "sigmoid_prime"]
@@ -72,7 +72,7 @@ class Network(BookParameters):
         the one-hot desired output). With ``test_data`` (pairs of x and an
         integer label), the network is evaluated after each epoch and
         "Epoch j: correct / total" printed; otherwise "Epoch j complete".
-        Returns the ``nndl.history.History`` of the run.
+        Returns the ``nndl.training.history.History`` of the run.
         """
         x, labels = from_book_pairs(training_data, self.sizes[0], self.sizes[-1], "training_data")
         evaluation = None

@@ -14,7 +14,7 @@ The chapter 3 sessions run as printed, with only the import changed::
 
 How it maps onto the engine
 ---------------------------
-``Network`` wraps an ``nndl.feedforward.FeedforwardNetwork`` (``net.engine``)
+``Network`` wraps an ``nndl.engine.feedforward.FeedforwardNetwork`` (``net.engine``)
 with sigmoid neurons. ``weights[l]`` (shape (n_out, n_in)) and ``biases[l]``
 (shape (n_out, 1), the book's columns) are views into the engine's
 parameter matrices, so changing them in place changes the network.
@@ -55,7 +55,7 @@ What differs from the book
   recognise integer labels and one-hot columns by themselves, so either
   kind of data works with either value.
 - ``save`` writes the book's JSON layout atomically; ``load`` also reads
-  nndl's own model files (``nndl.modelfile``), provided every layer is
+  nndl's own model files (``nndl.files.modelfile``), provided every layer is
   sigmoid.
 """
 
@@ -63,14 +63,14 @@ import json
 
 import numpy as np
 
-from nndl import costs as _costs
-from nndl.backprop import Backprop
+from nndl.engine import costs as _costs
+from nndl.engine.backprop import Backprop
 from nndl.bookcompat import BookParameters, from_book_pairs
-from nndl.feedforward import FeedforwardNetwork
-from nndl.fileio import atomic_write_text
-from nndl.initializers import get_initializer
-from nndl.optimizers import SGD as _SGDOptimizer
-from nndl.regularizers import get_regularizer
+from nndl.engine.feedforward import FeedforwardNetwork
+from nndl.files.atomic import atomic_write_text
+from nndl.engine.initializers import get_initializer
+from nndl.engine.optimizers import SGD as _SGDOptimizer
+from nndl.engine.regularizers import get_regularizer
 from nndl.training import train
 
 __all__ = ["Network", "QuadraticCost", "CrossEntropyCost", "load", "vectorized_result", "sigmoid",
@@ -154,7 +154,7 @@ def _book_cost(spec):
     name = _costs.get_cost(spec).name
     if name not in _BOOK_COSTS:
         raise ValueError(f"network2 has the quadratic and cross-entropy costs only, not {name!r}; "
-                         "use nndl.feedforward.FeedforwardNetwork for other costs")
+                         "use nndl.engine.feedforward.FeedforwardNetwork for other costs")
     return _BOOK_COSTS[name]
 
 
@@ -195,7 +195,7 @@ class Network(BookParameters):
     sizes : list of int
         Neurons per layer, e.g. [784, 30, 10].
     cost : QuadraticCost or CrossEntropyCost (class), default CrossEntropyCost
-        Also accepted: an instance, nndl.costs' classes, or the names
+        Also accepted: an instance, nndl.engine.costs' classes, or the names
         "quadratic" / "cross-entropy".
     seed : int, optional
         Seeds the initial weights, the initialisers and the shuffling in
@@ -447,16 +447,16 @@ def load(filename):
     FileNotFoundError
         If there is no such file.
     ValueError
-        If the file is not a readable model (``nndl.modelfile.ModelFileError``),
+        If the file is not a readable model (``nndl.files.modelfile.ModelFileError``),
         or holds a network that is not a network2 one: layers other than
         sigmoid, or a cost other than the quadratic and cross-entropy costs.
     """
-    from nndl import modelfile
+    from nndl.files import modelfile
     engine = modelfile.load(filename)
     names = [layer.name for layer in engine.layers]
     if any(name != "sigmoid" for name in names):
         raise ValueError(f"{filename}: network2 has only sigmoid neurons, but this network's layers are "
-                         f"{', '.join(names)}; load it with nndl.modelfile.load instead")
+                         f"{', '.join(names)}; load it with nndl.files.modelfile.load instead")
     engine.cost = _book_cost(engine.cost.name)()
     net = Network.__new__(Network)
     net._attach(engine, None, None)

@@ -1,6 +1,6 @@
 """Figures of training runs: cost and accuracy against epoch, as in chapter 3.
 
-A history written by ``nndl train --history`` (see :mod:`nndl.history`) is
+A history written by ``nndl train --history`` (see :mod:`nndl.training.history`) is
 drawn as one PNG with up to two panels side by side:
 
 * **Cost** -- the cost on the training data and on the evaluation data;
@@ -21,8 +21,8 @@ import os
 import textwrap
 from pathlib import Path
 
-from nndl.fileio import atomic_writer
-from nndl.history import History
+from nndl.files.atomic import atomic_writer
+from nndl.training.history import History
 
 __all__ = ["plot_history", "plot_histories"]
 

@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nndl.idx import write_idx
-from nndl.mnist import FILES
+from nndl.data.idx import write_idx
+from nndl.data.mnist import FILES
 
 
 def real_mnist_dir():
@@ -28,7 +28,7 @@ def mnist_data():
     directory = real_mnist_dir()
     if directory is None:
         pytest.skip("the real MNIST files were not found (set NNDL_DATA)")
-    from nndl.mnist import load_mnist
+    from nndl.data.mnist import load_mnist
     return load_mnist(directory, download=False, progress=False)
 
 

@@ -5,10 +5,10 @@ import itertools
 import numpy as np
 import pytest
 
-from nndl.backprop import Backprop
-from nndl.feedforward import FeedforwardNetwork, one_hot
-from nndl.gradcheck import check_gradients, numerical_gradient
-from nndl.regularizers import L1, L2
+from nndl.engine.backprop import Backprop
+from nndl.engine.feedforward import FeedforwardNetwork, one_hot
+from nndl.engine.gradcheck import check_gradients, numerical_gradient
+from nndl.engine.regularizers import L1, L2
 
 # (output activation, cost) pairs that are allowed
 OUTPUT_COSTS = [
@@ -122,7 +122,7 @@ def test_numerical_gradient_of_a_known_function():
 
 def test_gradient_check_detects_a_wrong_backward_pass(monkeypatch):
     """The checker must be able to fail: break sigma' and it notices."""
-    from nndl import activations
+    from nndl.engine import activations
     net = FeedforwardNetwork((4, 5, 3), cost="quadratic", seed=0)
     x, labels = small_problem(sizes=(4, 5, 3))
     monkeypatch.setattr(activations.Sigmoid, "prime", lambda self, z, a, out=None: np.multiply(a, 1.0, out=out))

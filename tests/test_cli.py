@@ -7,10 +7,10 @@ import sys
 import numpy as np
 import pytest
 
-from nndl.backprop import Backprop
+from nndl.engine.backprop import Backprop
 from nndl.cli import main
-from nndl.idx import write_idx
-from nndl.mnist import FILES
+from nndl.data.idx import write_idx
+from nndl.data.mnist import FILES
 
 
 def run(capsys, *args):
@@ -105,22 +105,22 @@ def one_line_error(code, err):
 def test_missing_data_names_every_place(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("NNDL_DATA", str(tmp_path / "env-place"))
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("nndl.mnist.cache_dir", lambda: tmp_path / "cache")
+    monkeypatch.setattr("nndl.data.mnist.cache_dir", lambda: tmp_path / "cache")
     code, out, err = run(capsys, "train", "--data", tmp_path / "nowhere")
     err = one_line_error(code, err)
     assert "nowhere" in err
 
 
 def test_missing_data_without_explicit_path_lists_all_places(capsys, tmp_path, monkeypatch):
-    from nndl import mnist
+    from nndl.data import mnist
     monkeypatch.setenv("NNDL_DATA", str(tmp_path / "env-place"))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(mnist, "cache_dir", lambda: tmp_path / "cache")
     monkeypatch.setattr(mnist, "DEFAULT_MIRRORS", ("http://127.0.0.1:9/",))
     code, out, err = run(capsys, "evaluate", tmp_path / "m.json")
     one_line_error(code, err)   # the model file is checked first
-    from nndl.feedforward import FeedforwardNetwork
-    from nndl.modelfile import save
+    from nndl.engine.feedforward import FeedforwardNetwork
+    from nndl.files.modelfile import save
     save(FeedforwardNetwork([784, 10]), tmp_path / "m.json")
     code, out, err = run(capsys, "evaluate", tmp_path / "m.json")
     err = one_line_error(code, err)
@@ -190,8 +190,8 @@ def test_history_then_plot(capsys, idx_dataset, tmp_path):
 
 
 def test_model_that_does_not_fit_the_data(capsys, idx_dataset, tmp_path):
-    from nndl.feedforward import FeedforwardNetwork
-    from nndl.modelfile import save
+    from nndl.engine.feedforward import FeedforwardNetwork
+    from nndl.files.modelfile import save
     save(FeedforwardNetwork([700, 10]), tmp_path / "m.json")
     code, out, err = run(capsys, "evaluate", tmp_path / "m.json", *data_args(idx_dataset))
     assert "700 neurons" in one_line_error(code, err)

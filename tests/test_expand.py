@@ -1,4 +1,4 @@
-"""Tests for nndl.expand (synthetic images only; real MNIST tests are marked)."""
+"""Tests for nndl.data.expand (synthetic images only; real MNIST tests are marked)."""
 
 import json
 import os
@@ -7,8 +7,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from nndl import expand
-from nndl.expand import (
+from nndl.data import expand
+from nndl.data.expand import (
     expand_mnist_file,
     expand_training_data,
     load_expanded,

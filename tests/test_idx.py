@@ -1,4 +1,4 @@
-"""Tests for nndl.idx: reading and writing the idx format."""
+"""Tests for nndl.data.idx: reading and writing the idx format."""
 
 import gzip
 import struct
@@ -6,7 +6,7 @@ import struct
 import numpy as np
 import pytest
 
-from nndl.idx import IdxError, parse_idx, read_idx, write_idx
+from nndl.data.idx import IdxError, parse_idx, read_idx, write_idx
 
 
 def idx_bytes(type_code, shape, body):

@@ -1,4 +1,4 @@
-"""Tests for nndl.mnist: finding, downloading, verifying and loading idx data sets.
+"""Tests for nndl.data.mnist: finding, downloading, verifying and loading idx data sets.
 
 Most tests use tiny synthetic data sets written into tmp_path.  Tests marked
 ``mnist`` use the real MNIST files and are skipped when they cannot be found
@@ -19,9 +19,9 @@ import pytest
 
 from conftest import real_mnist_dir
 
-from nndl import mnist
-from nndl.idx import IdxError, write_idx
-from nndl.mnist import (
+from nndl.data import mnist
+from nndl.data.idx import IdxError, write_idx
+from nndl.data.mnist import (
     FILES,
     ChecksumError,
     DataNotFoundError,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import real_mnist_dir
-from nndl.feedforward import FeedforwardNetwork
+from nndl.engine.feedforward import FeedforwardNetwork
 from nndl.training import train
 
 pytestmark = [pytest.mark.slow, pytest.mark.mnist]

@@ -6,8 +6,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from nndl.feedforward import FeedforwardNetwork
-from nndl.modelfile import ModelFileError, load, save
+from nndl.engine.feedforward import FeedforwardNetwork
+from nndl.files.modelfile import ModelFileError, load, save
 
 
 @pytest.fixture

@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 from conftest import blobs, real_mnist_dir
-from nndl import costs, mnist_loader, modelfile, network2
-from nndl.feedforward import FeedforwardNetwork
+from nndl import mnist_loader, network2
+from nndl.engine import costs
+from nndl.files import modelfile
+from nndl.engine.feedforward import FeedforwardNetwork
 
 N_IN, K = 10, 3
 

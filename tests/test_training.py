@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from conftest import blobs
-from nndl.backprop import Backprop
-from nndl.feedforward import FeedforwardNetwork
-from nndl.history import History
-from nndl.optimizers import SGD
-from nndl.regularizers import L1, L2
-from nndl.schedules import HalveOnPlateau
-from nndl.stopping import EarlyStopping
+from nndl.engine.backprop import Backprop
+from nndl.engine.feedforward import FeedforwardNetwork
+from nndl.training.history import History
+from nndl.engine.optimizers import SGD
+from nndl.engine.regularizers import L1, L2
+from nndl.training.schedules import HalveOnPlateau
+from nndl.training.stopping import EarlyStopping
 from nndl.training import train
 
 
@@ -182,7 +182,7 @@ def test_monitoring_records_all_four_and_history_round_trips(problem, tmp_path):
     for name in monitor + ("eta", "epoch_time", "monitor_time"):
         assert len(getattr(history, name)) == 3, name
     # the costs include the regularisation term
-    from nndl.regularizers import L2
+    from nndl.engine.regularizers import L2
     x, labels = problem[0]
     assert history.training_cost[-1] == pytest.approx(net.total_cost(x, labels, L2(0.5), n=len(labels)))
     assert history.training_cost[-1] > net.total_cost(x, labels)

@@ -31,8 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-from nndl.fileio import atomic_writer
-from nndl.idx import IdxError, gunzip_if_needed, parse_idx, read_file_bytes
+from nndl.files.atomic import atomic_writer
+from nndl.errors import ChecksumError, DataError as DatasetError, DataNotFoundError, DownloadError
+from nndl.data.idx import IdxError, gunzip_if_needed, parse_idx, read_file_bytes
 
 __all__ = [
     "FILES",
@@ -106,36 +107,6 @@ _IMAGE_SHAPE = (28, 28)
 
 _USER_AGENT = "nndl/0.1 (Python urllib)"
 _CHUNK = 1 << 16
-
-
-class ChecksumError(ValueError):
-    """A file named like an official MNIST file does not have its checksum."""
-
-
-class DataNotFoundError(FileNotFoundError):
-    """No directory holding the four data files was found.
-
-    Attributes
-    ----------
-    places : list of (str, str)
-        Every place looked, with the reason it did not qualify.
-    """
-
-    def __init__(self, message: str, places: list[tuple[str, str]] | None = None):
-        super().__init__(message)
-        self.places = list(places or [])
-
-    def __str__(self) -> str:
-        return self.args[0]
-
-
-class DatasetError(ValueError):
-    """The idx files are readable but do not form the expected data set
-    (wrong shapes, counts that disagree, labels out of range)."""
-
-
-class DownloadError(OSError):
-    """Downloading a data file failed from every mirror."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -477,7 +448,7 @@ def _verify_and_decompress(path: Path, name: str, raw: bytes) -> bytes:
         f"uncompressed content, got {got}).{problem} It may be corrupt (delete it and download it "
         "again) or it may be a different dataset. To load a different dataset in "
         "the same idx layout (such as Fashion-MNIST), use "
-        "nndl.mnist.load_idx_dataset(directory, validation_size=...)."
+        "nndl.data.mnist.load_idx_dataset(directory, validation_size=...)."
     )
 
 

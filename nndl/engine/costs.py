@@ -24,7 +24,7 @@ Simplified deltas and the output activation each one assumes:
 import numpy as np
 from scipy.special import xlogy
 
-from nndl.activations import Softmax, Sigmoid, Strategy
+from nndl.engine.activations import Softmax, Sigmoid, Strategy
 
 __all__ = ["Cost", "QuadraticCost", "CrossEntropyCost", "LogLikelihoodCost", "COSTS", "get_cost"]
 

@@ -31,10 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
-from nndl.activations import ACTIVATIONS
-from nndl.costs import COSTS
-from nndl.feedforward import FeedforwardNetwork
-from nndl.fileio import atomic_writer
+from nndl.engine.activations import ACTIVATIONS
+from nndl.engine.costs import COSTS
+from nndl.engine.feedforward import FeedforwardNetwork
+from nndl.errors import ModelFileError
+from nndl.files.atomic import atomic_writer
 
 __all__ = ["save", "load", "ModelFileError", "MODEL_FORMAT", "MODEL_VERSION"]
 
@@ -43,10 +44,6 @@ MODEL_VERSION = 1
 
 #: Cost names used by the book's network2.save.
 _BOOK_COSTS = {"CrossEntropyCost": "cross-entropy", "QuadraticCost": "quadratic"}
-
-
-class ModelFileError(ValueError):
-    """A model file that cannot be read: corrupt, malformed, or from a newer nndl."""
 
 
 def _description(net, metadata):

@@ -3,7 +3,7 @@
 import json
 from dataclasses import dataclass, field, asdict
 
-from nndl.fileio import atomic_write_text
+from nndl.files.atomic import atomic_write_text
 
 __all__ = ["History", "HISTORY_FORMAT", "HISTORY_VERSION"]
 

@@ -1,7 +1,7 @@
 """Gradient-descent update rules: plain SGD, momentum and Nesterov momentum.
 
 An optimiser turns the deltas of one mini-batch (computed by
-``nndl.backprop.Backprop``) into a change of the parameters. With m examples
+``nndl.engine.backprop.Backprop``) into a change of the parameters. With m examples
 in the mini-batch, g = (1/m) sum_x dC_x/dw is the mini-batch gradient.
 
 - Plain SGD (chapter 1): w -> w - eta g.

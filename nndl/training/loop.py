@@ -13,13 +13,13 @@ import time
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-from nndl.backprop import Backprop
-from nndl.feedforward import as_labels
-from nndl.history import History, MONITORS
-from nndl.optimizers import SGD
-from nndl.regularizers import get_regularizer
-from nndl.schedules import ConstantSchedule, get_schedule
-from nndl.stopping import EarlyStopping
+from nndl.engine.backprop import Backprop
+from nndl.engine.feedforward import as_labels
+from nndl.training.history import History, MONITORS
+from nndl.engine.optimizers import SGD
+from nndl.engine.regularizers import get_regularizer
+from nndl.training.schedules import ConstantSchedule, get_schedule
+from nndl.training.stopping import EarlyStopping
 
 __all__ = ["train", "as_dataset", "saturation"]
 
@@ -85,7 +85,7 @@ def train(net, training_data, epochs, mini_batch_size, eta, *, lmbda=0.0, regula
         The learning rate.
     lmbda : float, default 0.0
         Regularisation parameter lambda, scaled by the training-set size n
-        as in the book's network2 (see ``nndl.regularizers``).
+        as in the book's network2 (see ``nndl.engine.regularizers``).
     regularization : {"l2", "l1"}
     momentum : float, default 0.0
         The momentum co-efficient mu (0: plain SGD).

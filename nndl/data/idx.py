@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nndl.fileio import atomic_writer
+from nndl.errors import IdxError
+from nndl.files.atomic import atomic_writer
 
 __all__ = [
     "IdxError",
@@ -47,13 +48,6 @@ TYPE_CODES: dict[int, tuple[np.dtype, str]] = {
 }
 
 GZIP_MAGIC = b"\x1f\x8b"
-
-
-class IdxError(ValueError):
-    """A structural problem in an idx file (bad header, wrong length, corrupt gzip).
-
-    The message names the file and says what is wrong with it.
-    """
 
 
 def read_file_bytes(path: str | os.PathLike) -> bytes:

@@ -10,10 +10,10 @@ Training lives in ``nndl.training``; this module holds the network itself.
 
 import numpy as np
 
-from nndl.activations import get_activation, Softmax
-from nndl.backprop import Backprop
-from nndl.costs import get_cost
-from nndl.initializers import get_initializer
+from nndl.engine.activations import get_activation, Softmax
+from nndl.engine.backprop import Backprop
+from nndl.engine.costs import get_cost
+from nndl.engine.initializers import get_initializer
 
 __all__ = ["FeedforwardNetwork", "one_hot", "as_labels"]
 

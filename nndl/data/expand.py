@@ -53,7 +53,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nndl.fileio import atomic_writer
+from nndl.files.atomic import atomic_writer
 
 __all__ = [
     "FORMAT_NAME",
@@ -732,7 +732,7 @@ def expand_mnist_file(
         File to write (see :func:`save_expanded`).
     data : str, os.PathLike, MnistData or None, optional
         Directory holding the MNIST files, passed to
-        ``nndl.mnist.load_mnist`` (None: its search of the usual places,
+        ``nndl.data.mnist.load_mnist`` (None: its search of the usual places,
         downloading the files if they are not found); or an already loaded
         ``MnistData`` (anything with ``.training.images`` and
         ``.training.labels``).
@@ -758,7 +758,7 @@ def expand_mnist_file(
         mnist = data
         source = "MNIST training split (given in memory)"
     else:
-        from nndl.mnist import load_mnist
+        from nndl.data.mnist import load_mnist
 
         if progress:
             print("loading MNIST ...", file=sys.stderr)

@@ -101,7 +101,7 @@ def check_gradients(net, x, y, regularizer=None, n=None, masks=None, h=1e-6):
     -------
     GradientCheck
     """
-    from nndl.backprop import Backprop
+    from nndl.engine.backprop import Backprop
 
     x = net.check_inputs(x)
     y = net.targets(y)

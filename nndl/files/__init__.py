@@ -1,0 +1,1 @@
+"""Files nndl writes and reads: every write goes through ``nndl.files.atomic``."""

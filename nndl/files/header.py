@@ -1,0 +1,67 @@
+"""One check for the header every nndl file carries: its kind and its format version.
+
+Model files, training histories and expanded data sets all start from a JSON
+object with ``"format"`` (the kind of file) and ``"version"`` (an integer).
+``check_header`` says, in the same words for every kind, what is wrong when
+a file is not of the expected kind or was written by a newer nndl.
+"""
+
+import json
+
+from nndl.errors import FileFormatError
+
+__all__ = ["check_header", "parse_json"]
+
+
+def parse_json(raw, source, error=FileFormatError):
+    """Parse JSON text or bytes, turning every way it can fail into ``error``.
+
+    Deeply nested input (which makes ``json`` recurse past Python's limit)
+    and invalid UTF-8 are reported like any other malformed file.
+    """
+    try:
+        if isinstance(raw, (bytes, bytearray)):
+            raw = bytes(raw).decode("utf-8")
+        return json.loads(raw)
+    except UnicodeDecodeError:
+        raise error(f"{source} is not a text file (it is not valid UTF-8)") from None
+    except json.JSONDecodeError as e:
+        raise error(f"{source} is not valid JSON ({e})") from None
+    except RecursionError:
+        raise error(f"{source} is nested too deeply to be an nndl file") from None
+
+
+def check_header(data, kind, version, source, error=FileFormatError, version_key="version"):
+    """Check that ``data`` is the header of a ``kind`` file this nndl can read.
+
+    Parameters
+    ----------
+    data : object
+        The parsed JSON header.
+    kind : str
+        The expected ``"format"``, e.g. ``"nndl-model"``.
+    version : int
+        The newest format version this nndl reads.
+    source : str
+        How to name the file in messages (its path).
+    error : type
+        The ``FileFormatError`` subclass to raise.
+
+    Returns
+    -------
+    int
+        The file's format version (1 <= v <= version).
+    """
+    if not isinstance(data, dict):
+        raise error(f"{source} is not an {kind} file (expected a JSON object, found {type(data).__name__})")
+    if data.get("format") != kind:
+        found = data.get("format")
+        what = f"its format is {found!r}" if isinstance(found, str) else f"no \"format\": \"{kind}\""
+        raise error(f"{source} is not an {kind} file ({what})")
+    found = data.get(version_key)
+    if not isinstance(found, int) or isinstance(found, bool) or found < 1:
+        raise error(f"{source}: malformed format version {found!r}")
+    if found > version:
+        raise error(f"{source} was written in {kind} format version {found}, newer than this nndl "
+                    f"reads (version {version}); upgrade nndl to read it")
+    return found

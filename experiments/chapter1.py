@@ -17,12 +17,10 @@ import statistics
 import sys
 import time
 
-import numpy as np
-
-from nndl.engine.feedforward import FeedforwardNetwork
-from nndl.files.atomic import atomic_write_text
 from nndl.data.mnist import load_mnist
+from nndl.files.atomic import atomic_write_text
 from nndl.training import train
+from nndl.training.config import NetworkConfig, TrainingConfig
 
 #: name -> (sizes, epochs, eta, the book's figure)
 RUNS = {
@@ -37,9 +35,10 @@ RUNS = {
 def run(name, seed, data, dtype):
     """Train one configuration with one seed; returns a dict of results."""
     sizes, epochs, eta, _ = RUNS[name]
-    net = FeedforwardNetwork(sizes, activations="sigmoid", cost="quadratic", init="large", seed=seed,
-                             dtype=dtype)
-    history = train(net, data.training, epochs, 10, eta, evaluation_data=data.test, seed=seed)
+    # the book's chapter 1 network: sigmoid neurons, quadratic cost, N(0, 1) weights (NetworkConfig's defaults)
+    net = NetworkConfig(sizes=sizes, dtype=dtype).build(seed=seed)
+    config = TrainingConfig(epochs=epochs, mini_batch_size=10, eta=eta, seed=seed)
+    history = train(net, data.training, config, evaluation_data=data.test)
     return {
         "name": name, "seed": seed, "sizes": sizes, "epochs": epochs, "eta": eta,
         "test_accuracy": history.evaluation_accuracy,
@@ -64,7 +63,7 @@ def main(argv=None):
     for name in args.only:
         for seed in args.seeds:
             start = time.perf_counter()
-            r = run(name, seed, data, np.dtype(args.dtype))
+            r = run(name, seed, data, args.dtype)
             results.append(r)
             print(f"{name:11s} seed {seed}: best {r['best_accuracy']:.2%} (epoch {r['best_epoch']}), "
                   f"final {r['final_accuracy']:.2%}, epoch 0 {r['test_accuracy'][0]:.2%}, "

@@ -14,83 +14,72 @@ import json
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from nndl.engine.feedforward import FeedforwardNetwork
-from nndl.files.atomic import atomic_write_text
+
 from nndl.data.mnist import load_mnist
+from nndl.files.atomic import atomic_write_text
 from nndl.training import train
+from nndl.training.config import NetworkConfig as Net, TrainingConfig as Train
 
 ALL = ("training_cost", "training_accuracy", "evaluation_cost", "evaluation_accuracy")
+CE30 = Net(sizes=(784, 30, 10), cost="cross-entropy", init="large")
+CE100 = CE30.replace(sizes=(784, 100, 10))
+DEFAULT30 = CE30.replace(init="default")
 
-#: name -> settings. "net": FeedforwardNetwork arguments; "train": train() arguments;
-#: "data": training-set size (None: all 50,000); "eval": "test" or "validation".
+
+@dataclass(frozen=True)
+class Run:
+    """One of the book's chapter 3 runs: what it trains, how, on what, and what the book reports."""
+    book: str
+    net: Net
+    train: Train
+    evaluate_on: str = "validation"
+    training_size: int = None          # None: all 50,000 training images
+
+
 RUNS = {
-    "ce-30": dict(book="95.49%", net=dict(sizes=[784, 30, 10], cost="cross-entropy", init="large"),
-                  train=dict(epochs=30, eta=0.5), eval="test"),
-    "ce-100": dict(book="96.82%", net=dict(sizes=[784, 100, 10], cost="cross-entropy", init="large"),
-                   train=dict(epochs=30, eta=0.5), eval="test"),
-    "overfit-1000": dict(book="test peak 82.27%; training 100% by about epoch 67",
-                         net=dict(sizes=[784, 30, 10], cost="cross-entropy", init="large"),
-                         train=dict(epochs=400, eta=0.5, monitor=ALL), data=1000, eval="test"),
-    "overfit-1000-l2": dict(book="test peak 87.10%", net=dict(sizes=[784, 30, 10], cost="cross-entropy", init="large"),
-                            train=dict(epochs=400, eta=0.5, lmbda=0.1, monitor=ALL), data=1000, eval="test"),
-    "l2-30": dict(book="96.49% (lambda 0: 95.33%)",
-                  net=dict(sizes=[784, 30, 10], cost="cross-entropy", init="large"),
-                  train=dict(epochs=30, eta=0.5, lmbda=5.0), eval="test"),
-    "l2-100-60": dict(book="98.04% (validation)", net=dict(sizes=[784, 100, 10], cost="cross-entropy", init="large"),
-                      train=dict(epochs=60, eta=0.1, lmbda=5.0), eval="validation"),
-    "l2-100-60-default-init": dict(book="(not in the book: l2-100-60 with N(0, 1/n_in) weights)",
-                                   net=dict(sizes=[784, 100, 10], cost="cross-entropy", init="default"),
-                                   train=dict(epochs=60, eta=0.1, lmbda=5.0), eval="validation"),
-    "init-default": dict(book="epoch 0 92.70%, best 96.53% (validation)",
-                         net=dict(sizes=[784, 30, 10], cost="cross-entropy", init="default"),
-                         train=dict(epochs=30, eta=0.1, lmbda=5.0), eval="validation"),
-    "init-large": dict(book="epoch 0 86.43%, best 96.48% (validation)",
-                       net=dict(sizes=[784, 30, 10], cost="cross-entropy", init="large"),
-                       train=dict(epochs=30, eta=0.1, lmbda=5.0), eval="validation"),
+    "ce-30": Run("95.49%", CE30, Train(epochs=30, eta=0.5), "test"),
+    "ce-100": Run("96.82%", CE100, Train(epochs=30, eta=0.5), "test"),
+    "overfit-1000": Run("test peak 82.27%; training 100% by about epoch 67", CE30,
+                        Train(epochs=400, eta=0.5, monitor=ALL), "test", 1000),
+    "overfit-1000-l2": Run("test peak 87.10%", CE30, Train(epochs=400, eta=0.5, lmbda=0.1, monitor=ALL), "test", 1000),
+    "l2-30": Run("96.49% (lambda 0: 95.33%)", CE30, Train(epochs=30, eta=0.5, lmbda=5.0), "test"),
+    "l2-100-60": Run("98.04% (validation)", CE100, Train(epochs=60, eta=0.1, lmbda=5.0)),
+    "l2-100-60-default-init": Run("(not in the book: l2-100-60 with N(0, 1/n_in) weights)",
+                                  CE100.replace(init="default"), Train(epochs=60, eta=0.1, lmbda=5.0)),
+    "init-default": Run("epoch 0 92.70%, best 96.53% (validation)", DEFAULT30, Train(epochs=30, eta=0.1, lmbda=5.0)),
+    "init-large": Run("epoch 0 86.43%, best 96.48% (validation)", CE30, Train(epochs=30, eta=0.1, lmbda=5.0)),
     # Techniques the book describes without a listing: each should train to sensible accuracy.
-    "momentum": dict(book="described", net=dict(sizes=[784, 30, 10], cost="cross-entropy"),
-                     train=dict(epochs=30, eta=0.05, momentum=0.9, lmbda=5.0), eval="validation"),
-    "nesterov": dict(book="described", net=dict(sizes=[784, 30, 10], cost="cross-entropy"),
-                     train=dict(epochs=30, eta=0.05, momentum=0.9, nesterov=True, lmbda=5.0), eval="validation"),
-    "l1": dict(book="described", net=dict(sizes=[784, 30, 10], cost="cross-entropy"),
-               train=dict(epochs=30, eta=0.5, lmbda=1.0, regularization="l1"), eval="validation"),
-    "dropout": dict(book="described", net=dict(sizes=[784, 100, 10], cost="cross-entropy"),
-                    train=dict(epochs=30, eta=0.5, p_dropout=0.2), eval="validation"),
-    "tanh": dict(book="described", net=dict(sizes=[784, 30, 10], activations=["tanh", "sigmoid"],
-                                            cost="cross-entropy"),
-                 train=dict(epochs=30, eta=0.1, lmbda=5.0), eval="validation"),
-    "relu": dict(book="described", net=dict(sizes=[784, 100, 10], activations=["relu", "softmax"],
-                                            cost="log-likelihood"),
-                 train=dict(epochs=30, eta=0.05, lmbda=5.0), eval="validation"),
-    "softmax": dict(book="like sigmoid + cross-entropy", net=dict(sizes=[784, 30, 10], activations=["sigmoid", "softmax"],
-                                                                  cost="log-likelihood"),
-                    train=dict(epochs=30, eta=0.5, lmbda=5.0), eval="validation"),
-    "early-stopping": dict(book="no-improvement-in-10", net=dict(sizes=[784, 30, 10], cost="cross-entropy"),
-                           train=dict(epochs=300, eta=0.5, lmbda=5.0, early_stopping=10), eval="validation"),
-    "schedule": dict(book="halve on plateau until 1/128", net=dict(sizes=[784, 30, 10], cost="cross-entropy"),
-                     train=dict(epochs=300, eta=0.5, lmbda=5.0, schedule="halve"), eval="validation"),
+    "momentum": Run("described", DEFAULT30, Train(epochs=30, eta=0.05, momentum=0.9, lmbda=5.0)),
+    "nesterov": Run("described", DEFAULT30, Train(epochs=30, eta=0.05, momentum=0.9, nesterov=True, lmbda=5.0)),
+    "l1": Run("described", DEFAULT30, Train(epochs=30, eta=0.5, lmbda=1.0, regularization="l1")),
+    "dropout": Run("described", DEFAULT30.replace(sizes=(784, 100, 10)), Train(epochs=30, eta=0.5, p_dropout=0.2)),
+    "tanh": Run("described", DEFAULT30.replace(activations=("tanh", "sigmoid")), Train(epochs=30, eta=0.1, lmbda=5.0)),
+    "relu": Run("described", Net(sizes=(784, 100, 10), activations=("relu", "softmax"), cost="log-likelihood",
+                                 init="default"), Train(epochs=30, eta=0.05, lmbda=5.0)),
+    "softmax": Run("like sigmoid + cross-entropy", Net(sizes=(784, 30, 10), activations=("sigmoid", "softmax"),
+                                                       cost="log-likelihood", init="default"),
+                   Train(epochs=30, eta=0.5, lmbda=5.0)),
+    "early-stopping": Run("no-improvement-in-10", DEFAULT30, Train(epochs=300, eta=0.5, lmbda=5.0, early_stopping=10)),
+    "schedule": Run("halve on plateau until 1/128", DEFAULT30, Train(epochs=300, eta=0.5, lmbda=5.0, schedule="halve")),
 }
 
 
-def run(name, seed, data, dtype=np.float64):
+def run(name, seed, data, dtype="float64"):
     """Train one configuration with one seed; returns (summary dict, History)."""
     spec = RUNS[name]
-    settings = dict(spec["train"])
-    epochs, eta = settings.pop("epochs"), settings.pop("eta")
-    net_args = dict(spec["net"])
-    net = FeedforwardNetwork(net_args.pop("sizes"), seed=seed, dtype=dtype, **net_args)
-    training = data.training
-    x, labels = training.images, training.labels
-    if spec.get("data"):
-        x, labels = x[:spec["data"]], labels[:spec["data"]]
-    evaluation = data.test if spec["eval"] == "test" else data.validation
-    history = train(net, (x, labels), epochs, 10, eta, evaluation_data=evaluation, seed=seed, **settings)
+    net = spec.net.replace(dtype=dtype).build(seed=seed)
+    x, labels = data.training.images, data.training.labels
+    if spec.training_size:
+        x, labels = x[:spec.training_size], labels[:spec.training_size]
+    evaluation = data.test if spec.evaluate_on == "test" else data.validation
+    history = train(net, (x, labels), spec.train.replace(seed=seed), evaluation_data=evaluation)
     summary = {
-        "name": name, "seed": seed, "evaluated_on": spec["eval"], "book": spec["book"],
+        "name": name, "seed": seed, "evaluated_on": spec.evaluate_on, "book": spec.book,
         "best_accuracy": history.best_accuracy, "best_epoch": history.best_epoch,
         "epoch0_accuracy": history.evaluation_accuracy[0], "epochs_run": len(history.epochs),
         "stop_reason": history.stop_reason, "training_seconds": history.training_time,
@@ -116,7 +105,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.list:
         for name, spec in RUNS.items():
-            print(f"{name:16s} {spec['net']} {spec['train']} book: {spec['book']}")
+            print(f"{name:24s} {spec.net.to_dict()} {spec.train.to_dict()} on {spec.evaluate_on}; book: {spec.book}")
         return 0
 
     data = load_mnist(args.data)
@@ -124,7 +113,7 @@ def main(argv=None):
     for name in args.only:
         for seed in args.seeds:
             start = time.perf_counter()
-            summary, history = run(name, seed, data, np.dtype(args.dtype))
+            summary, history = run(name, seed, data, args.dtype)
             results.append(summary)
             if args.histories:
                 history.save(Path(args.histories) / f"{name}-seed{seed}.json")
@@ -140,7 +129,7 @@ def main(argv=None):
     print(f"\n{'run':16s} {'median best':>12s} {'best':>8s}  book")
     for name in args.only:
         best = [r["best_accuracy"] for r in results if r["name"] == name]
-        print(f"{name:16s} {statistics.median(best):12.2%} {max(best):8.2%}  {RUNS[name]['book']}")
+        print(f"{name:16s} {statistics.median(best):12.2%} {max(best):8.2%}  {RUNS[name].book}")
     print(f"\nwrote {args.output}")
     return 0
 

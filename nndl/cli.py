@@ -5,23 +5,25 @@
     nndl expand OUTPUT         expanded training data (1-pixel shifts, rotations)
     nndl plot HISTORY.json     cost and accuracy curves of a training run
 
-Mistakes in the input (missing data, a corrupt file, a bad option) end with
-a one-line ``nndl: error: ...`` message and exit status 2, not a traceback.
+Mistakes in the input (missing data, a corrupt file, a bad option, an
+output that cannot be written) end with a one-line ``nndl: error: ...``
+message and exit status 2, not a traceback: exactly the ``nndl.errors``
+exceptions, missing files and permission errors. ``--debug`` shows their
+traceback and cause chain; anything else is a bug and shows its traceback.
 """
 
 import argparse
 import sys
 import time
+import traceback
 from pathlib import Path
+
+from nndl.errors import ConfigError, NndlError
 
 __all__ = ["main", "build_parser"]
 
-#: Exceptions that describe a problem with the user's input, shown as one line.
-USER_ERRORS = (ValueError, OSError)   # OSError covers missing files, permissions, directories
-
-
-class UserError(Exception):
-    """A problem the user can fix, reported without a traceback."""
+#: Besides NndlError: problems with files the user named, shown as one line too.
+FILE_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
 
 
 def _positive_int(text):
@@ -60,12 +62,12 @@ def _sizes(values):
             try:
                 n = int(part)
             except ValueError:
-                raise UserError(f"--sizes takes whole numbers, got {part!r}") from None
+                raise ConfigError(f"--sizes takes whole numbers, got {part!r}") from None
             if n < 1:
-                raise UserError(f"every layer needs at least one neuron, got {n} in --sizes")
+                raise ConfigError(f"every layer needs at least one neuron, got {n} in --sizes")
             sizes.append(n)
     if len(sizes) < 2:
-        raise UserError(f"--sizes needs at least an input and an output layer, got {sizes}")
+        raise ConfigError(f"--sizes needs at least an input and an output layer, got {sizes}")
     return sizes
 
 
@@ -83,6 +85,8 @@ def build_parser():
                     "after Michael Nielsen's 'Neural Networks and Deep Learning'.")
     from nndl import __version__
     parser.add_argument("--version", action="version", version=f"nndl {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback and its causes when a command fails")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
 
@@ -193,17 +197,63 @@ def _load_data(args):
     from nndl.data.mnist import load_mnist, load_idx_dataset
     if args.dataset == "idx":
         if not args.data:
-            raise UserError("--dataset idx needs --data DIR")
+            raise ConfigError("--dataset idx needs --data DIR")
         return load_idx_dataset(args.data, validation_size=args.validation_size)
     return load_mnist(args.data, progress=sys.stderr.isatty())
 
 
+def _network_config(args):
+    from nndl.training.config import NetworkConfig
+    return NetworkConfig(sizes=_sizes(args.sizes), activations=tuple(args.activation), cost=args.cost,
+                         init=args.init, dtype=args.dtype)
+
+
+def _training_config(args):
+    from nndl.training.config import TrainingConfig
+    return TrainingConfig(epochs=args.epochs, mini_batch_size=args.mini_batch_size, eta=args.eta, lmbda=args.lmbda,
+                          regularization=args.regularization, momentum=args.momentum, nesterov=args.nesterov,
+                          p_dropout=args.dropout, schedule=args.schedule, patience=args.patience,
+                          early_stopping=args.early_stopping, monitor=tuple(args.monitor) if args.monitor else None,
+                          restore_best=not args.keep_last, seed=args.seed)
+
+
+def _describe(net, config, n):
+    settings = [f"{config.epochs} epochs", f"mini-batch {config.mini_batch_size}", f"eta {config.eta:g}"]
+    if config.lmbda:
+        settings.append(f"lambda {config.lmbda:g} ({config.regularization})")
+    if config.p_dropout:
+        settings.append(f"dropout {config.p_dropout:g}")
+    if config.momentum:
+        settings.append(f"momentum {config.momentum:g}{' (Nesterov)' if config.nesterov else ''}")
+    return (f"Training {net.sizes} ({'/'.join(l.name for l in net.layers)}, {net.cost.name} cost, "
+            f"{net.dtype.name}) on {n:,} images: {', '.join(settings)}")
+
+
+def _epoch_line(history, evaluation_name, n_eval):
+    j = history.epochs[-1]
+    parts = []
+    if history.evaluation_accuracy:
+        acc = history.evaluation_accuracy[-1]
+        parts.append(f"{evaluation_name} accuracy {acc:.2%} ({round(acc * n_eval)} / {n_eval})")
+    for name in ("training_accuracy", "training_cost", "evaluation_cost"):
+        values = getattr(history, name)
+        if values:
+            label = name.replace("_", " ").replace("evaluation", evaluation_name)
+            parts.append(f"{label} {values[-1]:.2%}" if name.endswith("accuracy") else f"{label} {values[-1]:.4f}")
+    if len(history.eta) > 1 and history.eta[-1] != history.eta[-2]:
+        parts.append(f"eta {history.eta[-1]:g}")
+    parts.append(f"[{history.epoch_time[-1]:.2f} s]")
+    return f"Epoch {j}: " + "  ".join(parts)
+
+
 def cmd_train(args):
     import numpy as np
-    from nndl.engine.feedforward import FeedforwardNetwork
-    from nndl.files.modelfile import load, save
+    from nndl.files.modelfile import load
+    from nndl.files.outputs import check_outputs
     from nndl.training import train
 
+    config = _training_config(args)
+    check_outputs({"--save": args.save, "--history": args.history}, inputs=[args.load, args.expanded])
     if args.load:
         net = load(args.load)
         if args.dtype != net.dtype.name:
@@ -211,10 +261,7 @@ def cmd_train(args):
         print(f"Loaded {args.load}: sizes {net.sizes}, {'/'.join(l.name for l in net.layers)}, "
               f"{net.cost.name} cost")
     else:
-        sizes = _sizes(args.sizes)
-        activations = args.activation[0] if len(args.activation) == 1 else args.activation
-        net = FeedforwardNetwork(sizes, activations=activations, cost=args.cost, init=args.init, seed=args.seed,
-                                 dtype=np.dtype(args.dtype))
+        net = _network_config(args).build(seed=args.seed)
 
     data = _load_data(args)
     training = (data.training.images, data.training.labels)
@@ -225,43 +272,15 @@ def cmd_train(args):
     if args.training_size:
         training = (training[0][:args.training_size], training[1][:args.training_size])
     evaluation = {"test": data.test, "validation": data.validation, "none": None}[args.evaluate_on]
-    evaluation_name = args.evaluate_on
-    net.check_inputs(training[0][:1])
     del data
+    if evaluation is None and config.monitor and any(m.startswith("evaluation") for m in config.monitor):
+        raise ConfigError("--monitor evaluation_* needs --evaluate-on test or validation")
+    print(_describe(net, config, training[0].shape[0]), flush=True)
 
-    print(f"Training {net.sizes} ({'/'.join(l.name for l in net.layers)}, {net.cost.name} cost, {net.dtype.name}) "
-          f"on {training[0].shape[0]:,} images: {args.epochs} epochs, mini-batch {args.mini_batch_size}, "
-          f"eta {args.eta:g}" + (f", lambda {args.lmbda:g} ({args.regularization})" if args.lmbda else "")
-          + (f", dropout {args.dropout:g}" if args.dropout else "")
-          + (f", momentum {args.momentum:g}{' (Nesterov)' if args.nesterov else ''}" if args.momentum else ""),
-          flush=True)
-
-    def report(history):
-        j = history.epochs[-1]
-        parts = [f"Epoch {j}: "]
-        if history.evaluation_accuracy:
-            n_eval = len(evaluation)
-            acc = history.evaluation_accuracy[-1]
-            parts.append(f"{evaluation_name} accuracy {acc:.2%} ({round(acc * n_eval)} / {n_eval})")
-        for name in ("training_accuracy", "training_cost", "evaluation_cost"):
-            values = getattr(history, name)
-            if values:
-                label = name.replace("_", " ").replace("evaluation", evaluation_name)
-                parts.append(f"{label} {values[-1]:.2%}" if name.endswith("accuracy") else f"{label} {values[-1]:.4f}")
-        if len(history.eta) > 1 and history.eta[-1] != history.eta[-2]:
-            parts.append(f"eta {history.eta[-1]:g}")
-        parts.append(f"[{history.epoch_time[-1]:.2f} s]")
-        print(parts[0] + "  ".join(parts[1:]), flush=True)
-
-    progress = sys.stderr.isatty() if args.progress is None else args.progress
-    monitor = tuple(args.monitor) if args.monitor else None
-    if evaluation is None and monitor and any(m.startswith("evaluation") for m in monitor):
-        raise UserError("--monitor evaluation_* needs --evaluate-on test or validation")
-    history = train(net, training, args.epochs, args.mini_batch_size, args.eta, lmbda=args.lmbda,
-                    regularization=args.regularization, momentum=args.momentum, nesterov=args.nesterov,
-                    p_dropout=args.dropout, schedule=args.schedule if args.schedule != "halve" else _halve(args),
-                    early_stopping=args.early_stopping, evaluation_data=evaluation, monitor=monitor,
-                    restore_best=not args.keep_last, seed=args.seed, progress=progress, on_epoch=report)
+    n_eval = len(evaluation) if evaluation is not None else 0
+    history = train(net, training, config, evaluation_data=evaluation,
+                    progress=sys.stderr.isatty() if args.progress is None else args.progress,
+                    on_epoch=lambda h: print(_epoch_line(h, args.evaluate_on, n_eval), flush=True))
 
     n_epochs = len(history.epochs)
     summary = f"Finished ({history.stop_reason}) after {n_epochs} epoch{'s' if n_epochs != 1 else ''}"
@@ -269,31 +288,49 @@ def cmd_train(args):
         summary += f" in {history.training_time:.1f} s of training ({history.training_time / n_epochs:.2f} s/epoch)"
     print(summary + ".")
     if history.best_epoch is not None:
-        which = evaluation_name if history.evaluation_accuracy else "training"
+        which = args.evaluate_on if history.evaluation_accuracy else "training"
         print(f"Best: epoch {history.best_epoch}, {which} accuracy {history.best_accuracy:.2%}.")
     if history.message:
         print(f"Note: {history.message}.", file=sys.stderr if history.stop_reason in ("diverged", "saturated")
               else sys.stdout)
-    kept = "last" if args.keep_last or history.best_epoch is None else f"best (epoch {history.best_epoch})"
+    status = 0
     if args.save:
-        metadata = {"trained": history.config, "best_epoch": history.best_epoch,
-                    "best_accuracy": history.best_accuracy, "evaluated_on": evaluation_name,
-                    "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        save(net, args.save, metadata=metadata)
-        print(f"Saved the {kept} network to {args.save}")
+        from nndl.files.modelfile import save
+        kept = "last" if args.keep_last or history.best_epoch is None else f"best (epoch {history.best_epoch})"
+        metadata = {"network": history.network.to_dict(), "trained": config.to_dict(),
+                    "best_epoch": history.best_epoch, "best_accuracy": history.best_accuracy,
+                    "evaluated_on": args.evaluate_on, "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        status |= _write_or_rescue(lambda path: save(net, path, metadata=metadata), args.save,
+                                   f"the {kept} network")
     if args.history:
-        history.save(args.history)
-        print(f"Saved the history to {args.history}")
+        status |= _write_or_rescue(history.save, args.history, "the history")
     if history.stop_reason == "interrupted":
         if not args.save:
             print("Interrupted; nothing was saved (use --save to keep the network).", file=sys.stderr)
         return 130
-    return 0
+    return 2 if status else 0
 
 
-def _halve(args):
-    from nndl.training.schedules import HalveOnPlateau
-    return HalveOnPlateau(patience=args.patience)
+def _write_or_rescue(write, path, what):
+    """Write an output after training; if that fails (disk full, directory gone), write it to a
+    rescue file in the temporary directory instead and say where. Returns 0, or 1 on failure."""
+    from nndl.files.outputs import rescue_path
+    try:
+        write(path)
+        print(f"Saved {what} to {path}")
+        return 0
+    except OSError as e:
+        reason = e.strerror or str(e)
+    rescue = rescue_path(path)
+    try:
+        write(rescue)
+    except OSError as e:
+        print(f"nndl: error: could not write {what} to {path} ({reason}), nor to {rescue} "
+              f"({e.strerror or e}); it is lost", file=sys.stderr)
+        return 1
+    print(f"nndl: error: could not write {what} to {path} ({reason}); saved it to {rescue} instead",
+          file=sys.stderr)
+    return 1
 
 
 def _with_dtype(net, dtype):
@@ -316,8 +353,10 @@ def cmd_evaluate(args):
 
 def cmd_expand(args):
     from nndl.data.expand import expand_mnist_file
+    from nndl.files.outputs import check_outputs
     if not args.shifts and not args.rotations:
-        raise UserError("nothing to do: --no-shifts and no --rotations")
+        raise ConfigError("nothing to do: --no-shifts and no --rotations")
+    check_outputs({"OUTPUT": args.output})
     path = expand_mnist_file(args.output, data=_load_data(args), shifts=args.shifts, rotations=tuple(args.rotations),
                              seed=args.seed, shuffle=args.shuffle, progress=sys.stderr.isatty())
     print(f"Wrote {path}")
@@ -326,7 +365,9 @@ def cmd_expand(args):
 
 def cmd_plot(args):
     from nndl.plot import plot_histories
+    from nndl.files.outputs import check_outputs
     output = args.output or str(Path(args.history[0]).with_suffix(".png"))
+    check_outputs({"--output": output}, inputs=args.history)
     path = plot_histories(args.history, output, title=args.title)
     print(f"Wrote {path}")
     return 0
@@ -341,19 +382,26 @@ def main(argv=None):
         return e.code
     try:
         return args.run(args)
-    except UserError as e:
-        print(f"nndl: error: {e}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("nndl: interrupted", file=sys.stderr)
         return 130
-    except USER_ERRORS as e:
-        if isinstance(e, OSError) and e.filename and e.strerror:
-            message = f"{e.filename}: {e.strerror.lower()}"
+    except (NndlError, *FILE_ERRORS) as e:
+        return _report(e, args.debug)
+    except MemoryError as e:
+        return _report(e, args.debug, "not enough memory for this command (try smaller sizes or less data)")
+
+
+def _report(error, debug, message=None):
+    """One line for the user; with --debug the traceback and every cause before it."""
+    if debug:
+        traceback.print_exception(error)
+    if message is None:
+        if isinstance(error, OSError) and not isinstance(error, NndlError) and error.filename and error.strerror:
+            message = f"{error.filename}: {error.strerror.lower()}"
         else:
-            message = str(e) or type(e).__name__
-        print(f"nndl: error: {message}", file=sys.stderr)
-        return 2
+            message = str(error) or type(error).__name__
+    print(f"nndl: error: {message}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import os
 import textwrap
 from pathlib import Path
 
+from nndl.errors import ConfigError, InputError
 from nndl.files.atomic import atomic_writer
 from nndl.training.history import History
 
@@ -124,7 +125,7 @@ def _load_runs(histories):
         else:
             runs.append((History.load(item), Path(item)))
     if not runs:
-        raise ValueError("no training histories to plot")
+        raise ConfigError("no training histories to plot")
     return runs
 
 
@@ -198,7 +199,7 @@ def _default_labels(runs):
     stems = [source.stem if source is not None else None for _, source in runs]
     if None not in stems and len(set(stems)) == len(stems):
         return stems
-    configs = [history.config for history, _ in runs]
+    configs = [history.settings() for history, _ in runs]
     differing = [key for key in _SUMMARY_KEYS if any(c.get(key) != configs[0].get(key) for c in configs)]
     summaries = [_summary(config, differing) for config in configs]
     if all(summaries) and len(set(summaries)) == len(summaries):
@@ -213,9 +214,9 @@ def _check(history, name):
     """Raise ValueError if the run has nothing to draw."""
     if not history.epochs:
         reason = f" ({history.stop_reason}: {history.message})" if history.message else ""
-        raise ValueError(f"{name} has no completed epochs{reason}; nothing to plot")
+        raise InputError(f"{name} has no completed epochs{reason}; nothing to plot")
     if not any(getattr(history, field) for panel in _PANELS for field in panel[2:4]):
-        raise ValueError(f"{name} monitored nothing; train with --monitor evaluation_accuracy "
+        raise InputError(f"{name} monitored nothing; train with --monitor evaluation_accuracy "
                          "(or training_cost, training_accuracy, evaluation_cost) to record curves")
 
 
@@ -242,7 +243,7 @@ def _make_figure(histories, *, title=None, labels=None):
     else:
         labels = [str(label) for label in labels]
         if len(labels) != len(runs):
-            raise ValueError(f"got {len(labels)} labels for {len(runs)} histories")
+            raise ConfigError(f"got {len(labels)} labels for {len(runs)} histories")
     for (history, source), label in zip(runs, labels):
         if source is not None:
             name = str(source)
@@ -253,7 +254,7 @@ def _make_figure(histories, *, title=None, labels=None):
     panels = [panel for panel in _PANELS
               if any(getattr(history, field) for history, _ in runs for field in panel[2:4])]
     if title is None:
-        title = _summary(runs[0][0].config, _title_keys([history.config for history, _ in runs]))
+        title = _summary(runs[0][0].settings(), _title_keys([history.settings() for history, _ in runs]))
     caption = _caption(runs, labels)
     caption_lines = caption.count("\n") + 1 if caption else 0
 

@@ -107,7 +107,7 @@ def test_worked_example_one_sigmoid_neuron():
     np.testing.assert_allclose(nabla_w[0], [[-0.125, -0.125]])
     np.testing.assert_allclose(nabla_b[0], [-0.125])
     # train() with one example and one epoch is exactly one step
-    train(net, (x, y), 1, 1, 2.0, seed=0)
+    train(net, (x, y), epochs=1, mini_batch_size=1, eta=2.0, seed=0)
     np.testing.assert_allclose(net.weights[0], [[0.75, -0.25]])
     np.testing.assert_allclose(net.biases[0], [0.25])
     assert net.feedforward(x)[0, 0] == pytest.approx(1 / (1 + np.exp(-0.75)))

@@ -197,3 +197,83 @@ def test_model_that_does_not_fit_the_data(capsys, idx_dataset, tmp_path):
     assert "700 neurons" in one_line_error(code, err)
     code, out, err = run(capsys, "train", "--load", tmp_path / "m.json", *data_args(idx_dataset), "--no-progress")
     assert "700 neurons" in one_line_error(code, err)
+
+
+# --- outputs checked before training; nothing lost after it ---------------------------
+
+@pytest.mark.parametrize("outputs,match", [
+    (lambda d: ["--save", d], "--save .* is a directory"),
+    (lambda d: ["--save", d / "a.json", "--history", d / "a.json"], "--history and --save would both write"),
+    (lambda d: ["--save", d / "file.txt" / "net.json"], "is a file, not a directory"),
+    (lambda d: ["--history", f"{d}/sub/"], "is not a file name"),
+])
+def test_outputs_are_checked_before_training(capsys, idx_dataset, tmp_path, outputs, match):
+    (tmp_path / "file.txt").write_text("x")
+    code, out, err = run(capsys, "train", *data_args(idx_dataset), "--epochs", 1, "--no-progress",
+                         *outputs(tmp_path))
+    assert code == 2
+    assert __import__("re").search(match, err), err
+    assert "Epoch" not in out and "Training" not in out           # refused before any work
+
+
+def test_output_that_is_the_model_being_loaded_is_refused(capsys, idx_dataset, tmp_path):
+    model = tmp_path / "net.json"
+    assert run(capsys, "train", *data_args(idx_dataset), "--epochs", 1, "--no-progress", "--save", model)[0] == 0
+    before = model.read_bytes()
+    code, _, err = run(capsys, "train", *data_args(idx_dataset), "--load", model, "--history", model)
+    assert code == 2 and "is also an input" in err
+    assert model.read_bytes() == before
+
+
+def test_output_directory_is_created_when_missing(capsys, idx_dataset, tmp_path):
+    model = tmp_path / "new" / "dir" / "net.npz"
+    code, _, err = run(capsys, "train", *data_args(idx_dataset), "--epochs", 1, "--no-progress", "--save", model)
+    assert code == 0, err
+    assert model.is_file()
+
+
+@pytest.mark.skipif(hasattr(__import__("os"), "geteuid") and __import__("os").geteuid() == 0,
+                    reason="root may write into read-only directories")
+def test_read_only_output_directory_is_refused(capsys, idx_dataset, tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    code, out, err = run(capsys, "train", *data_args(idx_dataset), "--epochs", 1, "--save", locked / "net.json")
+    assert code == 2 and "no permission" in err and "Epoch" not in out
+
+
+def test_a_failed_save_is_rescued_to_a_named_file(capsys, idx_dataset, tmp_path, monkeypatch):
+    """Disk full at the end of training: the network goes to a rescue file that the message names."""
+    import errno
+    import nndl.files.modelfile as modelfile
+    from nndl.files.modelfile import load
+    target = tmp_path / "net.json"
+    real_save = modelfile.save
+
+    def save(net, path, **kwargs):
+        if str(path) == str(target):
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real_save(net, path, **kwargs)
+    monkeypatch.setattr(modelfile, "save", save)
+    code, out, err = run(capsys, "train", *data_args(idx_dataset), "--epochs", 1, "--no-progress", "--seed", 1,
+                         "--save", target)
+    assert code == 2
+    message = err.strip().splitlines()[-1]
+    assert f"could not write the best (epoch 0) network to {target} (No space left on device)" in message
+    rescued = message.rsplit("saved it to ", 1)[1].split(" instead")[0]
+    assert load(rescued).sizes == [784, 30, 10] and not target.exists()
+
+
+def test_errors_are_one_line_and_debug_shows_the_cause(capsys, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    code, out, err = run(capsys, "evaluate", bad)
+    assert code == 2 and err.count("\n") == 1 and err.startswith("nndl: error:") and str(bad) in err
+    code, out, err = run(capsys, "--debug", "evaluate", bad)
+    assert code == 2 and "Traceback" in err and err.strip().splitlines()[-1].startswith("nndl: error:")
+
+
+def test_a_bug_is_not_disguised_as_a_user_error(capsys, idx_dataset, monkeypatch):
+    import nndl.cli
+    monkeypatch.setattr(nndl.cli, "_load_data", lambda args: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        main(["train", *map(str, data_args(idx_dataset))])

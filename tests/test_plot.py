@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from nndl.training.config import NetworkConfig, TrainingConfig
 from nndl.training.history import HISTORY_VERSION, History
 from nndl.plot import DPI, PANEL_HEIGHT, PANEL_WIDTH, _make_figure, plot_histories, plot_history
 
@@ -15,8 +16,8 @@ def made_up_history(epochs=5, eta=0.5, lmbda=0.0, monitor=("training_cost", "tra
                                                               "evaluation_cost", "evaluation_accuracy"),
                     eta_schedule=None, stop_reason="completed", message=""):
     """A plausible-looking History of ``epochs`` epochs with the given quantities monitored."""
-    h = History(config=dict(sizes=[784, 30, 10], cost="cross-entropy", eta=eta, lmbda=lmbda, regularization="l2",
-                            mini_batch_size=10, n_training=1000, n_evaluation=10000, schedule="constant"))
+    h = History(config=TrainingConfig(eta=eta, lmbda=lmbda, epochs=max(epochs, 1)),
+                network=NetworkConfig(sizes=(784, 30, 10), cost="cross-entropy"), n_training=1000, n_evaluation=10000)
     values = {
         "training_cost": [2.0 / (e + 1) + 0.1 for e in range(epochs)],
         "evaluation_cost": [1.5 / (e + 1) + 0.6 for e in range(epochs)],
@@ -102,12 +103,21 @@ def test_completed_run_has_no_caption(book_figure):
     assert [t for t in fig.texts if t is not fig._suptitle] == []
 
 
-def test_figures_are_independent_of_pyplot(book_figure):
+def test_drawing_never_imports_pyplot(tmp_path):
+    """In a fresh interpreter, importing nndl imports no matplotlib, and drawing a figure no pyplot."""
+    import subprocess
     import sys
-
-    plt = sys.modules.get("matplotlib.pyplot")
-    if plt is not None:  # another test module may have imported pyplot; we must not have opened figures
-        assert plt.get_fignums() == []
+    code = (
+        "import sys, nndl, nndl.plot, nndl.training, nndl.cli\n"
+        "assert 'matplotlib' not in sys.modules, 'import nndl imported matplotlib'\n"
+        "from nndl.training.history import History\n"
+        "h = History(epochs=[0, 1], eta=[0.5, 0.5], epoch_time=[0.1, 0.1], evaluation_accuracy=[0.5, 0.6])\n"
+        f"nndl.plot.plot_history(h, {str(tmp_path / 'h.png')!r})\n"
+        "assert 'matplotlib' in sys.modules and 'matplotlib.pyplot' not in sys.modules\n"
+        "print('ok')\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
 
 
 def test_only_evaluation_accuracy_gives_one_narrower_panel(tmp_path):
@@ -199,7 +209,7 @@ def test_bad_json_surfaces_the_load_error(tmp_path):
         plot_history(bad, tmp_path / "bad.png")
     other = tmp_path / "other.json"
     other.write_text(json.dumps({"hello": 1}))
-    with pytest.raises(ValueError, match="not an nndl training history"):
+    with pytest.raises(ValueError, match="not an nndl-history file"):
         plot_history(other, tmp_path / "other.png")
     assert not (tmp_path / "bad.png").exists() and not (tmp_path / "other.png").exists()
 

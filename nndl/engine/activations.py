@@ -20,6 +20,8 @@ exponentials in the backward pass.
 import numpy as np
 from scipy.special import expit
 
+from nndl.lookup import lookup
+
 __all__ = ["Activation", "Sigmoid", "Tanh", "ReLU", "Linear", "Softmax", "ACTIVATIONS", "get_activation"]
 
 
@@ -177,14 +179,4 @@ ACTIVATIONS = {cls.name: cls for cls in (Sigmoid, Tanh, ReLU, Linear, Softmax)}
 def get_activation(spec):
     """An activation instance from a name ("sigmoid", "tanh", "relu", "linear",
     "softmax"), a class, or an instance."""
-    if isinstance(spec, Activation):
-        return spec
-    if isinstance(spec, type) and issubclass(spec, Activation):
-        return spec()
-    if isinstance(spec, str):
-        key = spec.strip().lower()
-        if key == "identity":
-            key = "linear"
-        if key in ACTIVATIONS:
-            return ACTIVATIONS[key]()
-    raise ValueError(f"unknown activation {spec!r}; choose one of: {', '.join(ACTIVATIONS)}")
+    return lookup(spec, ACTIVATIONS, "activation", base=Activation, aliases={"identity": "linear"})

@@ -25,6 +25,9 @@ import numpy as np
 from scipy.special import xlogy
 
 from nndl.engine.activations import Softmax, Sigmoid, Strategy
+from nndl.errors import ConfigError
+from nndl.lookup import lookup
+
 
 __all__ = ["Cost", "QuadraticCost", "CrossEntropyCost", "LogLikelihoodCost", "COSTS", "get_cost"]
 
@@ -98,7 +101,7 @@ class CrossEntropyCost(Cost):
     def check_output(self, activation):
         lo, hi = activation.output_range
         if lo < 0.0 or hi > 1.0:
-            raise ValueError(
+            raise ConfigError(
                 f"the cross-entropy cost needs outputs in (0, 1), but a {activation.name} output layer "
                 "can leave that range; use a sigmoid or softmax output layer"
             )
@@ -130,7 +133,7 @@ class LogLikelihoodCost(Cost):
 
     def check_output(self, activation):
         if not isinstance(activation, (Softmax, Sigmoid)):
-            raise ValueError(
+            raise ConfigError(
                 f"the log-likelihood cost needs probability outputs, but the output layer is {activation.name}; "
                 "use a softmax output layer"
             )
@@ -143,21 +146,11 @@ class LogLikelihoodCost(Cost):
 
 #: Cost classes by the names used in model files and on the command line.
 COSTS = {cls.name: cls for cls in (QuadraticCost, CrossEntropyCost, LogLikelihoodCost)}
-_ALIASES = {"mse": "quadratic", "crossentropy": "cross-entropy", "cross_entropy": "cross-entropy",
-            "ce": "cross-entropy", "loglikelihood": "log-likelihood", "log_likelihood": "log-likelihood",
-            "nll": "log-likelihood"}
+_ALIASES = {"mse": "quadratic", "crossentropy": "cross-entropy", "ce": "cross-entropy",
+            "loglikelihood": "log-likelihood", "nll": "log-likelihood"}
 
 
 def get_cost(spec):
     """A cost instance from a name, a class (such as the book's
     ``network2.CrossEntropyCost``) or an instance."""
-    if isinstance(spec, Cost):
-        return spec
-    if isinstance(spec, type) and issubclass(spec, Cost):
-        return spec()
-    if isinstance(spec, str):
-        key = spec.strip().lower()
-        key = _ALIASES.get(key, key)
-        if key in COSTS:
-            return COSTS[key]()
-    raise ValueError(f"unknown cost {spec!r}; choose one of: {', '.join(COSTS)}")
+    return lookup(spec, COSTS, "cost", base=Cost, aliases=_ALIASES)

@@ -14,8 +14,9 @@ from nndl.engine.activations import get_activation, Softmax
 from nndl.engine.backprop import Backprop
 from nndl.engine.costs import get_cost
 from nndl.engine.initializers import get_initializer
+from nndl.errors import ConfigError, InputError
 
-__all__ = ["FeedforwardNetwork", "one_hot", "as_labels"]
+__all__ = ["FeedforwardNetwork", "one_hot", "as_labels", "check_inputs"]
 
 #: Rows fed through the network at a time by ``feedforward`` (bounds memory).
 EVAL_BATCH = 2000
@@ -27,6 +28,7 @@ def one_hot(labels, k, dtype=np.float64):
     Parameters
     ----------
     labels : ndarray of int, shape (n,)
+        Each in 0..k-1 (checked by ``as_labels``).
     k : int
         Number of classes.
 
@@ -35,23 +37,73 @@ def one_hot(labels, k, dtype=np.float64):
     ndarray, shape (n, k)
     """
     labels = np.asarray(labels)
-    if labels.size and (labels.min() < 0 or labels.max() >= k):
-        raise ValueError(f"labels must lie in 0..{k - 1}, found values from {labels.min()} to {labels.max()}")
     y = np.zeros((labels.shape[0], k), dtype=dtype)
     y[np.arange(labels.shape[0]), labels] = 1.0
     return y
 
 
-def as_labels(y):
-    """Integer labels from integer labels (n,) or one-hot rows (n, k)."""
-    y = np.asarray(y)
-    if y.ndim == 2:
+def check_inputs(x, n_in, name="inputs"):
+    """The inputs as a finite 2-d float array of shape (n, n_in), or a clear InputError.
+
+    A single example of n_in values is taken as one row. Inputs that look
+    like 0-255 pixel values (all whole numbers, some above 1) are refused
+    with the advice to scale them: a sigmoid network fed them saturates and
+    learns nothing. Other real-valued inputs are accepted.
+    """
+    try:
+        x = np.asarray(x)
+    except (TypeError, ValueError) as e:
+        raise InputError(f"{name} must be an array of numbers ({e})") from None
+    if x.ndim == 1 and x.shape[0] == n_in:
+        x = x.reshape(1, -1)
+    if x.ndim != 2:
+        raise InputError(f"{name} must have shape (n, {n_in}), got shape {x.shape}")
+    if x.shape[1] != n_in:
+        raise InputError(f"the network's input layer has {n_in} neurons but the {name} have {x.shape[1]} "
+                         f"values per example; use sizes starting with {x.shape[1]}")
+    if x.shape[0] == 0:
+        raise InputError(f"{name} are empty")
+    if x.dtype.kind not in "biuf":
+        raise InputError(f"{name} must be numbers, got an array of {x.dtype}")
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        bad = int(np.count_nonzero(~np.isfinite(x)))
+        raise InputError(f"{name} contain {bad:,} values that are nan or infinite")
+    high = x.max()
+    if high > 1 and high <= 255 and x.min() >= 0 and (x.dtype.kind in "iu" or np.array_equal(x, np.round(x))):
+        raise InputError(f"{name} look like 0-255 pixel values (largest {high:g}); the networks expect pixels in "
+                         "[0, 1]: scale them by 1/255")
+    return x
+
+
+def as_labels(y, k, name="labels"):
+    """Integer class labels in 0..k-1, from labels (n,) or exactly one-hot rows (n, k).
+
+    Raises
+    ------
+    InputError
+        For labels out of range, non-integer labels, or 2-d rows that are
+        not one-hot (their argmax would silently pick a class).
+    """
+    try:
+        y = np.asarray(y)
+    except (TypeError, ValueError) as e:
+        raise InputError(f"{name} must be an array of numbers ({e})") from None
+    if y.ndim == 2 and y.shape[1] == k and y.dtype.kind in "biuf":
+        if not (np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all()):
+            raise InputError(f"{name}: rows of shape (n, {k}) must be one-hot (a single 1 in each row); "
+                             "give integer labels instead")
         return y.argmax(axis=1)
-    if y.ndim == 1 and np.issubdtype(y.dtype, np.integer):
-        return y
-    if y.ndim == 1 and np.all(np.equal(np.mod(y, 1), 0)):
-        return y.astype(np.int64)
-    raise ValueError(f"expected integer labels of shape (n,) or one-hot rows (n, k), got shape {y.shape}, dtype {y.dtype}")
+    if y.ndim != 1 or y.dtype.kind not in "biuf":
+        raise InputError(f"{name} must be integer labels of shape (n,) or one-hot rows (n, {k}), "
+                         f"got shape {y.shape} of {y.dtype}")
+    if y.dtype.kind == "f":
+        if not (np.isfinite(y).all() and np.array_equal(y, np.round(y))):
+            raise InputError(f"{name} must be whole numbers (class labels), got values such as "
+                             f"{y[~(np.isfinite(y) & (y == np.round(y)))][0]:g}")
+    if y.size and (y.min() < 0 or y.max() >= k):
+        raise InputError(f"{name} must lie in 0..{k - 1} for a network with {k} outputs, found values from "
+                         f"{y.min():g} to {y.max():g}")
+    return y.astype(np.int64, copy=False)
 
 
 class FeedforwardNetwork:
@@ -87,25 +139,26 @@ class FeedforwardNetwork:
                  dtype=np.float64):
         sizes = [int(n) for n in sizes]
         if len(sizes) < 2:
-            raise ValueError(f"a network needs at least an input and an output layer, got sizes {sizes}")
+            raise ConfigError(f"a network needs at least an input and an output layer, got sizes {sizes}")
         if any(n < 1 for n in sizes):
-            raise ValueError(f"every layer needs at least one neuron, got sizes {sizes}")
+            raise ConfigError(f"every layer needs at least one neuron, got sizes {sizes}")
         self.sizes = sizes
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.dtype(np.float64), np.dtype(np.float32)):
-            raise ValueError(f"dtype must be float64 or float32, got {self.dtype}")
+            raise ConfigError(f"dtype must be float64 or float32, got {self.dtype}")
         if isinstance(activations, (str, type)) or hasattr(activations, "fn"):
             activations = [activations] * (len(sizes) - 1)
         self.layers = [get_activation(a) for a in activations]
         if len(self.layers) != len(sizes) - 1:
-            raise ValueError(f"{len(sizes) - 1} layers after the input need {len(sizes) - 1} activations, "
+            raise ConfigError(f"{len(sizes) - 1} layers after the input need {len(sizes) - 1} activations, "
                              f"got {len(self.layers)}")
         for i, layer in enumerate(self.layers[:-1]):
             if isinstance(layer, Softmax):
-                raise ValueError(f"softmax can only be the output layer, but layer {i + 1} of "
+                raise ConfigError(f"softmax can only be the output layer, but layer {i + 1} of "
                                  f"{len(self.layers)} is softmax")
         self.cost = get_cost(cost)
         self.cost.check_output(self.layers[-1])
+        self.init = init if isinstance(init, str) else None
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         initializer = get_initializer(init)
         self.params = []
@@ -135,13 +188,13 @@ class FeedforwardNetwork:
     def set_parameters(self, weights, biases):
         """Copy weights and biases in, checking their shapes against ``sizes``."""
         if len(weights) != len(self.params) or len(biases) != len(self.params):
-            raise ValueError(f"expected {len(self.params)} weight matrices and bias vectors, "
+            raise InputError(f"expected {len(self.params)} weight matrices and bias vectors, "
                              f"got {len(weights)} and {len(biases)}")
         for l, (p, w, b) in enumerate(zip(self.params, weights, biases), start=1):
             w = np.asarray(w, dtype=self.dtype)
             b = np.asarray(b, dtype=self.dtype).reshape(-1)
             if w.shape != (p.shape[0], p.shape[1] - 1) or b.shape != (p.shape[0],):
-                raise ValueError(f"layer {l}: expected weights {(p.shape[0], p.shape[1] - 1)} and biases "
+                raise InputError(f"layer {l}: expected weights {(p.shape[0], p.shape[1] - 1)} and biases "
                                  f"({p.shape[0]},), got {w.shape} and {b.shape}")
             p[:, :-1] = w
             p[:, -1] = b
@@ -160,17 +213,9 @@ class FeedforwardNetwork:
 
     # --- computing --------------------------------------------------------
 
-    def check_inputs(self, x):
-        """The inputs as a 2-d array, or a clear error when they do not fit the input layer."""
-        x = np.asarray(x)
-        if x.ndim == 1 and x.shape[0] == self.sizes[0]:
-            x = x.reshape(1, -1)
-        if x.ndim != 2:
-            raise ValueError(f"inputs must have shape (n, {self.sizes[0]}), got shape {x.shape}")
-        if x.shape[1] != self.sizes[0]:
-            raise ValueError(f"the network's input layer has {self.sizes[0]} neurons but the data has "
-                             f"{x.shape[1]} values per example; use sizes starting with {x.shape[1]}")
-        return x
+    def check_inputs(self, x, name="inputs"):
+        """The inputs as a 2-d array (n, sizes[0]), or an InputError saying why they do not fit."""
+        return check_inputs(x, self.sizes[0], name)
 
     def feedforward(self, x):
         """The network's outputs a^L for inputs x.
@@ -183,7 +228,11 @@ class FeedforwardNetwork:
         -------
         ndarray, shape (n, sizes[-1])
         """
-        x = self.check_inputs(x)
+        x = np.asarray(x)
+        if x.ndim == 1 and x.shape[0] == self.sizes[0]:
+            x = x.reshape(1, -1)
+        if x.ndim != 2 or x.shape[1] != self.sizes[0]:
+            self.check_inputs(x)                                     # says what is wrong
         out = np.empty((x.shape[0], self.sizes[-1]), dtype=self.dtype)
         for start in range(0, x.shape[0], EVAL_BATCH):
             a = x[start:start + EVAL_BATCH].astype(self.dtype, copy=False)
@@ -199,16 +248,20 @@ class FeedforwardNetwork:
         return self.feedforward(x).argmax(axis=1)
 
     def evaluate(self, x, labels):
-        """How many examples the network classifies correctly (an int)."""
-        labels = as_labels(labels)
+        """How many examples the network classifies correctly (an int).
+
+        Labels are integers (n,) in 0..sizes[-1]-1 or one-hot rows; anything
+        else (a label of 200, rows that are not one-hot) is an InputError.
+        """
+        x = self.check_inputs(x)
+        labels = as_labels(labels, self.sizes[-1])
+        if labels.shape[0] != x.shape[0]:
+            raise InputError(f"{x.shape[0]} inputs but {labels.shape[0]} labels")
         return int(np.count_nonzero(self.predict(x) == labels))
 
     def accuracy(self, x, labels):
         """The fraction of examples classified correctly, in [0, 1]."""
-        labels = as_labels(labels)
-        if labels.shape[0] == 0:
-            raise ValueError("cannot measure accuracy on an empty data set")
-        return self.evaluate(x, labels) / labels.shape[0]
+        return self.evaluate(x, labels) / len(labels)
 
     def total_cost(self, x, y, regularizer=None, n=None):
         """The average cost over the data, plus the regularisation term.
@@ -234,14 +287,16 @@ class FeedforwardNetwork:
             cost += regularizer.cost(self.weights, n if n is not None else n_data)
         return cost
 
-    def targets(self, y):
-        """Desired outputs as rows of shape (n, sizes[-1]) from labels or one-hot rows."""
+    def targets(self, y, name="desired outputs"):
+        """Desired outputs as rows (n, sizes[-1]): one-hot from integer labels (n,), or rows used as given."""
         y = np.asarray(y)
         if y.ndim == 1:
-            return one_hot(y, self.sizes[-1], dtype=self.dtype)
-        if y.ndim == 2 and y.shape[1] == self.sizes[-1]:
+            return one_hot(as_labels(y, self.sizes[-1], name), self.sizes[-1], dtype=self.dtype)
+        if y.ndim == 2 and y.shape[1] == self.sizes[-1] and y.dtype.kind in "biuf":
+            if y.dtype.kind == "f" and not np.isfinite(y).all():
+                raise InputError(f"{name} contain nan or infinite values")
             return y.astype(self.dtype, copy=False)
-        raise ValueError(f"desired outputs must be labels (n,) or rows (n, {self.sizes[-1]}), got shape {y.shape}")
+        raise InputError(f"{name} must be integer labels (n,) or rows (n, {self.sizes[-1]}), got shape {y.shape}")
 
     def backprop(self, x, y):
         """Gradients of the cost, summed over the examples (chapter 2).

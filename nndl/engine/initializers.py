@@ -7,6 +7,8 @@ Each initialiser fills a layer's parameters: weights of shape
 
 import numpy as np
 
+from nndl.lookup import lookup
+
 __all__ = ["default_weight_initializer", "large_weight_initializer", "INITIALIZERS", "get_initializer"]
 
 
@@ -43,9 +45,8 @@ INITIALIZERS = {"default": default_weight_initializer, "large": large_weight_ini
 
 
 def get_initializer(spec):
-    """An initialiser from a name ("default" or "large") or a callable."""
+    """An initialiser from a name ("default" or "large") or a callable
+    ``f(n_in, n_out, rng, dtype) -> (weights, biases)``."""
     if callable(spec):
         return spec
-    if isinstance(spec, str) and spec.strip().lower() in INITIALIZERS:
-        return INITIALIZERS[spec.strip().lower()]
-    raise ValueError(f"unknown weight initialiser {spec!r}; choose one of: {', '.join(INITIALIZERS)}")
+    return lookup(spec, INITIALIZERS, "weight initialiser", make=False)

@@ -22,6 +22,8 @@ gradient joins g so it builds up velocity like the rest.
 import numpy as np
 from scipy.linalg.blas import get_blas_funcs
 
+from nndl.errors import ConfigError
+
 __all__ = ["SGD"]
 
 _BLAS = {}
@@ -42,72 +44,120 @@ def _axpy(dtype):
 
 
 class SGD:
-    """Mini-batch stochastic gradient descent, optionally with momentum.
+    """Mini-batch stochastic gradient descent, optionally with momentum, bound to parameters.
+
+    Like PyTorch's ``torch.optim.SGD``: made once for the parameters it
+    updates, then ``step`` applies one update from a mini-batch's gradient::
+
+        opt = SGD(net.params, eta=0.5, weight_decay=L2(5.0), n=50_000)
+        opt.step(grads)      # grads[l]: the mean gradient dC/dP of P = [W | b], shaped like params[l]
 
     Parameters
     ----------
+    params : list of ndarray
+        The parameter matrices ``P = [W | b]`` of shape (n_out, n_in + 1)
+        (``FeedforwardNetwork.params``), updated in place. The last column
+        holds the biases, which are never regularised.
     eta : float
-        Learning rate, > 0. The trainer may change it between epochs (a
+        Learning rate, > 0. The trainer may change ``eta`` between epochs (a
         learning-rate schedule).
     momentum : float, default 0.0
         The momentum co-efficient mu, in [0, 1). 0 is plain SGD.
     nesterov : bool, default False
         Use Nesterov's variant (needs momentum > 0).
+    weight_decay : Regularizer or None
+        L2 (the book's weight decay) or L1, with its lambda.
+    n : int, optional
+        The size of the training set: the n of the book's lambda/n. Needed
+        with ``weight_decay``.
     """
 
-    def __init__(self, eta, momentum=0.0, nesterov=False):
+    def __init__(self, params, eta, *, momentum=0.0, nesterov=False, weight_decay=None, n=None):
         eta = float(eta)
         if not eta > 0.0 or not np.isfinite(eta):
-            raise ValueError(f"the learning rate eta must be a positive number, got {eta}")
+            raise ConfigError(f"the learning rate eta must be a positive number, got {eta}")
         momentum = float(momentum)
         if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"the momentum co-efficient mu must be in [0, 1), got {momentum}")
+            raise ConfigError(f"the momentum co-efficient mu must be in [0, 1), got {momentum}")
         if nesterov and momentum == 0.0:
-            raise ValueError("Nesterov's momentum needs a momentum co-efficient mu > 0")
+            raise ConfigError("Nesterov's momentum needs a momentum co-efficient mu > 0")
+        if weight_decay is not None and (n is None or int(n) < 1):
+            raise ConfigError("weight decay needs n, the size of the training set (lambda is divided by n)")
+        self.params = list(params)
         self.eta = eta
         self.momentum = momentum
         self.nesterov = bool(nesterov)
-        self.velocities = None
-        self._scratch = None
+        self.weight_decay = weight_decay
+        self.n = int(n) if n is not None else None
+        self.velocities = [np.zeros_like(p) for p in self.params] if momentum else None
+        self._weight_scratch = [np.empty_like(p[:, :-1]) for p in self.params]
+        self._bias_scratch = [np.empty_like(p[:, -1]) for p in self.params]
 
     def reset(self):
         """Forget the velocities (start from rest)."""
-        self.velocities = None
+        if self.velocities is not None:
+            for v in self.velocities:
+                v.fill(0.0)
 
-    def step(self, net, work, m, n, regularizer=None):
-        """Update ``net``'s parameters from the deltas in ``work``.
+    # --- the plain rule -----------------------------------------------------
+
+    def step(self, grads):
+        """One update from the mean gradients of a mini-batch.
 
         Parameters
         ----------
-        net : FeedforwardNetwork
-        work : Backprop
-            After ``forward`` and ``backward`` on a mini-batch of m examples.
-        m : int
-            Number of examples in the mini-batch.
-        n : int
-            Size of the training set (for the regularisation term).
-        regularizer : Regularizer or None
+        grads : list of ndarray
+            ``grads[l]`` shaped like ``params[l]``: (1/m) sum_x dC_x/dP.
         """
-        if self.momentum == 0.0:
-            self._sgd_step(net, work, m, n, regularizer)
-        else:
-            self._momentum_step(net, work, m, n, regularizer)
+        if len(grads) != len(self.params):
+            raise ConfigError(f"expected {len(self.params)} gradients, one per parameter matrix, got {len(grads)}")
+        for l, (p, g) in enumerate(zip(self.params, grads)):
+            g = np.array(g, dtype=p.dtype)                                  # a copy we may add to
+            if g.shape != p.shape:
+                raise ConfigError(f"gradient {l} has shape {g.shape}, its parameters {p.shape}")
+            if self.weight_decay is not None and self.velocities is not None:
+                g[:, :-1] += self.weight_decay.gradient(p[:, :-1], self.n)  # joins the velocity
+            elif self.weight_decay is not None:
+                self.weight_decay.decay(p[:, :-1], self.eta, self.n)         # the book's w -> (1 - eta lambda/n) w
+            if self.velocities is None:
+                p -= self.eta * g                                            # w -> w - eta g
+                continue
+            v = self.velocities[l]
+            v *= self.momentum
+            v -= self.eta * g                                                # v -> v' = mu v - eta g
+            if self.nesterov:
+                p += self.momentum * v - self.eta * g                        # w -> w + mu v' - eta g
+            else:
+                p += v                                                       # w -> w + v'
 
-    def _sgd_step(self, net, work, m, n, regularizer):
-        gemm = _gemm(net.dtype)
+    # --- the fast path used in training ---------------------------------------
+
+    def _step_from_backprop(self, work, m):
+        """The same update as ``step``, straight from a ``Backprop``'s deltas, fused into BLAS calls.
+
+        ``work`` has run ``forward`` and ``backward`` on a mini-batch of m
+        examples of the network that owns ``params``. The gradient
+        (1/m) delta.T [a | 1] is never formed: each layer's update is one
+        in-place gemm (tested against ``step``).
+        """
+        if self.velocities is None:
+            self._sgd_step(work, m)
+        else:
+            self._momentum_step(work, m)
+
+    def _sgd_step(self, work, m):
+        gemm = _gemm(self.params[0].dtype)
         scale = -self.eta / m
-        if regularizer is not None and self._scratch is None:
-            self._scratch = [np.empty_like(p[:, :-1]) for p in net.params]
-            self._bias_scratch = [np.empty_like(p[:, -1]) for p in net.params]
+        regularizer, n = self.weight_decay, self.n
         factor = regularizer.decay_factor(self.eta, n) if regularizer is not None else None
-        for l, (p, (a_T, delta_T, p_T)) in enumerate(zip(net.params, work.update_operands)):
+        for l, (p, (a_T, delta_T, p_T)) in enumerate(zip(self.params, work.update_operands)):
             # p += scale * delta.T @ [a | 1], as one in-place BLAS call: the
             # C-ordered p is the Fortran-ordered p.T, so gemm can accumulate
             # into it without copying:  p.T = scale * [a | 1].T @ delta + beta * p.T
             # (positional arguments: alpha, a, b, beta, c, trans_a, trans_b, overwrite_c)
             if factor is None:
                 if regularizer is not None:
-                    regularizer.decay(p[:, :-1], self.eta, n, scratch=self._scratch[l])
+                    regularizer.decay(p[:, :-1], self.eta, n, scratch=self._weight_scratch[l])
                 gemm(scale, a_T, delta_T, 1.0, p_T, 0, 1, 1)
             else:
                 # L2 weight decay w -> (1 - eta lambda/n) w rides along as gemm's
@@ -119,14 +169,12 @@ class SGD:
                 b_old *= 1.0 - factor
                 b += b_old
 
-    def _momentum_step(self, net, work, m, n, regularizer):
-        if self.velocities is None or [v.shape for v in self.velocities] != [p.shape for p in net.params]:
-            self.velocities = [np.zeros_like(p) for p in net.params]
-        if self._scratch is None:
-            self._scratch = [np.empty_like(p[:, :-1]) for p in net.params]
-        gemm, axpy = _gemm(net.dtype), _axpy(net.dtype)
-        mu, eta = self.momentum, self.eta
-        for p, v, tmp, (a_T, delta_T, _) in zip(net.params, self.velocities, self._scratch, work.update_operands):
+    def _momentum_step(self, work, m):
+        dtype = self.params[0].dtype
+        gemm, axpy = _gemm(dtype), _axpy(dtype)
+        mu, eta, regularizer = self.momentum, self.eta, self.weight_decay
+        for p, v, tmp, (a_T, delta_T, _) in zip(self.params, self.velocities, self._weight_scratch,
+                                                work.update_operands):
             if self.nesterov:
                 # w -> w + mu v' - eta g = w + (1 + mu) v' - mu v, since -eta g = v' - mu v
                 axpy(v.reshape(-1), p.reshape(-1), a=-mu)
@@ -134,10 +182,11 @@ class SGD:
             v *= mu
             gemm(-eta / m, a_T, delta_T, 1.0, v.T, 0, 1, 1)
             if regularizer is not None:
-                regularizer.gradient(p[:, :-1], n, out=tmp)               # on the weights only
+                regularizer.gradient(p[:, :-1], self.n, out=tmp)               # on the weights only
                 tmp *= eta
                 v[:, :-1] -= tmp
             axpy(v.reshape(-1), p.reshape(-1), a=1.0 + mu if self.nesterov else 1.0)
 
     def __repr__(self):
-        return f"SGD(eta={self.eta}, momentum={self.momentum}, nesterov={self.nesterov})"
+        return (f"SGD(eta={self.eta}, momentum={self.momentum}, nesterov={self.nesterov}, "
+                f"weight_decay={self.weight_decay!r})")

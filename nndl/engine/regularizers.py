@@ -23,6 +23,8 @@ with sgn(0) = 0.
 
 import numpy as np
 
+from nndl.errors import ConfigError
+
 __all__ = ["Regularizer", "L2", "L1", "get_regularizer"]
 
 
@@ -34,7 +36,7 @@ class Regularizer:
     def __init__(self, lmbda):
         lmbda = float(lmbda)
         if not lmbda >= 0.0:  # also rejects nan
-            raise ValueError(f"the regularisation parameter lambda must be >= 0, got {lmbda}")
+            raise ConfigError(f"the regularisation parameter lambda must be >= 0, got {lmbda}")
         self.lmbda = lmbda
 
     def cost(self, weights, n):
@@ -106,6 +108,6 @@ def get_regularizer(kind, lmbda):
         return kind
     key = str(kind).strip().lower()
     if key not in REGULARIZERS:
-        raise ValueError(f"unknown regularisation {kind!r}; choose one of: {', '.join(REGULARIZERS)}")
+        raise ConfigError(f"unknown regularisation {kind!r}; choose one of: {', '.join(REGULARIZERS)}")
     reg = REGULARIZERS[key](lmbda)
     return reg if reg.lmbda > 0.0 else None

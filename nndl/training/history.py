@@ -1,17 +1,23 @@
 """What happened during training, epoch by epoch, saved as JSON."""
 
 import json
-from dataclasses import dataclass, field, asdict
+import math
+from dataclasses import dataclass, field, fields
 
+from nndl.errors import ConfigError, FileFormatError
 from nndl.files.atomic import atomic_write_text
+from nndl.files.header import check_header, parse_json
+from nndl.training.config import MONITORS, NetworkConfig, TrainingConfig
 
 __all__ = ["History", "HISTORY_FORMAT", "HISTORY_VERSION"]
 
 HISTORY_FORMAT = "nndl-history"
-HISTORY_VERSION = 1
+HISTORY_VERSION = 2
 
-#: The per-epoch measurements that can be monitored.
-MONITORS = ("training_cost", "training_accuracy", "evaluation_cost", "evaluation_accuracy")
+#: Every per-epoch list, aligned with ``epochs``.
+_PER_EPOCH = ("eta", "epoch_time", "monitor_time") + MONITORS
+#: How training can end.
+STOP_REASONS = ("completed", "early stopping", "learning-rate schedule", "diverged", "saturated", "interrupted")
 
 
 @dataclass
@@ -38,14 +44,17 @@ class History:
         when there is no evaluation data).
     best_accuracy : float or None
     stop_reason : str
-        "completed", "early stopping", "learning-rate schedule", "diverged",
-        "saturated" (accuracy near chance with most neurons saturated) or
-        "interrupted".
+        One of STOP_REASONS: "completed", "early stopping",
+        "learning-rate schedule", "diverged", "saturated" (accuracy near
+        chance with most neurons saturated) or "interrupted".
     message : str
-        A plain-language note about the run, e.g. why it stopped or a warning
-        that the network saturated.
-    config : dict
+        A plain-language note about the run, e.g. why it stopped.
+    config : TrainingConfig
         The settings of the run.
+    network : NetworkConfig or None
+        The network trained.
+    n_training, n_evaluation : int
+        The sizes of the training and evaluation data.
     """
 
     epochs: list = field(default_factory=list)
@@ -60,15 +69,52 @@ class History:
     best_accuracy: float = None
     stop_reason: str = "completed"
     message: str = ""
-    config: dict = field(default_factory=dict)
+    config: TrainingConfig = field(default_factory=TrainingConfig)
+    network: NetworkConfig = None
+    n_training: int = 0
+    n_evaluation: int = 0
 
     @property
     def training_time(self):
         """Total seconds spent training (excluding monitoring)."""
         return float(sum(self.epoch_time))
 
+    # --- recording ---------------------------------------------------------
+
+    def record(self, epoch, eta, epoch_time, monitor_time, measured):
+        """Append one epoch, all lists at once (so a Ctrl-C never leaves them of different lengths)."""
+        self.epochs.append(epoch)
+        self.eta.append(eta)
+        self.epoch_time.append(epoch_time)
+        self.monitor_time.append(monitor_time)
+        for name, value in measured.items():
+            getattr(self, name).append(value)
+
+    def stop(self, reason, message):
+        """Say why training ended."""
+        self.stop_reason, self.message = reason, message
+
+    def watched_accuracy(self):
+        """The accuracy that decides the best epoch: evaluation accuracy, else training accuracy, else None."""
+        for values in (self.evaluation_accuracy, self.training_accuracy):
+            if values:
+                return values[-1]
+        return None
+
+    def settings(self):
+        """The network's and the run's settings in one flat dict (for titles and tables)."""
+        network = self.network.to_dict() if self.network is not None else {}
+        return {**network, **self.config.to_dict(), "n_training": self.n_training,
+                "n_evaluation": self.n_evaluation}
+
+    # --- files ------------------------------------------------------------
+
     def to_dict(self):
-        return {"format": HISTORY_FORMAT, "version": HISTORY_VERSION, **asdict(self)}
+        data = {"format": HISTORY_FORMAT, "version": HISTORY_VERSION}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            data[f.name] = value.to_dict() if hasattr(value, "to_dict") else value
+        return data
 
     def save(self, path):
         """Write the history as JSON, atomically."""
@@ -76,29 +122,84 @@ class History:
 
     @classmethod
     def from_dict(cls, data, source="history"):
-        if not isinstance(data, dict) or data.get("format") != HISTORY_FORMAT:
-            raise ValueError(f"{source} is not an nndl training history (no \"format\": \"{HISTORY_FORMAT}\")")
-        version = data.get("version")
-        if not isinstance(version, int) or version > HISTORY_VERSION:
-            raise ValueError(f"{source} was written in history format version {version}, newer than this nndl "
-                             f"understands (version {HISTORY_VERSION}); upgrade nndl to read it")
-        names = set(cls.__dataclass_fields__)
-        unknown = set(data) - names - {"format", "version"}
+        """A History from its dict, checking every field (FileFormatError names what is wrong)."""
+        version = check_header(data, HISTORY_FORMAT, HISTORY_VERSION, source)
+        data = dict(data)
+        del data["format"], data["version"]
+        if version == 1:
+            data = _from_version_1(data)
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - names)
         if unknown:
-            raise ValueError(f"{source} has unknown fields: {', '.join(sorted(unknown))}")
-        history = cls(**{k: v for k, v in data.items() if k in names})
-        for name in ("epochs", "eta", *MONITORS):
-            values = getattr(history, name)
-            if not isinstance(values, list) or (values and len(values) != len(history.epochs)):
-                raise ValueError(f"{source}: {name} must be a list with one value per epoch")
+            raise FileFormatError(f"{source} has unknown fields: {', '.join(map(str, unknown))}")
+        try:
+            config = TrainingConfig.from_dict(data.pop("config", {}))
+            network = data.pop("network", None)
+            network = NetworkConfig.from_dict(network) if network is not None else None
+        except ConfigError as e:
+            raise FileFormatError(f"{source}: {e}") from None
+        history = cls(config=config, network=network, **data)
+        history._check(source)
         return history
+
+    def _check(self, source):
+        def bad(what):
+            raise FileFormatError(f"{source}: {what}")
+
+        if not isinstance(self.epochs, list) or not all(_is_int(e) and e >= 0 for e in self.epochs):
+            bad("epochs must be a list of epoch numbers")
+        for name in _PER_EPOCH:
+            values = getattr(self, name)
+            if not isinstance(values, list) or not all(_is_number(v) for v in values):
+                bad(f"{name} must be a list of numbers")
+            if values and len(values) != len(self.epochs):
+                bad(f"{name} must have one value per epoch ({len(self.epochs)}), has {len(values)}")
+        if self.best_epoch is not None and not _is_int(self.best_epoch):
+            bad("best_epoch must be an epoch number or null")
+        if self.best_accuracy is not None and not _is_number(self.best_accuracy):
+            bad("best_accuracy must be a number or null")
+        if self.stop_reason not in STOP_REASONS:
+            bad(f"stop_reason must be one of {', '.join(STOP_REASONS)}, got {self.stop_reason!r}")
+        if not isinstance(self.message, str):
+            bad("message must be text")
+        for name in ("n_training", "n_evaluation"):
+            if not _is_int(getattr(self, name)) or getattr(self, name) < 0:
+                bad(f"{name} must be a whole number")
 
     @classmethod
     def load(cls, path):
-        """Read a history written by ``save``."""
-        try:
-            with open(path, encoding="utf-8") as f:
-                data = json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path} is not valid JSON: {e}") from None
-        return cls.from_dict(data, source=str(path))
+        """Read a history written by ``save`` (or by nndl 0.1, format version 1)."""
+        with open(path, "rb") as f:
+            raw = f.read(_MAX_BYTES + 1)
+        if len(raw) > _MAX_BYTES:
+            raise FileFormatError(f"{path} is larger than {_MAX_BYTES // 2**20} MB: not a training history")
+        return cls.from_dict(parse_json(raw, str(path)), source=str(path))
+
+
+#: A history of a million epochs is a few hundred MB; anything bigger is not one.
+_MAX_BYTES = 256 * 2**20
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _from_version_1(data):
+    """nndl 0.1 kept the network's and the run's settings in one flat ``config`` dict."""
+    flat = data.get("config")
+    if not isinstance(flat, dict):
+        return data
+    flat = dict(flat)
+    network = {key: flat.pop(key) for key in ("sizes", "activations", "cost", "dtype") if key in flat}
+    data = dict(data, n_training=flat.pop("n_training", 0), n_evaluation=flat.pop("n_evaluation", 0))
+    schedule = flat.get("schedule")
+    if schedule == "halve-on-plateau":
+        flat["schedule"] = "halve"
+    data["config"] = {key: value for key, value in flat.items()
+                      if key in {f.name for f in fields(TrainingConfig)}}
+    data["network"] = network or None
+    return data

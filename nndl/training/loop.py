@@ -8,18 +8,20 @@ consults the learning-rate schedule and early stopping, and records it all
 in a ``History``.
 """
 
+import dataclasses
 import time
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from nndl.engine.backprop import Backprop
-from nndl.engine.feedforward import as_labels
-from nndl.training.history import History, MONITORS
+from nndl.engine.feedforward import as_labels, check_inputs
 from nndl.engine.optimizers import SGD
 from nndl.engine.regularizers import get_regularizer
-from nndl.training.schedules import ConstantSchedule, get_schedule
-from nndl.training.stopping import EarlyStopping
+from nndl.errors import ConfigError, InputError
+from nndl.training.config import NetworkConfig, TrainingConfig
+from nndl.training.history import History
+from nndl.training.plateau import Plateau
 
 __all__ = ["train", "as_dataset", "saturation"]
 
@@ -36,13 +38,22 @@ def _blas_threads():
     return _CONTROLLER[0]
 
 
-def as_dataset(data, name="data"):
-    """(inputs, labels) from a pair of arrays or an object with ``.images`` and ``.labels``.
+def as_dataset(data, net, name="training data", targets=True):
+    """Inputs and desired outputs from a pair of arrays or a split with ``.images`` and ``.labels``.
+
+    Parameters
+    ----------
+    data : (x, y) or a split
+        x of shape (n, sizes[0]), finite. y: integer labels (n,) in
+        0..sizes[-1]-1, or -- when ``targets`` -- desired outputs (n, sizes[-1])
+        used as given (one-hot rows, soft targets, a single sigmoid output);
+        without ``targets``, 2-d rows must be exactly one-hot.
+    net : FeedforwardNetwork
 
     Returns
     -------
-    x : ndarray, shape (n, n_in)
-    labels : ndarray of int, shape (n,)
+    x : ndarray, shape (n, sizes[0])
+    y : ndarray, int labels of shape (n,) or float targets of shape (n, sizes[-1])
     """
     if hasattr(data, "images") and hasattr(data, "labels"):
         x, y = data.images, data.labels
@@ -50,69 +61,30 @@ def as_dataset(data, name="data"):
         try:
             x, y = data
         except (TypeError, ValueError):
-            raise TypeError(f"{name} must be a pair (inputs, labels) or a data split with .images and .labels") from None
-    x = np.asarray(x)
-    y = as_labels(y)
-    if x.ndim != 2:
-        raise ValueError(f"{name}: inputs must have shape (n, features), got {x.shape}")
+            raise InputError(f"{name} must be a pair (inputs, labels) or a data split with .images and "
+                             ".labels") from None
+    x = check_inputs(x, net.sizes[0], name)
+    y = net.targets(y, name) if targets and np.ndim(y) == 2 else as_labels(y, net.sizes[-1], name)
     if x.shape[0] != y.shape[0]:
-        raise ValueError(f"{name}: {x.shape[0]} inputs but {y.shape[0]} labels")
-    if x.shape[0] == 0:
-        raise ValueError(f"{name} is empty")
+        raise InputError(f"{name}: {x.shape[0]} inputs but {y.shape[0]} labels")
     return x, y
 
 
-def _check_positive_int(value, what):
-    if isinstance(value, bool) or int(value) != value or value < 1:
-        raise ValueError(f"{what} must be a positive whole number, got {value!r}")
-    return int(value)
-
-
-def train(net, training_data, epochs, mini_batch_size, eta, *, lmbda=0.0, regularization="l2",
-          momentum=0.0, nesterov=False, p_dropout=0.0, schedule=None, early_stopping=None,
-          evaluation_data=None, monitor=None, restore_best=None, seed=None, progress=False,
-          on_epoch=None):
+def train(net, training_data, config=None, *, evaluation_data=None, progress=False, on_epoch=None, **settings):
     """Train ``net`` by mini-batch stochastic gradient descent.
 
     Parameters
     ----------
     net : FeedforwardNetwork
-    training_data : (x, labels) or a split with ``.images`` and ``.labels``
-        x of shape (n, sizes[0]); labels int (n,) or one-hot (n, sizes[-1]).
-    epochs : int
-    mini_batch_size : int
-    eta : float
-        The learning rate.
-    lmbda : float, default 0.0
-        Regularisation parameter lambda, scaled by the training-set size n
-        as in the book's network2 (see ``nndl.engine.regularizers``).
-    regularization : {"l2", "l1"}
-    momentum : float, default 0.0
-        The momentum co-efficient mu (0: plain SGD).
-    nesterov : bool, default False
-    p_dropout : float, default 0.0
-        Probability of dropping each hidden neuron, in [0, 1). Inverted
-        dropout: kept activations are scaled by 1/(1-p) during training, so
-        evaluation uses the weights unchanged (the book's network3 instead
-        scales the weights by 1-p at test time; the two are equivalent in
-        expectation). Evaluation is always deterministic.
-    schedule : None, "constant", "halve" or a schedule object
-        Learning-rate schedule driven by the evaluation accuracy.
-    early_stopping : int or EarlyStopping or None
-        Stop when the evaluation accuracy has not improved for this many
-        epochs, and restore the best weights.
+    training_data : (x, y) or a split with ``.images`` and ``.labels``
+        x of shape (n, sizes[0]); y integer labels (n,), or desired outputs
+        (n, sizes[-1]) used as given.
+    config : TrainingConfig, optional
+        Every setting of the run (see there). Keyword ``settings`` build one,
+        or change the given one: ``train(net, data, epochs=30, eta=0.5)``.
     evaluation_data : (x, labels) or split, optional
-        Validation or test data measured after each epoch.
-    monitor : iterable of str, optional
-        Any of "training_cost", "training_accuracy", "evaluation_cost",
-        "evaluation_accuracy". Default: evaluation accuracy when there is
-        evaluation data.
-    restore_best : bool, optional
-        Put back the weights of the best epoch at the end (default: only
-        with early stopping).
-    seed : int or None
-        Seeds the shuffling and dropout; with the same network and seed,
-        training gives the same numbers.
+        Validation or test data measured after each epoch; labels (n,) or
+        one-hot rows.
     progress : bool
         Show a progress bar for each epoch (on stderr).
     on_epoch : callable, optional
@@ -123,136 +95,65 @@ def train(net, training_data, epochs, mini_batch_size, eta, *, lmbda=0.0, regula
     History
         ``stop_reason`` says why training ended. A Ctrl-C stops training
         cleanly between mini-batches with stop_reason "interrupted".
+
+    Raises
+    ------
+    ConfigError, InputError
+        Before any training, for settings or data that cannot work.
     """
-    x, labels = as_dataset(training_data, "training data")
-    net.check_inputs(x[:1])
-    epochs = _check_positive_int(epochs, "the number of epochs")
-    m = _check_positive_int(mini_batch_size, "the mini-batch size")
-    optimizer = SGD(eta, momentum=momentum, nesterov=nesterov)
-    regularizer = get_regularizer(regularization, lmbda)
-    p_dropout = float(p_dropout)
-    if not 0.0 <= p_dropout < 1.0:
-        raise ValueError(f"the dropout probability p must be in [0, 1), got {p_dropout}")
-    evaluation = as_dataset(evaluation_data, "evaluation data") if evaluation_data is not None else None
-    if evaluation is not None:
-        net.check_inputs(evaluation[0][:1])
-    if monitor is None:
-        monitor = ("evaluation_accuracy",) if evaluation is not None else ()
-    monitor = tuple(monitor)
-    for name in monitor:
-        if name not in MONITORS:
-            raise ValueError(f"unknown monitor {name!r}; choose from {', '.join(MONITORS)}")
-        if name.startswith("evaluation") and evaluation is None:
-            raise ValueError(f"monitoring {name} needs evaluation data")
-    schedule = get_schedule(schedule)
-    if isinstance(early_stopping, (int, np.integer)) and not isinstance(early_stopping, bool):
-        early_stopping = EarlyStopping(early_stopping)
-    needs_accuracy = early_stopping is not None or not isinstance(schedule, ConstantSchedule)
-    if needs_accuracy and evaluation is None:
-        raise ValueError("early stopping and the halve-on-plateau schedule need evaluation (validation) data")
-    if needs_accuracy and "evaluation_accuracy" not in monitor:
-        monitor = monitor + ("evaluation_accuracy",)
-    if restore_best is None:
-        restore_best = early_stopping is not None
-
+    config = _resolve(config, settings)
+    x, y = as_dataset(training_data, net)
+    evaluation = None
+    if evaluation_data is not None:
+        evaluation = as_dataset(evaluation_data, net, "evaluation data", targets=False)
+        evaluation = (evaluation[0].astype(net.dtype, copy=False), evaluation[1])   # measured every epoch
+    monitor = config.monitors(evaluation is not None)
     n = x.shape[0]
-    rng = np.random.default_rng(seed)
-    y = net.targets(labels)                                    # one-hot desired outputs (n, sizes[-1])
-    work = Backprop(net, m)
-    last = Backprop(net, n % m) if n % m else None
-    schedule.reset(optimizer.eta)
-    if early_stopping is not None:
-        early_stopping.reset()
-
-    history = History(config=dict(
-        sizes=list(net.sizes), activations=[layer.name for layer in net.layers], cost=net.cost.name,
-        epochs=epochs, mini_batch_size=m, eta=optimizer.eta, lmbda=float(lmbda), regularization=regularization,
-        momentum=optimizer.momentum, nesterov=optimizer.nesterov, p_dropout=p_dropout, schedule=schedule.name,
-        early_stopping=early_stopping.patience if early_stopping is not None else None, seed=seed,
-        dtype=net.dtype.name, n_training=n, n_evaluation=evaluation[0].shape[0] if evaluation is not None else 0))
+    regularizer = get_regularizer(config.regularization, config.lmbda)
+    _check_weight_decay(config, n)
+    optimizer = SGD(net.params, config.eta, momentum=config.momentum, nesterov=config.nesterov,
+                    weight_decay=regularizer, n=n)
+    history = History(config=config, network=NetworkConfig.of(net), n_training=n,
+                      n_evaluation=evaluation[0].shape[0] if evaluation is not None else 0)
+    restore_best = config.restore_best if config.restore_best is not None else config.early_stopping is not None
+    epochs = _Epochs(net, x, y, config, optimizer, progress)
+    plateau = Plateau()
     best_params = net.copy_params() if restore_best else None
     good_params = net.copy_params()
 
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-    # Evaluation data is measured every epoch: convert it to the network's
-    # precision once (the training data is converted a mini-batch at a time).
-    if evaluation is not None:
-        evaluation = (evaluation[0].astype(net.dtype, copy=False), evaluation[1])
-    # At mini-batch sizes (a 10 x 785 by 785 x 30 product) BLAS's threads cost
-    # more in synchronisation than they save: the mini-batch loop runs on one
-    # thread, the measurements between epochs on all of them.
-    blas = _blas_threads()
     # Overflow in a diverging run is detected after the epoch and reported
     # in plain words; NumPy's warnings would only repeat it less clearly.
     with np.errstate(over="ignore", invalid="ignore"):
         try:
-            for epoch in range(epochs):
-                if progress:
-                    # one bar per epoch, cleared before the epoch's line is printed
-                    bar = tqdm(total=n, desc=f"epoch {epoch}", unit="img", unit_scale=True, leave=False,
-                               dynamic_ncols=True, mininterval=0.2)
-                start = time.perf_counter()
-                with blas.limit(limits=1, user_api="blas"):
-                    _sgd_epoch(net, x, y, rng.permutation(n), (work, last), optimizer, regularizer, p_dropout,
-                               rng, bar)
-                epoch_time = time.perf_counter() - start
-                if bar is not None:
-                    bar.close()
-                    bar = None
-
+            for epoch in range(config.epochs):
+                epoch_time = epochs.run(epoch)
                 if not net.parameters_finite():
                     net.restore_params(good_params)
-                    history.stop_reason = "diverged"
-                    history.message = (f"training diverged in epoch {epoch}: weights became inf or nan "
-                                       f"(eta = {optimizer.eta:g} is probably too large); the weights from the "
-                                       "end of the previous epoch were kept")
+                    history.stop("diverged", f"training diverged in epoch {epoch}: weights became inf or nan "
+                                             f"(eta = {optimizer.eta:g} is probably too large); the weights "
+                                             "from the end of the previous epoch were kept")
                     break
-                for p, g in zip(net.params, good_params):
-                    np.copyto(g, p)
-
+                _copy(net.params, good_params)
                 start = time.perf_counter()
-                measured = _measure(net, monitor, (x, labels), evaluation, regularizer, n)
-                # Record the epoch all at once, so that a Ctrl-C during the
-                # measurements leaves every per-epoch list the same length.
-                history.epochs.append(epoch)
-                history.eta.append(optimizer.eta)
-                history.epoch_time.append(epoch_time)
-                history.monitor_time.append(time.perf_counter() - start)
-                for name, value in measured.items():
-                    getattr(history, name).append(value)
-                accuracy = _best_candidate(history)
-                if accuracy is not None and (history.best_accuracy is None or accuracy > history.best_accuracy):
-                    history.best_accuracy = accuracy
-                    history.best_epoch = epoch
+                measured = _measure(net, monitor, (x, y), evaluation, regularizer, n)
+                history.record(epoch, optimizer.eta, epoch_time, time.perf_counter() - start, measured)
+                accuracy = history.watched_accuracy()
+                if accuracy is not None and plateau.update(epoch, accuracy):
+                    history.best_epoch, history.best_accuracy = epoch, accuracy
                     if best_params is not None:
-                        for p, b in zip(net.params, best_params):
-                            np.copyto(b, p)
+                        _copy(net.params, best_params)
                 if on_epoch is not None:
                     on_epoch(history)
-
-                eval_accuracy = history.evaluation_accuracy[-1] if history.evaluation_accuracy else None
-                if early_stopping is not None:
-                    reason = early_stopping.update(eval_accuracy)
-                    if reason:
-                        history.stop_reason = "early stopping"
-                        history.message = reason
-                        break
-                optimizer.eta, reason = schedule.update(optimizer.eta, eval_accuracy)
+                reason = _plateau_rules(config, plateau, optimizer)
                 if reason:
-                    history.stop_reason = "learning-rate schedule"
-                    history.message = reason
+                    history.stop(*reason)
                     break
         except KeyboardInterrupt:
-            history.stop_reason = "interrupted"
-            history.message = f"interrupted by the user after {len(history.epochs)} complete epochs"
+            history.stop("interrupted", f"interrupted by the user after {len(history.epochs)} complete epochs")
             if not net.parameters_finite():
                 net.restore_params(good_params)
         finally:
-            if bar is not None:
-                bar.close()
+            epochs.close()
 
     if restore_best and history.best_epoch is not None:
         net.restore_params(best_params)
@@ -260,7 +161,96 @@ def train(net, training_data, epochs, mini_batch_size, eta, *, lmbda=0.0, regula
     return history
 
 
-def _sgd_epoch(net, x, y, order, workspaces, optimizer, regularizer, p_dropout, rng, bar):
+def _resolve(config, settings):
+    """The run's TrainingConfig from ``config`` and/or keyword settings."""
+    if config is None:
+        try:
+            return TrainingConfig(**settings)
+        except TypeError:
+            known = {f.name for f in dataclasses.fields(TrainingConfig)}
+            unknown = sorted(set(settings) - known)
+            raise ConfigError(f"unknown training setting(s): {', '.join(unknown)}") from None
+    if not isinstance(config, TrainingConfig):
+        raise ConfigError(f"config must be a TrainingConfig, got {type(config).__name__}")
+    return config.replace(**settings) if settings else config
+
+
+def _check_weight_decay(config, n):
+    """Refuse an L2 lambda so large that weight decay flips the weights' signs every step."""
+    if config.regularization == "l2" and config.lmbda and config.eta * config.lmbda / n >= 1.0:
+        raise ConfigError(
+            f"lambda = {config.lmbda:g} is too large for eta = {config.eta:g} and n = {n:,} training examples: "
+            f"each step would multiply the weights by 1 - eta*lambda/n = {1 - config.eta * config.lmbda / n:.3g}; "
+            f"choose lambda < n/eta = {n / config.eta:g} (the book's lambda is scaled by n)")
+
+
+def _plateau_rules(config, plateau, optimizer):
+    """Early stopping and the halve-on-plateau schedule, from the one counter.
+
+    Returns (stop_reason, message) when training should stop, else None;
+    may halve ``optimizer.eta``.
+    """
+    if not config.watches_plateau:
+        return None
+    if config.early_stopping is not None and plateau.since_best >= config.early_stopping:
+        return "early stopping", f"no improvement in validation accuracy for {config.early_stopping} epochs"
+    if config.schedule == "halve" and plateau.stalled_for(config.patience):
+        optimizer.eta /= 2.0
+        if optimizer.eta <= config.eta * config.min_eta_ratio * (1 + 1e-12):
+            return "learning-rate schedule", (f"learning rate fell to 1/{round(1 / config.min_eta_ratio)} of its "
+                                              f"start after {config.patience} epochs without improvement")
+    return None
+
+
+def _copy(params, into):
+    for p, q in zip(params, into):
+        np.copyto(q, p)
+
+
+class _Epochs:
+    """Runs epochs of mini-batch SGD: shuffles, slices mini-batches, draws dropout masks, updates.
+
+    Holds what every epoch reuses: the Backprop workspaces (one for full
+    mini-batches of m, one for a smaller last one), the random stream, and
+    the progress bar.
+    """
+
+    def __init__(self, net, x, y, config, optimizer, progress):
+        self.net, self.x, self.optimizer = net, x, optimizer
+        self.y = net.targets(y)                                    # desired outputs (n, sizes[-1])
+        self.m, self.p_dropout = config.mini_batch_size, config.p_dropout
+        n = x.shape[0]
+        self.work = Backprop(net, self.m)
+        self.last = Backprop(net, n % self.m) if n % self.m else None
+        self.rng = np.random.default_rng(config.seed)
+        self.progress, self.bar = progress, None
+
+    def run(self, epoch):
+        """One epoch; returns the seconds it took."""
+        n = self.x.shape[0]
+        if self.progress:
+            from tqdm import tqdm
+            # one bar per epoch, cleared before the epoch's line is printed
+            self.bar = tqdm(total=n, desc=f"epoch {epoch}", unit="img", unit_scale=True, leave=False,
+                            dynamic_ncols=True, mininterval=0.2)
+        start = time.perf_counter()
+        # At mini-batch sizes (a 10 x 785 by 785 x 30 product) BLAS's threads
+        # cost more in synchronisation than they save: the mini-batch loop
+        # runs on one thread, the measurements between epochs on all of them.
+        with _blas_threads().limit(limits=1, user_api="blas"):
+            _sgd_epoch(self.net, self.x, self.y, self.rng.permutation(n), (self.work, self.last), self.optimizer,
+                       self.p_dropout, self.rng, self.bar)
+        elapsed = time.perf_counter() - start
+        self.close()
+        return elapsed
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _sgd_epoch(net, x, y, order, workspaces, optimizer, p_dropout, rng, bar):
     """One pass over the training data in the given order, a mini-batch at a time.
 
     Parameters
@@ -285,7 +275,7 @@ def _sgd_epoch(net, x, y, order, workspaces, optimizer, regularizer, p_dropout, 
                 w.masks = _dropout_masks(net, batch.shape[0], p_dropout, rng, hidden)
             w.forward()
             w.backward(y.take(batch, axis=0))
-            optimizer.step(net, w, batch.shape[0], n, regularizer)
+            optimizer._step_from_backprop(w, batch.shape[0])
         if bar is not None:
             bar.update(min(PROGRESS_EVERY * m, n - chunk))
 
@@ -309,28 +299,21 @@ def _measure(net, monitor, training, evaluation, regularizer, n):
         wanted = [name for name in (f"{prefix}_cost", f"{prefix}_accuracy") if name in monitor]
         if not wanted:
             continue
-        x, labels = data
+        x, y = data                                                    # y: labels (n,) or targets (n, k)
         outputs = net.feedforward(x)                                   # (n_data, sizes[-1])
         if f"{prefix}_accuracy" in wanted:
+            labels = y if y.ndim == 1 else y.argmax(axis=1)
             measured[f"{prefix}_accuracy"] = float(np.mean(outputs.argmax(axis=1) == labels))
         if f"{prefix}_cost" in wanted:
             # The average cost plus the regularisation term. The book's
             # network2 scales that term by the size of the data set being
             # measured; we use the training-set size n for both, so the
             # training and evaluation costs are comparable.
-            cost = net.cost.fn(outputs, net.targets(labels)) / labels.shape[0]
+            cost = net.cost.fn(outputs, net.targets(y)) / y.shape[0]
             if regularizer is not None:
                 cost += regularizer.cost(net.weights, n)
             measured[f"{prefix}_cost"] = float(cost)
     return measured
-
-
-def _best_candidate(history):
-    if history.evaluation_accuracy:
-        return history.evaluation_accuracy[-1]
-    if history.training_accuracy:
-        return history.training_accuracy[-1]
-    return None
 
 
 def saturation(net, x):
@@ -363,7 +346,7 @@ def _diagnose(net, history, x):
     fraction = saturation(net, x.astype(net.dtype, copy=False))
     if fraction is not None and fraction > 0.5:
         note += (f": it has saturated -- {fraction:.0%} of its neurons have |z| > 5, where they barely learn. "
-                 f"Try a smaller learning rate (eta = {history.config.get('eta'):g} now)")
+                 f"Try a smaller learning rate (eta = {history.config.eta:g} now)")
         if history.stop_reason == "completed":
             history.stop_reason = "saturated"
     history.message = f"{history.message}; {note}" if history.message else note

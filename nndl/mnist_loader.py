@@ -19,8 +19,7 @@ array objects still costs about 100 bytes, and the 50,000 one-hot targets are
 separate arrays: about 30 MB more than the arrays of ``nndl.data.mnist``.
 """
 
-import numpy as np
-
+from nndl.bookcompat import vectorized_result
 from nndl.data.mnist import load_mnist
 
 __all__ = ["load_data", "load_data_wrapper", "vectorized_result"]
@@ -30,13 +29,6 @@ def load_data(path=None):
     """The three splits as ``(images, labels)`` pairs: (n, 784) float32 and (n,) int64."""
     data = load_mnist(path)
     return tuple((split.images, split.labels) for split in data)
-
-
-def vectorized_result(j):
-    """A (10, 1) column with 1.0 in position j and zeros elsewhere."""
-    e = np.zeros((10, 1))
-    e[j] = 1.0
-    return e
 
 
 def load_data_wrapper(path=None):

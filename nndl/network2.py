@@ -17,15 +17,20 @@ How it maps onto the engine
 ``Network`` wraps an ``nndl.engine.feedforward.FeedforwardNetwork`` (``net.engine``)
 with sigmoid neurons. ``weights[l]`` (shape (n_out, n_in)) and ``biases[l]``
 (shape (n_out, 1), the book's columns) are views into the engine's
-parameter matrices, so changing them in place changes the network.
+parameter matrices (``nndl.bookcompat.ParameterList``): changing them in
+place, assigning an item (``net.weights[0] = W``) or the whole list changes
+the network, with shapes checked.
 
-The book's data -- lists of ``(x, y)`` pairs with x a (n_in, 1) column, y a
-one-hot (n_out, 1) column for training data and an integer label for
-validation and test data -- is converted *once* per call into arrays of
-rows (``nndl.bookcompat.from_book_pairs``). ``SGD`` then hands the arrays to
+The book's data -- lists of ``(x, y)`` pairs with x a (n_in, 1) column and
+y the desired (n_out, 1) output (one-hot for MNIST training data, but any
+values: soft targets, the single output of a [2, 3, 1] network) or an
+integer label (validation and test data) -- is converted *once* per call
+into arrays of rows (``nndl.bookcompat.from_book_pairs``); vector y are
+used as given, never reduced to labels. ``SGD`` then hands the arrays to
 ``nndl.training.train``, which processes each mini-batch as one matrix, and
 prints the book's per-epoch lines from its ``on_epoch`` callback.
-``update_mini_batch`` runs one matrix-based step of the same engine.
+``update_mini_batch`` applies the book's update rule to the gradients of
+the engine's matrix-based backpropagation.
 
 What differs from the book
 --------------------------
@@ -36,7 +41,13 @@ What differs from the book
 - Randomness: the initial weights and the shuffling of the training data
   come from NumPy's global random state (``np.random.seed(...)`` repeats a
   run), not from Python's ``random`` module; pass ``seed=`` to
-  ``Network`` for a private, repeatable stream instead.
+  ``Network`` for a private, repeatable stream instead. ``SGD`` leaves the
+  order of the caller's ``training_data`` alone (the book shuffles the
+  caller's list in place).
+- ``feedforward`` also takes a block of columns (n_in, k) and nndl's rows
+  (n, n_in); see there.
+- Mistakes raise ``nndl.errors`` classes: ``InputError`` for data of the
+  wrong shape or kind, ``ConfigError`` for settings that cannot work.
 - The cross-entropy of an output that is exactly 0 or 1 is clipped to a
   large finite value (the book's ``np.nan_to_num`` gives about 1.8e308).
 - Monitored costs: ``SGD`` prints and returns costs with the book's
@@ -63,37 +74,17 @@ import json
 
 import numpy as np
 
+from nndl.bookcompat import (BookNetwork, check_dtype, check_number, check_sizes, draw_seed, labels_of, plain,
+                             private_rng, sigmoid, sigmoid_prime, targets_of, vectorized_result)
 from nndl.engine import costs as _costs
-from nndl.engine.backprop import Backprop
-from nndl.bookcompat import BookParameters, from_book_pairs
 from nndl.engine.feedforward import FeedforwardNetwork
-from nndl.files.atomic import atomic_write_text
 from nndl.engine.initializers import get_initializer
-from nndl.engine.optimizers import SGD as _SGDOptimizer
-from nndl.engine.regularizers import get_regularizer
+from nndl.errors import ConfigError, ModelFileError
+from nndl.files.atomic import atomic_write_text
 from nndl.training import train
 
 __all__ = ["Network", "QuadraticCost", "CrossEntropyCost", "load", "vectorized_result", "sigmoid",
            "sigmoid_prime"]
-
-
-def sigmoid(z):
-    """The sigmoid function 1 / (1 + e^-z), element-wise."""
-    from scipy.special import expit
-    return expit(z)
-
-
-def sigmoid_prime(z):
-    """Derivative of the sigmoid function, sigma(z) (1 - sigma(z))."""
-    s = sigmoid(z)
-    return s * (1 - s)
-
-
-def vectorized_result(j, n=10):
-    """A (n, 1) column with 1.0 in position j and zeros elsewhere (n = 10 digits by default)."""
-    e = np.zeros((n, 1))
-    e[j] = 1.0
-    return e
 
 
 # --- costs ----------------------------------------------------------------
@@ -153,41 +144,14 @@ def _book_cost(spec):
         spec = {"QuadraticCost": "quadratic", "CrossEntropyCost": "cross-entropy"}[spec]
     name = _costs.get_cost(spec).name
     if name not in _BOOK_COSTS:
-        raise ValueError(f"network2 has the quadratic and cross-entropy costs only, not {name!r}; "
+        raise ConfigError(f"network2 has the quadratic and cross-entropy costs only, not {name!r}; "
                          "use nndl.engine.feedforward.FeedforwardNetwork for other costs")
     return _BOOK_COSTS[name]
 
 
-# --- data -----------------------------------------------------------------
-
-def _pairs(data, what):
-    pairs = data if isinstance(data, list) else list(data)
-    if not pairs:
-        raise ValueError(f"{what} is empty")
-    return pairs
-
-
-def _targets(pairs, n_out, labels):
-    """The desired outputs as given: integer labels (n,), or rows (n, n_out) when y are vectors.
-
-    Vectors are kept as they are (not reduced to labels) so that a cost is
-    computed on exactly the y of the data, as the book does.
-    """
-    if np.asarray(pairs[0][1]).size == 1 and n_out != 1:
-        return labels
-    return np.stack([np.asarray(y, dtype=np.float64).reshape(-1) for _, y in pairs])
-
-
-def _draw_seed(rng):
-    """A seed for the engine: from the network's own stream, or from NumPy's global state."""
-    if rng is not None:
-        return int(rng.integers(0, 2**31 - 1))
-    return int(np.random.randint(0, 2**31 - 1))
-
-
 # --- the network ------------------------------------------------------------
 
-class Network(BookParameters):
+class Network(BookNetwork):
     """The chapter 3 network: sigmoid neurons, a choice of cost, better initial weights.
 
     Parameters
@@ -198,32 +162,42 @@ class Network(BookParameters):
         Also accepted: an instance, nndl.engine.costs' classes, or the names
         "quadratic" / "cross-entropy".
     seed : int, optional
-        Seeds the initial weights, the initialisers and the shuffling in
-        ``SGD`` with a private random stream; without it NumPy's global
-        random state is used, as the book uses its global generators.
+        Seeds the initial weights (the same as ``FeedforwardNetwork``'s with
+        that seed) and, with a separate private stream, the initialisers and
+        the shuffling in ``SGD``; without it NumPy's global random state is
+        used, as the book uses its global generators.
     dtype : numpy float dtype, default float64
 
     The weights start from ``default_weight_initializer``: N(0, 1/n_in)
     weights and N(0, 1) biases.
+
+    Attributes
+    ----------
+    num_layers : int
+    sizes : list of int
+    weights, biases : ParameterList
+        ``weights[l]`` (sizes[l+1], sizes[l]) and ``biases[l]`` (sizes[l+1], 1).
+    cost : QuadraticCost or CrossEntropyCost
+    engine : FeedforwardNetwork
+    history : History or None
+        The record of the last ``SGD`` run.
     """
 
     def __init__(self, sizes, cost=CrossEntropyCost, seed=None, dtype=np.float64):
+        sizes = check_sizes(sizes)
         cost = _book_cost(cost)
-        rng = np.random.default_rng(seed) if seed is not None else None
+        rng = private_rng(seed)
         engine = FeedforwardNetwork(sizes, activations="sigmoid", cost=cost(), init="default",
-                                    seed=_draw_seed(rng), dtype=dtype)
+                                    seed=seed if seed is not None else draw_seed(), dtype=check_dtype(dtype))
         self._attach(engine, seed, rng)
 
     def _attach(self, engine, seed, rng):
         self.engine = engine
         self.sizes = list(engine.sizes)
+        self.num_layers = len(self.sizes)
         self.seed = seed
         self._rng = rng
         self.history = None
-
-    @property
-    def num_layers(self):
-        return len(self.sizes)
 
     @property
     def cost(self):
@@ -232,19 +206,17 @@ class Network(BookParameters):
 
     @cost.setter
     def cost(self, value):
-        cls = _book_cost(value)
-        self.engine.cost = cls()
+        self.engine.cost = _book_cost(value)()
 
-    # --- parameters ---------------------------------------------------------
-
-
+    # --- initial weights --------------------------------------------------------
 
     def _initialize(self, init):
-        rng = self._rng if self._rng is not None else np.random.default_rng(_draw_seed(None))
+        rng = self._rng if self._rng is not None else np.random.default_rng(draw_seed())
         initializer = get_initializer(init)
         drawn = [initializer(n_in, n_out, rng, dtype=self.engine.dtype)
                  for n_in, n_out in zip(self.sizes[:-1], self.sizes[1:])]
-        self.engine.set_parameters([w for w, _ in drawn], [b for _, b in drawn])
+        self.weights = [w for w, _ in drawn]
+        self.biases = [b for _, b in drawn]
 
     def default_weight_initializer(self):
         """Draw new weights from N(0, 1/n_in) and biases from N(0, 1) (the default since chapter 3).
@@ -258,21 +230,7 @@ class Network(BookParameters):
         """Draw new weights and biases from N(0, 1), the initialisation of chapter 1."""
         self._initialize("large")
 
-    # --- computing ------------------------------------------------------------
-
-    def feedforward(self, a):
-        """The output for input ``a``.
-
-        A column (sizes[0], 1) gives a column (sizes[-1], 1), as in the book;
-        a batch of rows (n, sizes[0]) gives rows (n, sizes[-1]); a flat
-        vector (sizes[0],) gives a flat vector (sizes[-1],).
-        """
-        a = np.asarray(a)
-        if a.ndim == 2 and a.shape[1] == 1 and a.shape[0] == self.sizes[0]:
-            return self.engine.feedforward(a.T).T
-        if a.ndim == 1:
-            return self.engine.feedforward(a.reshape(1, -1)).reshape(-1)
-        return self.engine.feedforward(a)
+    # --- training -----------------------------------------------------------------
 
     def SGD(self, training_data, epochs, mini_batch_size, eta, lmbda=0.0, evaluation_data=None,
             monitor_evaluation_cost=False, monitor_evaluation_accuracy=False, monitor_training_cost=False,
@@ -282,7 +240,9 @@ class Network(BookParameters):
         Parameters
         ----------
         training_data : list of (x, y)
-            x a (sizes[0], 1) column, y the one-hot (sizes[-1], 1) desired output.
+            x a (sizes[0], 1) column, y the desired (sizes[-1], 1) output,
+            used as given (one-hot or not); integer labels are also
+            accepted (as their one-hot columns).
         epochs, mini_batch_size : int
         eta : float
             The learning rate.
@@ -290,12 +250,14 @@ class Network(BookParameters):
             The L2 regularisation parameter; each step shrinks the weights by
             the factor 1 - eta * lmbda / n, n = len(training_data).
         evaluation_data : list of (x, label), optional
-            Validation or test data, labels as ints.
+            Validation or test data, labels as ints. None or an empty list
+            (falsy, as the book tests it) means no evaluation data.
         monitor_evaluation_cost, monitor_evaluation_accuracy, monitor_training_cost, monitor_training_accuracy : bool
             What to measure, print and return after each epoch.
         early_stopping_n : int, default 0
             When > 0, stop once the evaluation accuracy has not improved for
-            this many epochs (needs ``evaluation_data``).
+            this many epochs (needs ``evaluation_data``). As in the book the
+            final weights are kept, not the best ones.
 
         Returns
         -------
@@ -303,34 +265,30 @@ class Network(BookParameters):
             One entry per epoch for each quantity monitored, empty lists for
             the others. Costs are floats computed like ``total_cost`` (the
             regularisation term uses the size of the data set measured);
-            accuracies are counts of correctly classified examples (ints).
-            The full record of the run is in ``net.history``.
+            accuracies are counts of correctly classified examples (ints),
+            the largest output compared with the label (with the largest
+            desired output, for training data). The full record of the run
+            is in ``net.history``.
 
         Per epoch it prints "Epoch j training complete", then for what is
         monitored "Cost on training data: ...", "Accuracy on training data:
         c / n", "Cost on evaluation data: ..." and "Accuracy on evaluation
         data: c / n", then an empty line.
         """
-        training_pairs = _pairs(training_data, "training_data")
-        x, labels = from_book_pairs(training_pairs, self.sizes[0], self.sizes[-1], "training_data")
-        n = labels.shape[0]
-        evaluation = None
-        if evaluation_data is not None:
-            evaluation = from_book_pairs(_pairs(evaluation_data, "evaluation_data"), self.sizes[0],
-                                         self.sizes[-1], "evaluation_data")
-        if monitor_evaluation_cost or monitor_evaluation_accuracy or early_stopping_n:
-            if evaluation is None:
-                raise ValueError("monitoring the evaluation cost or accuracy, and early stopping, need "
-                                 "evaluation_data")
-        early_stopping_n = int(early_stopping_n or 0)
-        if early_stopping_n < 0:
-            raise ValueError(f"early_stopping_n must be 0 (off) or a positive number of epochs, got {early_stopping_n}")
-        regularizer = get_regularizer("l2", lmbda)
+        x, y = self._data(training_data, "training_data")
+        n = x.shape[0]
+        lmbda = check_number(lmbda, "the regularisation parameter lmbda", minimum=0)
+        early_stopping_n = check_number(early_stopping_n or 0, "early_stopping_n", minimum=0, whole=True)
+        evaluation_pairs = list(evaluation_data) if evaluation_data is not None else []
+        evaluation = self._data(evaluation_pairs, "evaluation_data") if evaluation_pairs else None
+        if (monitor_evaluation_cost or monitor_evaluation_accuracy or early_stopping_n) and evaluation is None:
+            raise ConfigError("monitoring the evaluation cost or accuracy, and early stopping, need "
+                              "evaluation_data (validation or test data)")
 
         monitor = []
         if monitor_training_accuracy:
             monitor.append("training_accuracy")
-        if monitor_evaluation_accuracy:
+        if monitor_evaluation_accuracy or early_stopping_n:
             monitor.append("evaluation_accuracy")
         evaluation_cost, evaluation_accuracy, training_cost, training_accuracy = [], [], [], []
 
@@ -340,7 +298,7 @@ class Network(BookParameters):
             # term: n = the size of the data set whose cost is measured.
             print(f"Epoch {history.epochs[-1]} training complete")
             if monitor_training_cost:
-                cost = float(self.engine.total_cost(x, labels, regularizer=regularizer))
+                cost = self._total_cost(x, y, lmbda)
                 training_cost.append(cost)
                 print(f"Cost on training data: {cost}")
             if monitor_training_accuracy:
@@ -348,21 +306,22 @@ class Network(BookParameters):
                 training_accuracy.append(correct)
                 print(f"Accuracy on training data: {correct} / {n}")
             if monitor_evaluation_cost:
-                cost = float(self.engine.total_cost(*evaluation, regularizer=regularizer))
+                cost = self._total_cost(*evaluation, lmbda)
                 evaluation_cost.append(cost)
                 print(f"Cost on evaluation data: {cost}")
             if monitor_evaluation_accuracy:
-                n_data = evaluation[1].shape[0]
+                n_data = evaluation[0].shape[0]
                 correct = int(round(history.evaluation_accuracy[-1] * n_data))
                 evaluation_accuracy.append(correct)
                 print(f"Accuracy on evaluation data: {correct} / {n_data}")
             print(flush=True)
 
-        self.history = train(self.engine, (x, labels), epochs, mini_batch_size, eta, lmbda=lmbda,
-                             regularization="l2", evaluation_data=evaluation, monitor=tuple(monitor),
-                             early_stopping=early_stopping_n or None, restore_best=False,
-                             seed=_draw_seed(self._rng), on_epoch=report)
-        if self.history.message:
+        self.history = train(self.engine, (x, y), epochs=plain(epochs), mini_batch_size=plain(mini_batch_size),
+                             eta=plain(eta), lmbda=lmbda, regularization="l2",
+                             evaluation_data=(evaluation[0], labels_of(evaluation[1])) if evaluation else None,
+                             monitor=tuple(monitor), early_stopping=early_stopping_n or None, restore_best=False,
+                             seed=draw_seed(self._rng), on_epoch=report)
+        if self.history.stop_reason != "completed":           # diverged, saturated, stopped early
             print(self.history.message, flush=True)
         return evaluation_cost, evaluation_accuracy, training_cost, training_accuracy
 
@@ -374,14 +333,9 @@ class Network(BookParameters):
         size of the whole training set; all m examples go through the
         network as one matrix.
         """
-        pairs = _pairs(mini_batch, "mini_batch")
-        x, labels = from_book_pairs(pairs, self.sizes[0], self.sizes[-1], "mini_batch")
-        m = x.shape[0]
-        work = Backprop(self.engine, m)
-        work.x[...] = x
-        work.forward()
-        work.backward(self.engine.targets(_targets(pairs, self.sizes[-1], labels)))
-        _SGDOptimizer(eta).step(self.engine, work, m, n, get_regularizer("l2", lmbda))
+        lmbda = check_number(lmbda, "the regularisation parameter lmbda", minimum=0)
+        n = check_number(n, "n, the size of the training set", positive=True, whole=True)
+        self._gradient_step(mini_batch, eta, lmbda, n)
 
     def backprop(self, x, y):
         """The gradient of the cost C_x for one example, as ``(nabla_b, nabla_w)``.
@@ -391,23 +345,20 @@ class Network(BookParameters):
         shape (sizes[l+1], 1) and ``nabla_w[l]`` (sizes[l+1], sizes[l]),
         like ``biases`` and ``weights``.
         """
-        x = np.asarray(x, dtype=self.engine.dtype).reshape(1, -1)
-        y = np.asarray(y)
-        y = y.reshape(1) if (y.size == 1 and self.sizes[-1] != 1) else y.reshape(1, -1)
-        nabla_w, nabla_b = self.engine.backprop(x, y.astype(np.int64) if y.ndim == 1 else y)
-        return [b.reshape(-1, 1) for b in nabla_b], nabla_w
+        return self._backprop(x, y)
+
+    # --- measuring ------------------------------------------------------------------
 
     def accuracy(self, data, convert=False):
         """How many of the (x, y) pairs in ``data`` the network classifies correctly (an int).
 
         The network's answer is the index of its most active output neuron.
         In the book ``convert=True`` marks training data, whose y are one-hot
-        columns, and ``convert=False`` validation or test data, whose y are
-        integer labels; here both kinds of y are recognised whatever
-        ``convert`` says.
+        columns (compared by their largest entry), and ``convert=False``
+        validation or test data, whose y are integer labels; here both
+        kinds of y are recognised whatever ``convert`` says.
         """
-        x, labels = from_book_pairs(_pairs(data, "data"), self.sizes[0], self.sizes[-1], "data")
-        return self.engine.evaluate(x, labels)
+        return self._count_correct(data, "data")
 
     def total_cost(self, data, lmbda, convert=False):
         """The average cost over ``data`` plus the L2 term 0.5 * (lmbda / len(data)) * sum ||w||^2.
@@ -415,12 +366,21 @@ class Network(BookParameters):
         As in the book, the regularisation term uses the size of ``data``
         itself. In the book ``convert=True`` marks validation or test data,
         whose y are integer labels to be turned into one-hot columns; here
-        labels and vector y are both recognised whatever ``convert`` says.
+        labels and vector y (used as given) are both recognised whatever
+        ``convert`` says.
         """
-        pairs = _pairs(data, "data")
-        x, labels = from_book_pairs(pairs, self.sizes[0], self.sizes[-1], "data")
-        y = _targets(pairs, self.sizes[-1], labels)
-        return float(self.engine.total_cost(x, y, regularizer=get_regularizer("l2", lmbda)))
+        lmbda = check_number(lmbda, "the regularisation parameter lmbda", minimum=0)
+        return self._total_cost(*self._data(data, "data"), lmbda)
+
+    def _total_cost(self, x, y, lmbda):
+        """``total_cost`` on arrays: x (n, sizes[0]); y labels (n,) or desired outputs (n, sizes[-1])."""
+        n_data = x.shape[0]
+        outputs = self.engine.feedforward(x)                                  # (n_data, sizes[-1])
+        cost = self.cost.fn(outputs, targets_of(y, self.sizes[-1])) / n_data
+        squares = sum(float(np.vdot(w, w)) for w in self.weights)
+        return float(cost + 0.5 * (lmbda / n_data) * squares)
+
+    # --- files ------------------------------------------------------------------------
 
     def save(self, filename):
         """Write the network to ``filename`` in the book's JSON layout, atomically.
@@ -446,18 +406,21 @@ def load(filename):
     ------
     FileNotFoundError
         If there is no such file.
-    ValueError
-        If the file is not a readable model (``nndl.files.modelfile.ModelFileError``),
-        or holds a network that is not a network2 one: layers other than
-        sigmoid, or a cost other than the quadratic and cross-entropy costs.
+    nndl.errors.ModelFileError (a ValueError)
+        If the file is not a readable model, or holds a network that is not
+        a network2 one: layers other than sigmoid, or a cost other than the
+        quadratic and cross-entropy costs.
     """
     from nndl.files import modelfile
     engine = modelfile.load(filename)
     names = [layer.name for layer in engine.layers]
     if any(name != "sigmoid" for name in names):
-        raise ValueError(f"{filename}: network2 has only sigmoid neurons, but this network's layers are "
-                         f"{', '.join(names)}; load it with nndl.files.modelfile.load instead")
-    engine.cost = _book_cost(engine.cost.name)()
+        raise ModelFileError(f"{filename}: network2 has only sigmoid neurons, but this network's layers are "
+                             f"{', '.join(names)}; load it with nndl.files.modelfile.load instead")
+    try:
+        engine.cost = _book_cost(engine.cost.name)()
+    except ConfigError as e:
+        raise ModelFileError(f"{filename}: {e}") from None
     net = Network.__new__(Network)
     net._attach(engine, None, None)
     return net

@@ -12,6 +12,7 @@ import pytest
 from conftest import blobs, real_mnist_dir
 from nndl import mnist_loader, network2
 from nndl.engine import costs
+from nndl.errors import ConfigError, InputError, ModelFileError
 from nndl.files import modelfile
 from nndl.engine.feedforward import FeedforwardNetwork
 
@@ -111,7 +112,7 @@ def test_sgd_returns_the_books_four_lists_and_prints_its_lines(data, capsys):
     assert evaluation_accuracy[-1] == net.accuracy(test_data)
     assert training_cost[-1] == pytest.approx(net.total_cost(training_data, 2.0), rel=1e-12)
     assert evaluation_cost[-1] == pytest.approx(net.total_cost(test_data, 2.0, convert=True), rel=1e-12)
-    assert net.history.config["lmbda"] == 2.0 and len(net.history.epochs) == 4
+    assert net.history.config.lmbda == 2.0 and len(net.history.epochs) == 4
 
 
 def test_sgd_without_monitoring_returns_empty_lists(data, capsys):
@@ -148,8 +149,32 @@ def test_sgd_with_a_fixed_seed_is_repeatable(data, capsys):
 
 def test_monitoring_evaluation_data_needs_it(data):
     net = network2.Network([N_IN, 5, K], seed=0)
-    with pytest.raises(ValueError, match="evaluation_data"):
+    with pytest.raises(ConfigError, match="evaluation_data"):
         net.SGD(data[0], 1, 10, 0.5, monitor_evaluation_accuracy=True)
+    with pytest.raises(ConfigError, match="evaluation_data"):
+        net.SGD(data[0], 1, 10, 0.5, evaluation_data=[], monitor_evaluation_cost=True)
+    with pytest.raises(ConfigError, match="evaluation_data"):
+        net.SGD(data[0], 1, 10, 0.5, early_stopping_n=2)
+
+
+def test_empty_evaluation_data_is_no_evaluation_data_as_in_the_book(data, capsys):
+    net = network2.Network([N_IN, 5, K], seed=1)
+    assert net.SGD(data[0], 2, 10, 0.5, evaluation_data=[], monitor_training_accuracy=True)[:2] == ([], [])
+    out = capsys.readouterr().out
+    assert "evaluation" not in out and out.count("Accuracy on training data: ") == 2
+    assert net.history.evaluation_accuracy == []
+
+
+def test_sgd_settings_that_cannot_work_are_config_errors(data):
+    net = network2.Network([N_IN, 5, K], seed=0)
+    with pytest.raises(ConfigError, match="lmbda"):
+        net.SGD(data[0], 1, 10, 0.5, lmbda=-1.0)
+    with pytest.raises(ConfigError, match="early_stopping_n"):
+        net.SGD(data[0], 1, 10, 0.5, evaluation_data=data[1], early_stopping_n=1.5)
+    with pytest.raises(ConfigError, match="n, the size"):
+        net.update_mini_batch(data[0][:3], 0.5, 1.0, 0)
+    with pytest.raises(InputError, match="mini_batch is empty"):
+        net.update_mini_batch([], 0.5, 1.0, 10)
 
 
 # --- accuracy, total_cost --------------------------------------------------------
@@ -215,8 +240,10 @@ def test_network_cost_choices(data):
     assert network2.Network([4, 2], cost="quadratic", seed=0).cost is network2.QuadraticCost
     net.cost = network2.CrossEntropyCost
     assert net.engine.cost.name == "cross-entropy"
-    with pytest.raises(ValueError, match="quadratic and cross-entropy"):
+    with pytest.raises(ConfigError, match="quadratic and cross-entropy"):
         network2.Network([4, 2], cost=costs.LogLikelihoodCost)
+    with pytest.raises(ConfigError, match="unknown cost"):
+        network2.Network([4, 2], cost="hinge")
 
 
 # --- backprop and update_mini_batch --------------------------------------------------
@@ -257,6 +284,7 @@ def test_update_mini_batch_is_the_l2_update(data):
 def test_shapes_and_feedforward(data):
     net = network2.Network([N_IN, 6, K], seed=0)
     assert net.num_layers == 3 and net.sizes == [N_IN, 6, K]
+    assert "num_layers" in vars(net)                                   # a plain attribute, as in the book
     assert [w.shape for w in net.weights] == [(6, N_IN), (K, 6)]
     assert [b.shape for b in net.biases] == [(6, 1), (K, 1)]
     x = data[0][0][0]
@@ -272,6 +300,17 @@ def test_shapes_and_feedforward(data):
     np.testing.assert_allclose(net.feedforward(x), np.full((K, 1), 0.5))
     net.biases = [np.zeros((6, 1)), np.ones((K, 1))]
     np.testing.assert_allclose(net.feedforward(x), np.full((K, 1), sig(1.0)))
+    # item assignment too, as in the book's code
+    net.biases[1] = np.full((K, 1), 2.0)
+    np.testing.assert_allclose(net.feedforward(x), np.full((K, 1), sig(2.0)))
+    net.weights[0] = np.zeros((6, N_IN))
+    assert np.all(net.engine.params[0][:, :-1] == 0.0)
+    with pytest.raises(InputError, match=r"weights\[1\] must have shape"):
+        net.weights[1] = np.zeros((6, K))
+    # a block of columns, as the book's code computes it
+    block = np.hstack([p[0] for p in data[0][:5]])                   # (N_IN, 5)
+    np.testing.assert_allclose(net.feedforward(block), np.hstack([forward_by_hand(net, p[0]) for p in data[0][:5]]),
+                               rtol=1e-12)
 
 
 def test_default_and_large_initialisers():
@@ -286,6 +325,13 @@ def test_default_and_large_initialisers():
     assert np.std(net.biases[0]) == pytest.approx(1.0, rel=0.15)
     net.default_weight_initializer()
     assert np.std(net.weights[0]) == pytest.approx(1 / np.sqrt(400), rel=0.02)
+
+
+def test_initial_weights_are_the_engines_for_the_same_seed():
+    engine = FeedforwardNetwork([5, 4, 3], activations="sigmoid", cost="cross-entropy", init="default", seed=21)
+    net = network2.Network([5, 4, 3], seed=21)
+    for a, b in zip(net.weights, engine.weights):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_global_random_state_makes_networks_repeatable():
@@ -338,11 +384,11 @@ def test_load_reads_nndl_model_files_of_sigmoid_networks_only(tmp_path):
     assert net.cost is network2.QuadraticCost
     np.testing.assert_array_equal(net.feedforward(np.ones((1, 4))), engine.feedforward(np.ones((1, 4))))
     modelfile.save(FeedforwardNetwork([4, 3, 2], activations=["relu", "sigmoid"], seed=0), tmp_path / "b.json")
-    with pytest.raises(ValueError, match="only sigmoid"):
+    with pytest.raises(ModelFileError, match="only sigmoid"):
         network2.load(tmp_path / "b.json")
     modelfile.save(FeedforwardNetwork([4, 2], activations="softmax", cost="log-likelihood", seed=0),
                    tmp_path / "c.json")
-    with pytest.raises(ValueError, match="only sigmoid"):
+    with pytest.raises(ModelFileError, match="only sigmoid"):
         network2.load(tmp_path / "c.json")
 
 

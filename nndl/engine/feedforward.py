@@ -46,9 +46,9 @@ def check_inputs(x, n_in, name="inputs"):
     """The inputs as a finite 2-d float array of shape (n, n_in), or a clear InputError.
 
     A single example of n_in values is taken as one row. Inputs that look
-    like 0-255 pixel values (all whole numbers, some above 1) are refused
-    with the advice to scale them: a sigmoid network fed them saturates and
-    learns nothing. Other real-valued inputs are accepted.
+    like 0-255 pixel values (uint8 above 1, or whole numbers reaching past
+    100) are refused with the advice to scale them: a sigmoid network fed
+    them saturates and learns nothing. Other real-valued inputs are accepted.
     """
     try:
         x = np.asarray(x)
@@ -68,11 +68,21 @@ def check_inputs(x, n_in, name="inputs"):
     if x.dtype.kind == "f" and not np.isfinite(x).all():
         bad = int(np.count_nonzero(~np.isfinite(x)))
         raise InputError(f"{name} contain {bad:,} values that are nan or infinite")
-    high = x.max()
-    if high > 1 and high <= 255 and x.min() >= 0 and (x.dtype.kind in "iu" or np.array_equal(x, np.round(x))):
-        raise InputError(f"{name} look like 0-255 pixel values (largest {high:g}); the networks expect pixels in "
-                         "[0, 1]: scale them by 1/255")
+    if _looks_like_0_255_pixels(x):
+        raise InputError(f"{name} look like 0-255 pixel values (largest {x.max():g}); the networks expect pixels "
+                         "in [0, 1]: scale them by 1/255")
     return x
+
+
+def _looks_like_0_255_pixels(x):
+    """uint8 values above 1, or whole numbers from 0 up to somewhere in (100, 255]: an image that was not scaled.
+
+    Small whole-number inputs (0, 1, 2, ... of a toy problem) are not pixels.
+    """
+    high = x.max()
+    if x.dtype == np.uint8:
+        return high > 1
+    return 100 < high <= 255 and x.min() >= 0 and (x.dtype.kind in "iu" or np.array_equal(x, np.round(x)))
 
 
 def as_labels(y, k, name="labels"):

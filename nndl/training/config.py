@@ -15,6 +15,7 @@ plain dict (JSON) that rejects unknown keys::
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass, field
 
 from nndl.errors import ConfigError
@@ -33,13 +34,14 @@ MAX_PARAMETERS = 1_000_000_000
 
 
 def _whole(value, what, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < minimum:
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
+            or value != int(value) or value < minimum):
         raise ConfigError(f"{what} must be a whole number of at least {minimum}, got {value!r}")
     return int(value)
 
 
 def _number(value, what, low=0.0, high=math.inf, low_open=False, high_open=True):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise ConfigError(f"{what} must be a finite number, got {value!r}")
     if value < low or (low_open and value == low) or value > high or (high_open and value == high):
         left, right = "(" if low_open else "[", ")" if high_open else "]"
@@ -261,8 +263,9 @@ class TrainingConfig(_Config):
         if self.restore_best is not None and not isinstance(self.restore_best, bool):
             raise ConfigError(f"restore_best must be true, false or null, got {self.restore_best!r}")
         if self.seed is not None:
-            if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral) or self.seed < 0:
                 raise ConfigError(f"the seed must be a whole number >= 0, got {self.seed!r}")
+            put("seed", int(self.seed))
 
     @property
     def watches_plateau(self):

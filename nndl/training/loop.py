@@ -336,8 +336,8 @@ def saturation(net, x):
 
 def _diagnose(net, history, x):
     """Say plainly when a network ended no better than guessing, and why if we can tell."""
-    if history.best_accuracy is None or history.stop_reason == "diverged":
-        return
+    if history.best_accuracy is None or history.stop_reason == "diverged" or net.sizes[-1] < 2:
+        return                                       # (one output neuron: "accuracy" has no chance level)
     chance = 1.0 / net.sizes[-1]
     if history.best_accuracy > 1.5 * chance:
         return

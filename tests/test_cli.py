@@ -95,11 +95,12 @@ def test_ctrl_c_saves_the_best_model_and_history(capsys, idx_dataset, tmp_path, 
 
 
 def one_line_error(code, err):
+    """Exit status 2 and an error message (after any "downloading ..." progress lines), no traceback."""
     assert code == 2
     assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) >= 1 and lines[0].startswith("nndl")
-    return err
+    lines = [l for l in err.strip().splitlines() if not l.startswith("downloading ")]
+    assert lines and lines[0].startswith("nndl") and "error:" in lines[0], err
+    return "\n".join(lines)
 
 
 def test_missing_data_names_every_place(capsys, tmp_path, monkeypatch):

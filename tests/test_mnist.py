@@ -5,13 +5,17 @@ Most tests use tiny synthetic data sets written into tmp_path.  Tests marked
 (via $NNDL_DATA, then <repo>/../shared/data/mnist).
 """
 
+import contextlib
 import dataclasses
+import errno
 import functools
 import gzip
 import hashlib
 import http.server
 import socket
+import struct
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +25,8 @@ from conftest import real_mnist_dir
 
 from nndl.data import mnist
 from nndl.data.idx import IdxError, write_idx
+from nndl.errors import ConfigError, InputError, OutputError
+from nndl.files import atomic
 from nndl.data.mnist import (
     FILES,
     ChecksumError,
@@ -142,11 +148,36 @@ def test_structural_errors(tmp_path, override, message):
         load_idx_dataset(tmp_path, validation_size=2)
 
 
-@pytest.mark.parametrize("size", [12, 13, -1])
-def test_validation_size_out_of_range(tmp_path, size):
+def test_validation_size_leaving_no_training_data(tmp_path):
     make_dataset(tmp_path)
-    with pytest.raises(DatasetError, match=f"less than the 12 training images.*got {size}"):
-        load_idx_dataset(tmp_path, validation_size=size)
+    with pytest.raises(DatasetError, match="validation_size=12 would leave the training split empty.* only 12"):
+        load_idx_dataset(tmp_path, validation_size=12)
+
+
+def test_validation_size_too_large(tmp_path):
+    make_dataset(tmp_path)
+    with pytest.raises(ConfigError, match="validation_size=13 is more than the 12 training images"):
+        load_idx_dataset(tmp_path, validation_size=13)
+
+
+@pytest.mark.parametrize("size, match", [(-1, "at least 0, got -1"), ("3", "whole number, got '3'"),
+                                         (True, "whole number"), (2.0, "whole number")])
+def test_validation_size_refused_before_reading(tmp_path, size, match):
+    with pytest.raises(ConfigError, match=match):
+        load_idx_dataset(tmp_path / "does-not-exist", validation_size=size)
+
+
+@pytest.mark.parametrize("override, match", [
+    ({"test_images": np.zeros((0, 4, 4), np.uint8), "test_labels": np.zeros(0, np.uint8)},
+     "0 test images"),
+    ({"train_images": np.zeros((0, 4, 4), np.uint8), "train_labels": np.zeros(0, np.uint8)}, "0 training"),
+    ({"train_images": np.zeros((12, 0, 4), np.uint8), "test_images": np.zeros((5, 0, 4), np.uint8)},
+     "have no pixels"),
+])
+def test_empty_splits_are_data_errors(tmp_path, override, match):
+    make_dataset(tmp_path, **override)
+    with pytest.raises(DatasetError, match=match):
+        load_idx_dataset(tmp_path, validation_size=0)
 
 
 def test_load_idx_dataset_missing(tmp_path):
@@ -167,7 +198,7 @@ def test_bad_idx_file_in_dataset(tmp_path):
 
 
 def test_split_checks_and_is_frozen():
-    with pytest.raises(ValueError, match="3 images but 2 labels"):
+    with pytest.raises(InputError, match="3 images but 2 labels"):
         Split(np.zeros((3, 4), np.float32), np.zeros(2, np.int64))
     split = Split(np.zeros((3, 4), np.float32), np.zeros(3, np.int64))
     assert len(split) == 3
@@ -316,6 +347,26 @@ def test_matching_checksums_then_mnist_structure_checked(tmp_path, monkeypatch, 
         load_mnist(directory, download=False)
 
 
+def test_file_larger_than_the_official_one_is_refused_unread(tmp_path, monkeypatch):
+    make_dataset(tmp_path)
+    path = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    with open(path, "r+b") as f:
+        f.truncate(50_000_000)                               # sparse: no disk space used
+    read = []
+    monkeypatch.setattr(mnist, "read_file_bytes", lambda p: read.append(p) or Path(p).read_bytes())
+    with pytest.raises(ChecksumError, match="got a file of 50,000,000 bytes, more than the official 10,008"):
+        mnist._verified_content(path, "t10k-labels-idx1-ubyte")
+    assert read == []
+
+
+def test_compressed_file_named_like_mnist_is_decompressed_no_further_than_the_official_size(tmp_path):
+    make_dataset(tmp_path)
+    header = bytes([0, 0, 8, 1]) + struct.pack(">I", 10**8)     # "100 million labels"
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(header + bytes(2000)))
+    with pytest.raises(ChecksumError, match="cannot be read: .* more than the 10,008 bytes"):
+        mnist._verified_content(tmp_path / "t10k-labels-idx1-ubyte.gz", "t10k-labels-idx1-ubyte")
+
+
 def test_regzipped_copy_recognised_by_content(tmp_path, monkeypatch):
     make_dataset(tmp_path / "plain", gz=False)
     for name in FILES.values():
@@ -450,7 +501,103 @@ def test_download_progress_bar_on_stderr(tmp_path, server, capsys):
     download_mnist(tmp_path / "d", mirrors=[server["url"]], checksums=checksums, progress=True)
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert "t10k-labels-idx1-ubyte.gz" in captured.err
+    assert "t10k-labels-idx1-ubyte.gz: " in captured.err and "B/s" in captured.err
+
+
+def test_download_says_what_it_is_fetching_from_where(tmp_path, server, capsys):
+    """One line per attempt on stderr, always; the bar only on a terminal (capsys is not one)."""
+    _, checksums = served_checksums(server)
+    download_mnist(tmp_path / "d", mirrors=[server["url"] + "missing/", server["url"]], checksums=checksums)
+    lines = capsys.readouterr().err.splitlines()
+    first = f"downloading train-images-idx3-ubyte.gz from {server['url']}missing/train-images-idx3-ubyte.gz ..."
+    assert lines == [first] + [f"downloading {name}.gz from {server['url']}{name}.gz ..." for name in FILES.values()]
+
+
+def test_missing_checksum_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="no checksum given for t10k-labels-idx1-ubyte.gz"):
+        download_mnist(tmp_path, mirrors=[], checksums={k: v for k, v in mnist.GZ_SHA256.items()
+                                                        if not k.startswith("t10k-labels")})
+
+
+class _SlowHandler(http.server.BaseHTTPRequestHandler):
+    """Promises a megabyte, then sends nothing (stall) or one byte every 50 ms (trickle)."""
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", str(1 << 20))
+        self.end_headers()
+        try:
+            while not self.server.stop.wait(0.05):
+                if self.server.trickle:
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+        except OSError:
+            pass                                             # the client gave up
+
+
+@pytest.fixture(params=["stall", "trickle"])
+def slow_url(request, monkeypatch):
+    """The base URL of a server that never finishes a response."""
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _SlowHandler)
+    httpd.daemon_threads = True
+    httpd.stop, httpd.trickle = threading.Event(), request.param == "trickle"
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    finally:
+        httpd.stop.set()
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+def test_overall_time_limit_ends_a_download_that_never_finishes(tmp_path, slow_url, server):
+    """The socket timeout (5 s) never fires against a trickle; the overall limit (0.3 s) does, per mirror."""
+    _, checksums = served_checksums(server)
+    target = tmp_path / "d"
+    start = time.monotonic()
+    with pytest.raises(DownloadError) as info:
+        download_mnist(target, mirrors=[slow_url, slow_url + "again/"], checksums=checksums, progress=False,
+                       timeout=5, time_limit=0.3)
+    elapsed = time.monotonic() - start
+    assert 0.6 <= elapsed < 3, elapsed
+    message = str(info.value)
+    assert f"{slow_url}train-images-idx3-ubyte.gz: took longer than the time limit of 0.3 s" in message
+    assert f"{slow_url}again/train-images-idx3-ubyte.gz: took longer than the time limit of 0.3 s" in message
+    assert leftovers(target) == []                           # the abandoned transfer writes nothing more
+    time.sleep(0.2)
+    assert leftovers(target) == []
+
+
+def test_a_full_disk_during_a_download_is_not_blamed_on_the_mirror(tmp_path, server, monkeypatch):
+    _, checksums = served_checksums(server)
+
+    class FullDisk:
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    @contextlib.contextmanager
+    def writer(path):
+        with atomic.atomic_writer(path) as f:
+            yield FullDisk(f)
+    monkeypatch.setattr(mnist, "atomic_writer", writer)
+    target = tmp_path / "d"
+    with pytest.raises(OutputError) as info:
+        download_mnist(target, mirrors=[server["url"], server["url"] + "other/"], checksums=checksums,
+                       progress=False)
+    assert info.value.errno == errno.ENOSPC
+    assert info.value.filename == str(target / "train-images-idx3-ubyte.gz")
+    assert server["requests"] == ["/train-images-idx3-ubyte.gz"]        # no other mirror tried
+    assert leftovers(target) == []
 
 
 def test_load_mnist_download_failure_reports_both(isolated, monkeypatch, dead_url):

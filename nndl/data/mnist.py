@@ -11,7 +11,9 @@ Images are float32 in [0, 1], one flattened 28x28 image per row, shape
 
 Where the files come from: :func:`find_mnist` looks in an explicit
 directory, then ``$NNDL_DATA``, then ``./data/mnist``, then the user's cache
-directory; :func:`download_mnist` fetches the official files into the cache;
+directory; :func:`download_mnist` fetches the official files into the cache
+(with pooch's HTTP downloader, trying the mirrors in order, each file within
+a time limit and checked by SHA-256 before it takes its name);
 :func:`load_mnist` does both and verifies the files by SHA-256.
 :func:`load_idx_dataset` loads any data set with the same four-file layout,
 such as Fashion-MNIST, without checksum verification.
@@ -20,20 +22,21 @@ such as Fashion-MNIST, without checksum verification.
 from __future__ import annotations
 
 import hashlib
-import http.client
 import os
 import sys
-import urllib.error
-import urllib.request
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from nndl.data.idx import GZIP_MAGIC, IdxError, gunzip_if_needed, parse_idx, read_file_bytes, read_idx
+from nndl.errors import ChecksumError, ConfigError, DataError, DataNotFoundError, DownloadError, InputError
 from nndl.files.atomic import atomic_writer
-from nndl.errors import ChecksumError, DataError as DatasetError, DataNotFoundError, DownloadError
-from nndl.data.idx import IdxError, gunzip_if_needed, parse_idx, read_file_bytes
+
+#: The old name of ``nndl.errors.DataError``, kept for callers that import it from here.
+DatasetError = DataError
 
 __all__ = [
     "FILES",
@@ -44,9 +47,13 @@ __all__ = [
     "TRAINING_SIZE",
     "VALIDATION_SIZE",
     "TEST_SIZE",
+    "DOWNLOAD_TIME_LIMIT",
+    "SOCKET_TIMEOUT",
     "Split",
     "MnistData",
     "ChecksumError",
+    "ConfigError",
+    "DataError",
     "DataNotFoundError",
     "DatasetError",
     "DownloadError",
@@ -105,7 +112,23 @@ VALIDATION_SIZE = 10_000
 TEST_SIZE = 10_000
 _IMAGE_SHAPE = (28, 28)
 
-_USER_AGENT = "nndl/0.1 (Python urllib)"
+#: The size of each official file's uncompressed content: a 16-byte header and 28x28 images, or an
+#: 8-byte header and one byte per label. No file larger than this can be (a copy of) the official one.
+_OFFICIAL_SIZES: dict[str, int] = {
+    "train-images-idx3-ubyte": 16 + (TRAINING_SIZE + VALIDATION_SIZE) * 28 * 28,
+    "train-labels-idx1-ubyte": 8 + TRAINING_SIZE + VALIDATION_SIZE,
+    "t10k-images-idx3-ubyte": 16 + TEST_SIZE * 28 * 28,
+    "t10k-labels-idx1-ubyte": 8 + TEST_SIZE,
+}
+
+#: Seconds one file may take from one mirror in all (connecting, waiting, transferring); MNIST's
+#: largest file is 9.9 MB, about a minute and a half at 100 kB/s.
+DOWNLOAD_TIME_LIMIT = 300.0
+
+#: Seconds to wait for a connection, or for the next bytes, before giving up on a mirror.
+SOCKET_TIMEOUT = 30.0
+
+_USER_AGENT = "nndl/0.1 (pooch)"
 _CHUNK = 1 << 16
 
 
@@ -127,12 +150,12 @@ class Split:
 
     def __post_init__(self):
         if self.images.ndim != 2 or self.labels.ndim != 1:
-            raise ValueError(
+            raise InputError(
                 f"Split needs images of shape (n, d) and labels of shape (n,), "
                 f"got {self.images.shape} and {self.labels.shape}"
             )
         if len(self.images) != len(self.labels):
-            raise ValueError(f"Split has {len(self.images)} images but {len(self.labels)} labels")
+            raise InputError(f"Split has {len(self.images)} images but {len(self.labels)} labels")
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -279,71 +302,167 @@ def find_mnist(path: str | os.PathLike | None = None) -> Path:
 # ---------------------------------------------------------------------------
 
 
-def _sha256_of_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+def _on_terminal() -> bool:
+    """Whether stderr is a terminal (where a progress bar belongs)."""
+    return bool(getattr(sys.stderr, "isatty", None) and sys.stderr.isatty())
 
 
-def _fetch(url: str, out, *, timeout: float, progress: bool, label: str) -> str:
-    """Download ``url`` into the binary file object ``out``; return its SHA-256."""
+class _Sink:
+    """The file object a download thread writes to: the atomic writer's file, hashed on the way.
+
+    Once closed it refuses every write, and ``close`` waits for a write in
+    progress, so after ``close`` returns the file is no longer touched and
+    can be discarded, even if the thread is still waiting on the network.
+    """
+
+    def __init__(self, out):
+        self._out = out
+        self._lock = threading.Lock()
+        self._open = True
+        self.sha256 = hashlib.sha256()
+        self.write_error: OSError | None = None      # the local file refusing data (disk full)
+
+    def write(self, chunk: bytes) -> int:
+        with self._lock:
+            if not self._open:
+                raise DownloadError("download abandoned")
+            try:
+                self._out.write(chunk)
+            except OSError as exc:
+                self.write_error = exc
+                raise
+            self.sha256.update(chunk)
+        return len(chunk)
+
+    def flush(self) -> None:
+        """Nothing: pooch flushes after every chunk; the atomic writer flushes and syncs once, at the end."""
+
+    def close(self) -> None:
+        with self._lock:
+            self._open = False
+
+
+def _fetch(url: str, sink: _Sink, *, timeout: float, time_limit: float, progress: bool, label: str) -> None:
+    """Download ``url`` into ``sink``, taking at most ``time_limit`` seconds in all.
+
+    A socket timeout bounds each wait for the next bytes, not the whole
+    transfer: a server that trickles a byte a second would hold it for
+    hours. So the transfer (pooch's ``HTTPDownloader``: requests, redirects,
+    proxies, the progress bar) runs in a daemon thread, and this thread waits
+    for it until the deadline; then the sink is closed, so the transfer
+    writes nothing more, and ends at its next write or socket timeout.
+
+    Raises
+    ------
+    DownloadError
+        Naming what went wrong (not the URL: the caller lists the URLs tried).
+    OSError
+        If the local file refused the data (e.g. the disk is full).
+    """
+    import pooch
+
+    timeout = min(timeout, time_limit)
+    bar = _progress_bar(label) if progress else False
+    downloader = pooch.HTTPDownloader(progressbar=bar, chunk_size=_CHUNK, timeout=timeout,
+                                      headers={"User-Agent": _USER_AGENT})
+    failure: list[BaseException] = []
+
+    def transfer():
+        try:
+            downloader(url, sink, None)
+        except BaseException as exc:                 # handed to the waiting thread
+            failure.append(exc)
+
+    worker = threading.Thread(target=transfer, name=f"nndl download of {label}", daemon=True)
+    worker.start()
+    try:
+        worker.join(time_limit)
+    finally:                                         # on Ctrl-C too: the transfer must stop writing
+        sink.close()
+        if bar:
+            bar.close()
+    if worker.is_alive():
+        raise DownloadError(f"took longer than the time limit of {time_limit:g} s")
+    if failure:
+        if failure[0] is sink.write_error:
+            raise failure[0]
+        raise DownloadError(_describe(failure[0], timeout)) from None
+
+
+def _progress_bar(label: str):
+    """A tqdm bar on stderr for pooch to fill (it sets the total from Content-Length).
+
+    pooch skips a bar that is false, and a tqdm bar is false until it has a
+    total; this one is always true.
+    """
     from tqdm import tqdm
 
-    request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
-    digest = hashlib.sha256()
-    received = 0
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        length = response.headers.get("Content-Length")
-        total = int(length) if length and length.isdigit() else None
-        with tqdm(
-            total=total,
-            unit="B",
-            unit_scale=True,
-            unit_divisor=1024,
-            desc=label,
-            file=sys.stderr,
-            disable=not progress,
-            leave=False,
-        ) as bar:
-            while True:
-                chunk = response.read(_CHUNK)
-                if not chunk:
-                    break
-                out.write(chunk)
-                digest.update(chunk)
-                received += len(chunk)
-                bar.update(len(chunk))
-    if total is not None and received != total:
-        raise DownloadError(f"incomplete download: got {received} of {total} bytes")
-    return digest.hexdigest()
+    class Bar(tqdm):
+        def __bool__(self):
+            return True
+
+    return Bar(desc=label, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr, leave=False)
 
 
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, urllib.error.HTTPError):
-        return f"HTTP {exc.code} {exc.reason}"
-    if isinstance(exc, urllib.error.URLError):
-        return f"could not connect ({exc.reason})"
+def _describe(exc: BaseException, timeout: float) -> str:
+    """Why a transfer failed, in a few words."""
+    import requests
+
+    if isinstance(exc, requests.HTTPError) and exc.response is not None:
+        return f"HTTP {exc.response.status_code} {exc.response.reason}"
+    if isinstance(exc, requests.Timeout):
+        return f"no answer within {timeout:g} s"
+    if isinstance(exc, requests.ConnectionError):
+        return f"could not connect ({_root_cause(exc)})"
     if isinstance(exc, DownloadError):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost cause of a chained exception, in words ("Connection refused", "timed out")."""
+    for _ in range(20):                              # chains are short; never loop on a cycle
+        inner = exc.__cause__ or exc.__context__
+        if inner is None:
+            break
+        exc = inner
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+
+
+def _download(url: str, destination: Path, expected: str, *, timeout: float, time_limit: float,
+              progress: bool) -> None:
+    """Fetch ``url`` to ``destination``, which is replaced only if the data's SHA-256 is ``expected``.
+
+    The data goes to the atomic writer's temporary file and is hashed on the
+    way; a failed, late or mismatched download leaves nothing behind.
+    """
+    print(f"downloading {destination.name} from {url} ...", file=sys.stderr, flush=True)
+    with atomic_writer(destination) as out:
+        sink = _Sink(out)
+        _fetch(url, sink, timeout=timeout, time_limit=time_limit, progress=progress, label=destination.name)
+        got = sink.sha256.hexdigest()
+        if got != expected:
+            raise DownloadError(f"checksum mismatch: expected SHA-256 {expected}, got {got}")
 
 
 def download_mnist(
     directory: str | os.PathLike | None = None,
     mirrors: Sequence[str] = DEFAULT_MIRRORS,
     checksums: Mapping[str, str] | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
     *,
-    timeout: float = 30.0,
+    timeout: float = SOCKET_TIMEOUT,
+    time_limit: float = DOWNLOAD_TIME_LIMIT,
 ) -> Path:
     """Download the four official MNIST ``.gz`` files.
 
-    Each file is downloaded to a temporary file in ``directory``, its
-    SHA-256 is checked, and only then is it renamed into place, so a failed
-    or corrupted download never leaves a file under the official name.
-    Files already present with the right checksum are not downloaded again.
+    For each file, the mirrors are tried in order (the one that worked goes
+    first for the next file). A line on stderr says which file is being
+    fetched from where, and a progress bar follows it on a terminal. Each
+    file is written through nndl's atomic writer and hashed as it arrives;
+    only when its SHA-256 matches is it renamed into place, so a failed or
+    corrupted download never leaves a file under the official name. Files
+    already present with the right checksum are not downloaded again.
 
     Parameters
     ----------
@@ -354,10 +473,14 @@ def download_mnist(
     checksums : mapping of str to str, optional
         Expected SHA-256 (hex) of each file, keyed by file name
         (e.g. ``"train-images-idx3-ubyte.gz"``).  Default ``GZ_SHA256``.
-    progress : bool
-        Show a progress bar on stderr.
+    progress : bool, optional
+        Show a progress bar on stderr.  Default: when stderr is a terminal.
     timeout : float
-        Seconds to wait on the network before giving up on a mirror.
+        Seconds to wait for a connection, or for the next bytes, before
+        giving up on a mirror.
+    time_limit : float
+        Seconds one file may take from one mirror in all, however the
+        server behaves, before giving up on that mirror.
 
     Returns
     -------
@@ -366,38 +489,39 @@ def download_mnist(
 
     Raises
     ------
+    ConfigError
+        If ``checksums`` lacks one of the files.
     DownloadError
         If some file could not be fetched with the right checksum from any
-        mirror; the message names every mirror tried and why it failed.
+        mirror; the message names every URL tried and why it failed.
+    OutputError
+        If the files cannot be written into ``directory``.
     """
+    import pooch
+
     directory = cache_dir() if directory is None else Path(directory).expanduser()
     checksums = GZ_SHA256 if checksums is None else checksums
-    directory.mkdir(parents=True, exist_ok=True)
+    progress = _on_terminal() if progress is None else progress
+    missing = [name + ".gz" for name in FILES.values() if name + ".gz" not in checksums]
+    if missing:
+        raise ConfigError(f"no checksum given for {', '.join(missing)}; checksums has {sorted(checksums)}")
     mirrors = list(mirrors)
 
     for name in FILES.values():
         filename = name + ".gz"
-        if filename not in checksums:
-            raise ValueError(f"no checksum given for {filename}; checksums has {sorted(checksums)}")
         expected = checksums[filename].lower()
         destination = directory / filename
-        if destination.is_file() and _sha256_of_file(destination) == expected:
+        if destination.is_file() and pooch.file_hash(str(destination)) == expected:
             continue
-
         failures: list[str] = []
         for mirror in mirrors:
             url = mirror.rstrip("/") + "/" + filename
             try:
-                # A failed or mismatched download leaves no file behind.
-                with atomic_writer(destination) as out:
-                    got = _fetch(url, out, timeout=timeout, progress=progress, label=filename)
-                    if got != expected:
-                        raise DownloadError(f"checksum mismatch: expected SHA-256 {expected}, got {got}")
-            except (OSError, http.client.HTTPException, ValueError) as exc:
-                failures.append(f"  - {url}: {_describe(exc)}")
+                _download(url, destination, expected, timeout=timeout, time_limit=time_limit, progress=progress)
+            except DownloadError as exc:
+                failures.append(f"  - {url}: {exc}")
                 continue
-            # Try the mirror that worked first for the remaining files.
-            mirrors.remove(mirror)
+            mirrors.remove(mirror)                   # the mirror that worked goes first for the next files
             mirrors.insert(0, mirror)
             break
         else:
@@ -415,16 +539,28 @@ def download_mnist(
 # ---------------------------------------------------------------------------
 
 
-def _verify_and_decompress(path: Path, name: str, raw: bytes) -> bytes:
-    """Check ``raw`` (the bytes of ``path``) against the official checksums of ``name``.
+def _verified_content(path: Path, name: str) -> bytes | bytearray:
+    """The uncompressed content of ``path``, checked to be the official MNIST file ``name``.
 
-    Returns the decompressed content.  Raises ChecksumError on mismatch.
+    The file passes if it is the official ``.gz`` (by its SHA-256) or if its
+    uncompressed content is the official content (an unzipped or re-zipped
+    copy). Neither can be larger than the official content, so a larger
+    file is refused unread, and a gzip stream is decompressed no further
+    than that size.
+
+    Raises
+    ------
+    ChecksumError
+        On a mismatch, with both expected checksums and what was found.
     """
-    gz_expected = GZ_SHA256.get(name + ".gz")
-    raw_expected = RAW_SHA256.get(name)
-    is_gzip = raw[:2] == b"\x1f\x8b"
+    official_size = _OFFICIAL_SIZES[name]
+    size = path.stat().st_size
+    if size > official_size:
+        raise _mismatch(path, name, f"a file of {size:,} bytes, more than the official {official_size:,}")
+    raw = read_file_bytes(path)
+    is_gzip = raw[:2] == GZIP_MAGIC
     file_sha = hashlib.sha256(raw).hexdigest()
-    if is_gzip and file_sha == gz_expected:
+    if is_gzip and file_sha == GZ_SHA256.get(name + ".gz"):
         return gunzip_if_needed(raw, path)
 
     content_sha = None
@@ -432,19 +568,23 @@ def _verify_and_decompress(path: Path, name: str, raw: bytes) -> bytes:
     content = raw
     if is_gzip:
         try:
-            content = gunzip_if_needed(raw, path)
+            content = gunzip_if_needed(raw, path, max_bytes=official_size)
             content_sha = hashlib.sha256(content).hexdigest()
         except IdxError as exc:
             problem = f" Also, it cannot be read: {exc}."
     else:
         content_sha = file_sha
-    if content_sha is not None and content_sha == raw_expected:
+    if content_sha is not None and content_sha == RAW_SHA256.get(name):
         return content
-
     got = file_sha if content_sha in (None, file_sha) else f"{file_sha} (uncompressed content: {content_sha})"
-    raise ChecksumError(
+    raise _mismatch(path, name, got, problem)
+
+
+def _mismatch(path: Path, name: str, got: str, problem: str = "") -> ChecksumError:
+    """The error for a file named like the official ``name`` that is not it."""
+    return ChecksumError(
         f"{path} is named like the MNIST file {name} but its checksum does not match "
-        f"(expected SHA-256 {gz_expected} for the .gz file or {raw_expected} for its "
+        f"(expected SHA-256 {GZ_SHA256.get(name + '.gz')} for the .gz file or {RAW_SHA256.get(name)} for its "
         f"uncompressed content, got {got}).{problem} It may be corrupt (delete it and download it "
         "again) or it may be a different dataset. To load a different dataset in "
         "the same idx layout (such as Fashion-MNIST), use "
@@ -462,10 +602,7 @@ def _read_four(directory: Path, verify: bool) -> dict[str, np.ndarray]:
                 f"{directory} has no {name} (looked for {', '.join(_candidate_names(name))})",
                 [(str(directory), f"missing {name}(.gz)")],
             )
-        raw = read_file_bytes(path)
-        content = _verify_and_decompress(path, name, raw) if verify else gunzip_if_needed(raw, path)
-        del raw
-        arrays[role] = parse_idx(content, path)
+        arrays[role] = parse_idx(_verified_content(path, name), path) if verify else read_idx(path)
     return arrays
 
 
@@ -495,12 +632,28 @@ def _check_layout(arrays: dict[str, np.ndarray], directory: Path, validation_siz
             f"training images in {directory} are {arrays['train_images'].shape[1:]} but test "
             f"images are {arrays['test_images'].shape[1:]}"
         )
-    n_train = len(arrays["train_labels"])
-    if not 0 <= validation_size < n_train:
-        raise DatasetError(
-            f"validation_size must be at least 0 and less than the {n_train} training images "
-            f"in {directory}, got {validation_size}"
+    if 0 in arrays["train_images"].shape[1:]:
+        raise DatasetError(f"images in {directory} have no pixels (shape {arrays['train_images'].shape[1:]})")
+    n_train, n_test = len(arrays["train_labels"]), len(arrays["test_labels"])
+    if n_train == 0 or n_test == 0:
+        raise DatasetError(f"{directory} has {n_train} training and {n_test} test images; both splits need some")
+    if validation_size > n_train:
+        raise ConfigError(
+            f"validation_size={validation_size} is more than the {n_train} training images in {directory}"
         )
+    if validation_size == n_train:
+        raise DatasetError(
+            f"validation_size={validation_size} would leave the training split empty: {directory} has "
+            f"only {n_train} training images; use a smaller validation_size"
+        )
+
+
+def _check_validation_size(validation_size) -> None:
+    """Refuse a validation size that no data set could satisfy (before any file is read)."""
+    if isinstance(validation_size, bool) or not isinstance(validation_size, (int, np.integer)):
+        raise ConfigError(f"validation_size must be a whole number, got {validation_size!r}")
+    if validation_size < 0:
+        raise ConfigError(f"validation_size must be at least 0, got {validation_size}")
 
 
 def _check_mnist(arrays: dict[str, np.ndarray], directory: Path) -> None:
@@ -540,7 +693,7 @@ def _to_data(arrays: dict[str, np.ndarray], directory: Path, validation_size: in
 
 
 def load_mnist(
-    path: str | os.PathLike | None = None, *, download: bool = True, progress: bool = True
+    path: str | os.PathLike | None = None, *, download: bool = True, progress: bool | None = None
 ) -> MnistData:
     """Load MNIST, split as in the book.
 
@@ -556,8 +709,9 @@ def load_mnist(
         Directory holding the four MNIST files.  Default: search.
     download : bool
         Download the files if they are not found.
-    progress : bool
-        Show a download progress bar on stderr.
+    progress : bool, optional
+        Show a download progress bar on stderr.  Default: when stderr is a
+        terminal.
 
     Returns
     -------
@@ -599,8 +753,7 @@ def load_idx_dataset(directory: str | os.PathLike, validation_size: int = 10_000
     The files must be named as MNIST's (see ``FILES``; ``.gz`` optional).
     No checksums are required; the structure is checked instead: images
     3-d uint8, labels 1-d non-negative integers, image and label counts
-    agree, and ``validation_size`` is less than the number of training
-    images.
+    agree, and no split but validation is empty.
 
     Parameters
     ----------
@@ -608,7 +761,7 @@ def load_idx_dataset(directory: str | os.PathLike, validation_size: int = 10_000
         Directory holding the four files.
     validation_size : int
         The last ``validation_size`` training images form the validation
-        split.
+        split (0 for none).
 
     Returns
     -------
@@ -618,11 +771,16 @@ def load_idx_dataset(directory: str | os.PathLike, validation_size: int = 10_000
 
     Raises
     ------
+    ConfigError
+        If ``validation_size`` is negative, not a whole number, or more than
+        the number of training images.
     DataNotFoundError
         If a file is missing.
     IdxError, DatasetError
-        If a file is malformed or the files do not fit together.
+        If a file is malformed, the files do not fit together, or a split
+        would be empty (``validation_size`` equal to the training count).
     """
+    _check_validation_size(validation_size)
     directory = Path(directory).expanduser()
     why = _why_not(directory)
     if why is not None:

@@ -7,17 +7,31 @@ a file is not of the expected kind or was written by a newer nndl.
 """
 
 import json
+import reprlib
 
 from nndl.errors import FileFormatError
 
-__all__ = ["check_header", "parse_json"]
+__all__ = ["check_header", "parse_json", "brief"]
+
+_BRIEF = reprlib.Repr()
+_BRIEF.maxlevel, _BRIEF.maxlist, _BRIEF.maxdict, _BRIEF.maxstring, _BRIEF.maxother = 2, 6, 4, 60, 60
+
+
+def brief(value):
+    """A short ``repr`` of a value read from a file, for messages.
+
+    A malformed file can hold a megabyte string or a list nested a thousand
+    deep; quoting it in full would bury the message (or exhaust the stack).
+    """
+    return _BRIEF.repr(value)
 
 
 def parse_json(raw, source, error=FileFormatError):
     """Parse JSON text or bytes, turning every way it can fail into ``error``.
 
-    Deeply nested input (which makes ``json`` recurse past Python's limit)
-    and invalid UTF-8 are reported like any other malformed file.
+    Deeply nested input (which makes ``json`` recurse past Python's limit),
+    integers too long to convert (over 4,300 digits) and invalid UTF-8 are
+    reported like any other malformed file.
     """
     try:
         if isinstance(raw, (bytes, bytearray)):
@@ -25,7 +39,7 @@ def parse_json(raw, source, error=FileFormatError):
         return json.loads(raw)
     except UnicodeDecodeError:
         raise error(f"{source} is not a text file (it is not valid UTF-8)") from None
-    except json.JSONDecodeError as e:
+    except ValueError as e:                  # json.JSONDecodeError, or an integer with too many digits
         raise error(f"{source} is not valid JSON ({e})") from None
     except RecursionError:
         raise error(f"{source} is nested too deeply to be an nndl file") from None
@@ -56,11 +70,11 @@ def check_header(data, kind, version, source, error=FileFormatError, version_key
         raise error(f"{source} is not an {kind} file (expected a JSON object, found {type(data).__name__})")
     if data.get("format") != kind:
         found = data.get("format")
-        what = f"its format is {found!r}" if isinstance(found, str) else f"no \"format\": \"{kind}\""
+        what = f"its format is {brief(found)}" if isinstance(found, str) else f"no \"format\": \"{kind}\""
         raise error(f"{source} is not an {kind} file ({what})")
     found = data.get(version_key)
     if not isinstance(found, int) or isinstance(found, bool) or found < 1:
-        raise error(f"{source}: malformed format version {found!r}")
+        raise error(f"{source}: malformed format version {brief(found)}")
     if found > version:
         raise error(f"{source} was written in {kind} format version {found}, newer than this nndl "
                     f"reads (version {version}); upgrade nndl to read it")

@@ -13,20 +13,24 @@ Two formats, both carrying everything needed to rebuild the network:
        "biases": [b1 (30,), b2 (10,)],
        "metadata": {...}}
 
-- **binary** (``.npz``): the same description as a JSON string plus the
-  arrays, in NumPy's zip format; compact for large models.
+- **binary** (``.npz``): the same description (without weights and biases)
+  as a JSON string in the member ``description``, and the arrays
+  ``weights_0``, ``biases_0``, ``weights_1``, ... in NumPy's zip format;
+  compact for large models.
 
 ``load`` also reads the JSON files written by the book's ``network2.save``
 (keys sizes, weights, biases, cost; sigmoid neurons; biases as columns).
 
-Loading never executes code from the file: JSON is parsed as data and
-``.npz`` files are read with ``allow_pickle=False``. Every shape and name is
-checked before a network is built. Files are written atomically.
+Loading trusts nothing in the file. JSON is parsed as data and ``.npz``
+members are read through :func:`nndl.files.npz.read_npz` (no pickle). The
+description is checked first, every field's type included, and the layer
+sizes are bounded (``MAX_LAYERS``, ``MAX_PARAMETERS``) before anything is
+allocated from them; then each array's name, dtype and shape are checked
+before its data is read. Whatever is wrong with a file, ``load`` raises
+``ModelFileError`` naming the file. Files are written atomically.
 """
 
-import io
 import json
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -34,16 +38,29 @@ import numpy as np
 from nndl.engine.activations import ACTIVATIONS
 from nndl.engine.costs import COSTS
 from nndl.engine.feedforward import FeedforwardNetwork
-from nndl.errors import ModelFileError
+from nndl.errors import ModelFileError, NndlError
 from nndl.files.atomic import atomic_writer
+from nndl.files.header import brief, check_header, parse_json
+from nndl.files.npz import read_npz
 
-__all__ = ["save", "load", "ModelFileError", "MODEL_FORMAT", "MODEL_VERSION"]
+__all__ = ["save", "load", "ModelFileError", "MODEL_FORMAT", "MODEL_VERSION", "MAX_LAYERS", "MAX_PARAMETERS"]
 
 MODEL_FORMAT = "nndl-model"
 MODEL_VERSION = 1
 
+#: The most layers of weights a model file may describe.
+MAX_LAYERS = 1024
+
+#: The most weights and biases a model file may describe in all (2 GiB of float64).
+MAX_PARAMETERS = 1 << 28
+
+#: The longest ``description`` member of an ``.npz`` model (its metadata included), in bytes.
+_MAX_DESCRIPTION_BYTES = 1 << 24
+
 #: Cost names used by the book's network2.save.
 _BOOK_COSTS = {"CrossEntropyCost": "cross-entropy", "QuadraticCost": "quadratic"}
+
+_ZIP_MAGIC = b"PK\x03\x04"
 
 
 def _description(net, metadata):
@@ -74,6 +91,11 @@ def save(net, path, metadata=None, binary=None):
     Returns
     -------
     Path
+
+    Raises
+    ------
+    OutputError
+        If the file cannot be written.
     """
     path = Path(path)
     if binary is None:
@@ -96,133 +118,205 @@ def save(net, path, metadata=None, binary=None):
 def load(path):
     """Read a network written by ``save`` (JSON or .npz) or by the book's ``network2.save``.
 
+    Returns
+    -------
+    FeedforwardNetwork
+        With ``metadata`` (a dict) from the file.
+
     Raises
     ------
     FileNotFoundError
         If there is no such file.
     ModelFileError
-        If the file is not a model this version of nndl can read, with the reason.
+        If the file is not a model this version of nndl can read (a
+        directory, unreadable, malformed in any way, or newer), with the reason.
     """
     path = Path(path)
+    source = str(path)
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as f:
+            head = f.read(4)
+            is_zip = head == _ZIP_MAGIC
+            raw = None if is_zip else head + f.read()        # an .npz is read member by member instead
     except IsADirectoryError:
-        raise ModelFileError(f"{path} is a directory, not a model file") from None
-    except PermissionError:
-        raise ModelFileError(f"cannot read {path}: permission denied") from None
-    if raw[:2] == b"PK":
-        description, weights, biases = _read_npz(raw, path)
+        raise ModelFileError(f"{source} is a directory, not a model file") from None
+    except FileNotFoundError:
+        raise
+    except OSError as e:                        # permission denied, a symlink loop, a file used as a directory
+        raise ModelFileError(f"cannot read {source}: {(e.strerror or str(e)).lower()}") from None
+    if is_zip:
+        description, weights, biases = _read_npz(path, source)
     else:
-        description, weights, biases = _read_json(raw, path)
-    return _build(description, weights, biases, path)
+        description, weights, biases = _read_json(raw, source)
+    return _build(description, weights, biases, source)
 
 
-def _read_json(raw, path):
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ModelFileError(f"{path} is not a model file: not valid JSON ({e})") from None
-    if not isinstance(data, dict):
-        raise ModelFileError(f"{path} is not a model file: expected a JSON object")
-    if "format" not in data and {"sizes", "weights", "biases", "cost"} <= set(data):
-        data = _from_book(data, path)
-    for key in ("weights", "biases"):
-        if not isinstance(data.get(key), list):
-            raise ModelFileError(f"{path}: missing or malformed \"{key}\" (expected a list of arrays)")
-    weights = [_as_array(w, path, f"weights[{i}]") for i, w in enumerate(data["weights"])]
-    biases = [_as_array(b, path, f"biases[{i}]") for i, b in enumerate(data["biases"])]
+# ---------------------------------------------------------------------------
+# The description: every field checked for type and bounds
+# ---------------------------------------------------------------------------
+
+
+def _check_description(data, source):
+    """Check a parsed description (everything but the arrays) and return its layer sizes.
+
+    Returns
+    -------
+    list of int
+        ``sizes``: at least two, each positive, at most ``MAX_LAYERS`` layers
+        and ``MAX_PARAMETERS`` weights and biases in all, checked before
+        anything is allocated from them.
+    """
+    check_header(data, MODEL_FORMAT, MODEL_VERSION, source, error=ModelFileError)
+    sizes = data.get("sizes")
+    if (not isinstance(sizes, list) or not 2 <= len(sizes) <= MAX_LAYERS + 1
+            or not all(type(s) is int and s > 0 for s in sizes)):
+        raise ModelFileError(f"{source}: \"sizes\" must be a list of 2 to {MAX_LAYERS + 1} positive whole "
+                             f"numbers, got {brief(sizes)}")
+    parameters = sum(n_out * (n_in + 1) for n_in, n_out in zip(sizes, sizes[1:]))
+    if parameters > MAX_PARAMETERS:
+        raise ModelFileError(f"{source}: sizes {brief(sizes)} describe {parameters:,} weights and biases, "
+                             f"more than the {MAX_PARAMETERS:,} nndl loads")
+    layers = len(sizes) - 1
+    activations = data.get("activations")
+    if not isinstance(activations, list) or len(activations) != layers:
+        raise ModelFileError(f"{source}: expected a list of {layers} activation names, got {brief(activations)}")
+    for name in activations:
+        if not isinstance(name, str) or name not in ACTIVATIONS:
+            raise ModelFileError(f"{source}: unknown activation {brief(name)} (known: {', '.join(ACTIVATIONS)})")
+    cost = data.get("cost")
+    if not isinstance(cost, str) or cost not in COSTS:
+        raise ModelFileError(f"{source}: unknown cost {brief(cost)} (known: {', '.join(COSTS)})")
+    dtype = data.get("dtype", "float64")
+    if not isinstance(dtype, str) or dtype not in ("float64", "float32"):
+        raise ModelFileError(f"{source}: unsupported dtype {brief(dtype)} (expected float64 or float32)")
+    metadata = data.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise ModelFileError(f"{source}: \"metadata\" must be a JSON object, got {brief(metadata)}")
+    return sizes
+
+
+# ---------------------------------------------------------------------------
+# JSON
+# ---------------------------------------------------------------------------
+
+
+def _read_json(raw, source):
+    """(description, weights, biases) from a JSON model; arrays float64, shapes as the sizes say."""
+    data = parse_json(raw, source, error=ModelFileError)
+    if isinstance(data, dict) and "format" not in data and {"sizes", "weights", "biases", "cost"} <= set(data):
+        data = _from_book(data, source)
+    sizes = _check_description(data, source)
+    weights, biases = data.get("weights"), data.get("biases")
+    layers = len(sizes) - 1
+    for key, value in (("weights", weights), ("biases", biases)):
+        if not isinstance(value, list) or len(value) != layers:
+            found = f"{len(value)}" if isinstance(value, list) else f"{type(value).__name__} {brief(value)}"
+            raise ModelFileError(f"{source}: {layers} layers need {layers} arrays in \"{key}\", found {found}")
+    weights = [_json_array(w, [(n_out, n_in)], source, f"weights[{l}]")
+               for l, (w, n_in, n_out) in enumerate(zip(weights, sizes, sizes[1:]))]
+    biases = [_json_array(b, [(n,), (n, 1)], source, f"biases[{l}]").reshape(n)     # (n, 1): the book's columns
+              for l, (b, n) in enumerate(zip(biases, sizes[1:]))]
     return data, weights, biases
 
 
-def _from_book(data, path):
+def _from_book(data, source):
     """Translate the book's network2.save layout (sigmoid layers, biases as columns)."""
     cost = data["cost"]
-    if cost not in _BOOK_COSTS:
-        raise ModelFileError(f"{path}: unknown cost {cost!r} in a network2 file "
+    if not isinstance(cost, str) or cost not in _BOOK_COSTS:
+        raise ModelFileError(f"{source}: unknown cost {brief(cost)} in a network2 file "
                              f"(expected one of {', '.join(_BOOK_COSTS)})")
     sizes = data["sizes"]
-    if not isinstance(sizes, list):
-        raise ModelFileError(f"{path}: \"sizes\" must be a list of layer sizes")
-    return {"format": MODEL_FORMAT, "version": 1, "sizes": sizes, "activations": ["sigmoid"] * (len(sizes) - 1),
+    layers = len(sizes) - 1 if isinstance(sizes, list) else 0
+    return {"format": MODEL_FORMAT, "version": 1, "sizes": sizes, "activations": ["sigmoid"] * layers,
             "cost": _BOOK_COSTS[cost], "dtype": "float64", "weights": data["weights"],
-            "biases": data["biases"],  # (n, 1) columns; _build flattens them
-            "metadata": {"source": "network2.save"}}
+            "biases": data["biases"], "metadata": {"source": "network2.save"}}
 
 
-def _as_array(value, path, what):
+def _json_array(value, shapes, source, what):
+    """``value`` (nested JSON lists of numbers) as a float64 array of one of ``shapes``.
+
+    The nesting is checked against the expected shape before anything is
+    converted, so strings, booleans, objects, ragged or over-deep lists are
+    refused in words rather than by whatever NumPy would make of them.
+    """
+    found = _nested_shape(value, max(len(s) for s in shapes))
+    if found is None:
+        raise ModelFileError(f"{source}: {what} is not an array of numbers")
+    if found not in shapes:
+        raise ModelFileError(f"{source}: {what} should have shape {' or '.join(map(str, shapes))}, "
+                             f"found {found}")
     try:
-        a = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ModelFileError(f"{path}: {what} is not an array of numbers") from None
-    if not np.all(np.isfinite(a)):
-        raise ModelFileError(f"{path}: {what} contains inf or nan")
-    return a
+        array = np.array(value, dtype=np.float64)
+    except OverflowError:                       # a JSON integer beyond float64's range
+        raise ModelFileError(f"{source}: {what} holds a number too large for float64") from None
+    if not np.all(np.isfinite(array)):
+        raise ModelFileError(f"{source}: {what} contains inf or nan")
+    return array
 
 
-def _read_npz(raw, path):
-    try:
-        with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in npz.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
-        raise ModelFileError(f"{path} is not a readable .npz model file ({e})") from None
-    if "description" not in arrays:
-        raise ModelFileError(f"{path}: no model description in this .npz file")
-    try:
-        description = json.loads(str(arrays["description"]))
-    except json.JSONDecodeError as e:
-        raise ModelFileError(f"{path}: the model description is not valid JSON ({e})") from None
-    if not isinstance(description, dict):
-        raise ModelFileError(f"{path}: the model description must be a JSON object")
-    n = len(description.get("sizes", [])) - 1
-    try:
-        weights = [arrays[f"weights_{l}"] for l in range(n)]
-        biases = [arrays[f"biases_{l}"] for l in range(n)]
-    except KeyError as e:
-        raise ModelFileError(f"{path}: missing array {e.args[0]}") from None
-    for l, (w, b) in enumerate(zip(weights, biases)):
-        if not np.issubdtype(w.dtype, np.floating) or not np.issubdtype(b.dtype, np.floating):
-            raise ModelFileError(f"{path}: layer {l + 1} parameters are not floating-point numbers")
+def _nested_shape(value, max_ndim):
+    """The shape of ``value`` if it is a regular nest of lists of numbers (at most ``max_ndim`` deep), else None."""
+    if type(value) in (int, float):             # exactly what JSON numbers parse to; bool is excluded
+        return ()
+    if not isinstance(value, list) or max_ndim == 0:
+        return None
+    if not value:
+        return (0,)
+    inner = {_nested_shape(v, max_ndim - 1) for v in value}
+    if len(inner) != 1 or None in inner:
+        return None
+    return (len(value), *inner.pop())
+
+
+# ---------------------------------------------------------------------------
+# .npz
+# ---------------------------------------------------------------------------
+
+
+def _read_npz(path, source):
+    """(description, weights, biases) from an ``.npz`` model.
+
+    Two passes over the archive: the description first (bounded by
+    ``_MAX_DESCRIPTION_BYTES``), then, once its sizes are checked, exactly
+    the arrays it calls for, each with the shape it must have; read_npz
+    refuses a member of any other dtype or shape before reading its data.
+    """
+    text = read_npz(path, {"description": "U"}, allow_extra=True, max_elements=1,
+                    max_bytes=_MAX_DESCRIPTION_BYTES, error=ModelFileError, label=source)["description"]
+    description = parse_json(str(text.reshape(-1)[0]) if text.size else "", f"{source}: the description",
+                             error=ModelFileError)
+    sizes = _check_description(description, source)
+    members = {"description": "U"}
+    for l, (n_in, n_out) in enumerate(zip(sizes, sizes[1:])):
+        members[f"weights_{l}"] = ("f", (n_out, n_in))
+        members[f"biases_{l}"] = ("f", (n_out,))
+    largest = max(n_out * n_in for n_in, n_out in zip(sizes, sizes[1:]))
+    arrays = read_npz(path, members, max_elements=largest, max_bytes=max(8 * largest, _MAX_DESCRIPTION_BYTES),
+                      error=ModelFileError, label=source)
+    layers = len(sizes) - 1
+    weights = [arrays[f"weights_{l}"] for l in range(layers)]
+    biases = [arrays[f"biases_{l}"] for l in range(layers)]
+    for l, (w, b) in enumerate(zip(weights, biases), start=1):
         if not (np.all(np.isfinite(w)) and np.all(np.isfinite(b))):
-            raise ModelFileError(f"{path}: layer {l + 1} parameters contain inf or nan")
+            raise ModelFileError(f"{source}: layer {l} parameters contain inf or nan")
     return description, weights, biases
 
 
-def _build(description, weights, biases, path):
-    if description.get("format") != MODEL_FORMAT:
-        raise ModelFileError(f"{path} is not an nndl model file (no \"format\": \"{MODEL_FORMAT}\")")
-    version = description.get("version")
-    if not isinstance(version, int) or version < 1:
-        raise ModelFileError(f"{path}: malformed format version {version!r}")
-    if version > MODEL_VERSION:
-        raise ModelFileError(f"{path} was written in model format version {version}, newer than this nndl "
-                             f"understands (version {MODEL_VERSION}); upgrade nndl to load it")
-    sizes = description.get("sizes")
-    if (not isinstance(sizes, list) or len(sizes) < 2
-            or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes)):
-        raise ModelFileError(f"{path}: \"sizes\" must be a list of at least two positive integers, got {sizes!r}")
-    activations = description.get("activations")
-    if not isinstance(activations, list) or len(activations) != len(sizes) - 1:
-        raise ModelFileError(f"{path}: expected {len(sizes) - 1} activation names, got {activations!r}")
-    for name in activations:
-        if name not in ACTIVATIONS:
-            raise ModelFileError(f"{path}: unknown activation {name!r} (known: {', '.join(ACTIVATIONS)})")
-    cost = description.get("cost")
-    if cost not in COSTS:
-        raise ModelFileError(f"{path}: unknown cost {cost!r} (known: {', '.join(COSTS)})")
-    dtype = description.get("dtype", "float64")
-    if dtype not in ("float64", "float32"):
-        raise ModelFileError(f"{path}: unsupported dtype {dtype!r}")
-    if len(weights) != len(sizes) - 1 or len(biases) != len(sizes) - 1:
-        raise ModelFileError(f"{path}: {len(sizes) - 1} layers need {len(sizes) - 1} weight matrices and bias "
-                             f"vectors, found {len(weights)} and {len(biases)}")
-    for l, (w, b) in enumerate(zip(weights, biases), start=1):
-        if w.shape != (sizes[l], sizes[l - 1]) or b.reshape(-1).shape != (sizes[l],):
-            raise ModelFileError(f"{path}: layer {l} should have weights of shape {(sizes[l], sizes[l - 1])} and "
-                                 f"{sizes[l]} biases, found {w.shape} and {b.shape}")
+# ---------------------------------------------------------------------------
+# Building the network
+# ---------------------------------------------------------------------------
+
+
+def _build(description, weights, biases, source):
+    """The network a checked description and its checked arrays describe."""
+    dtype = np.dtype(description.get("dtype", "float64"))
+    if any(np.abs(a).max(initial=0) > np.finfo(dtype).max for a in weights + biases):
+        raise ModelFileError(f"{source}: parameters too large for {dtype}")
     try:
-        net = FeedforwardNetwork(sizes, activations=activations, cost=cost, dtype=np.dtype(dtype), seed=0)
-    except ValueError as e:
-        raise ModelFileError(f"{path}: {e}") from None
-    net.set_parameters(weights, [b.reshape(-1) for b in biases])
+        net = FeedforwardNetwork(description["sizes"], activations=description["activations"],
+                                 cost=description["cost"], dtype=dtype, seed=0)
+        net.set_parameters(weights, biases)
+    except (NndlError, ValueError) as e:        # a combination the network refuses, e.g. softmax inside
+        raise ModelFileError(f"{source}: {e}") from None
     net.metadata = description.get("metadata") or {}
     return net

@@ -5,12 +5,15 @@ is asked for, with the shape its header declares. A small malicious file can
 declare a huge shape, or compress gigabytes into kilobytes. ``read_npz``
 first lists the members and reads only each member's ``.npy`` header
 (dtype and shape), checks them against what the caller expects and a limit
-on the number of elements, and only then reads the data. Pickled objects are
-never loaded.
+on the number of elements and bytes, and only then reads the data, never
+more of it than the header declared. Pickled objects are never loaded.
 """
 
 import math
+import struct
+import tokenize
 import zipfile
+import zlib
 
 import numpy as np
 from numpy.lib import format as npy_format
@@ -22,6 +25,12 @@ __all__ = ["read_npz", "MAX_ELEMENTS"]
 #: The most array elements one member may declare unless the caller says otherwise (about 2 GB of float64).
 MAX_ELEMENTS = 256 * 1024 * 1024
 
+#: Everything that reading a damaged archive or member can raise, besides the caller's ``error``:
+#: a bad zip structure, damaged deflate data, an unsupported or encrypted compression method, a
+#: malformed ``.npy`` header (which numpy parses with ``ast.literal_eval``).
+_DAMAGE = (zipfile.BadZipFile, zlib.error, struct.error, OSError, EOFError, ValueError, SyntaxError,
+           tokenize.TokenError, RuntimeError, NotImplementedError)
+
 
 def _header(member, name, source, error):
     """(shape, fortran_order, dtype) from the start of one ``.npy`` member."""
@@ -31,21 +40,23 @@ def _header(member, name, source, error):
             return npy_format.read_array_header_1_0(member)
         if (major, minor) == (2, 0):
             return npy_format.read_array_header_2_0(member)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, SyntaxError) as e:
+    except _DAMAGE as e:
         raise error(f"{source}: member {name!r} is not a NumPy array ({e})") from None
     raise error(f"{source}: member {name!r} uses .npy format version {major}.{minor}, which nndl does not read")
 
 
-def read_npz(source, members, *, allow_extra=False, max_elements=MAX_ELEMENTS, error=FileFormatError, label=None):
+def read_npz(source, members, *, allow_extra=False, max_elements=MAX_ELEMENTS, error=FileFormatError, label=None,
+             max_bytes=None):
     """Read the named arrays of an ``.npz`` archive after checking their headers.
 
     Parameters
     ----------
     source : str, Path or binary file object
     members : dict
-        name -> dtype kinds allowed, as a string of ``numpy.dtype.kind``
-        letters: ``"f"`` float, ``"iu"`` integers, ``"U"`` text. Every name
-        must be present.
+        name -> what the member must be: either a string of the
+        ``numpy.dtype.kind`` letters allowed (``"f"`` float, ``"iu"``
+        integers, ``"U"`` text), or a pair ``(kinds, shape)`` when its exact
+        shape is known, e.g. ``("f", (30, 784))``. Every name must be present.
     allow_extra : bool
         Whether members not named are tolerated (they are never read).
     max_elements : int
@@ -54,15 +65,31 @@ def read_npz(source, members, *, allow_extra=False, max_elements=MAX_ELEMENTS, e
         The exception to raise (a ``FileFormatError`` subclass).
     label : str, optional
         How to name the file in messages (default: ``source``).
+    max_bytes : int, optional
+        The most bytes of data any one member may declare (text members hold
+        one element of any width). Default: ``8 * max_elements``, as many
+        bytes as ``max_elements`` float64 values.
 
     Returns
     -------
     dict of str -> ndarray
+        Writeable arrays in native byte order.
+
+    Raises
+    ------
+    error
+        If the archive is not a readable zip file, or a member is missing,
+        unexpected, not an array, of another dtype kind or shape, declares
+        more than the limits, or holds less or more data than it declares.
+        Always before more data is read than the expectations allow.
+    FileNotFoundError, PermissionError, IsADirectoryError
+        If ``source`` cannot be opened at all.
     """
     label = str(source) if label is None else label
+    max_bytes = 8 * max_elements if max_bytes is None else max_bytes
     try:
         archive = zipfile.ZipFile(source)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+    except _DAMAGE as e:
         if isinstance(e, (FileNotFoundError, PermissionError, IsADirectoryError)):
             raise
         raise error(f"{label} is not a readable .npz file ({e})") from None
@@ -79,30 +106,39 @@ def read_npz(source, members, *, allow_extra=False, max_elements=MAX_ELEMENTS, e
         extra = sorted(set(found) - set(members))
         if extra and not allow_extra:
             raise error(f"{label}: unexpected member(s) {', '.join(extra)}")
-        arrays = {}
-        for name, kinds in members.items():
-            info = found[name]
-            try:
-                with archive.open(info) as member:
-                    shape, fortran_order, dtype = _header(member, name, label, error)
-                    if dtype.hasobject or dtype.kind not in kinds:
-                        raise error(f"{label}: member {name!r} has dtype {dtype}, expected "
-                                    f"{' or '.join(_KIND_NAMES.get(k, k) for k in kinds)}")
-                    count = math.prod(shape)
-                    if count > max_elements:
-                        raise error(f"{label}: member {name!r} declares shape {shape} ({count:,} values), more "
-                                    f"than the {max_elements:,} allowed")
-                    data = member.read(count * dtype.itemsize + 1)
-            except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError) as e:
-                if isinstance(e, error):
-                    raise
-                raise error(f"{label}: member {name!r} cannot be read ({e})") from None
-            if len(data) != count * dtype.itemsize:
-                raise error(f"{label}: member {name!r} holds {len(data):,} bytes of data, but its shape {shape} "
-                            f"needs {count * dtype.itemsize:,}")
-            array = np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran_order else "C")
-            arrays[name] = array.astype(dtype.newbyteorder("="))      # a writeable copy in native byte order
-        return arrays
+        return {name: _read_member(archive, found[name], name, spec, label, error, max_elements, max_bytes)
+                for name, spec in members.items()}
+
+
+def _read_member(archive, info, name, spec, label, error, max_elements, max_bytes):
+    """One member's array, its header checked against ``spec`` and the limits before its data is read."""
+    kinds, expected_shape = spec if isinstance(spec, tuple) else (spec, None)
+    try:
+        with archive.open(info) as member:
+            shape, fortran_order, dtype = _header(member, name, label, error)
+            if dtype.hasobject or dtype.kind not in kinds:
+                raise error(f"{label}: member {name!r} has dtype {dtype}, expected "
+                            f"{' or '.join(_KIND_NAMES.get(k, k) for k in kinds)}")
+            if any(d < 0 for d in shape):
+                raise error(f"{label}: member {name!r} declares an impossible shape {shape}")
+            if expected_shape is not None and tuple(shape) != tuple(expected_shape):
+                raise error(f"{label}: member {name!r} has shape {shape}, expected {tuple(expected_shape)}")
+            count = math.prod(shape)
+            nbytes = count * dtype.itemsize
+            if count > max_elements or nbytes > max_bytes:
+                limit = f"{max_elements:,} values" if count > max_elements else f"{max_bytes:,} bytes"
+                raise error(f"{label}: member {name!r} declares shape {shape} of {dtype} ({count:,} values, "
+                            f"{nbytes:,} bytes), more than the {limit} allowed")
+            data = member.read(nbytes + 1)                   # one byte more: to notice extra data
+        if len(data) != nbytes:
+            holds = f"{len(data):,} bytes of data" if len(data) < nbytes else "more data than that"
+            raise error(f"{label}: member {name!r} holds {holds}, but its shape {shape} needs {nbytes:,} bytes")
+        array = np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran_order else "C")
+        return array.astype(dtype.newbyteorder("="))        # a writeable copy in native byte order
+    except _DAMAGE as e:
+        if isinstance(e, error):
+            raise
+        raise error(f"{label}: member {name!r} cannot be read ({e})") from None
 
 
 _KIND_NAMES = {"f": "floating point", "i": "integer", "u": "unsigned integer", "U": "text", "b": "boolean"}

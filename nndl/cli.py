@@ -247,7 +247,6 @@ def _epoch_line(history, evaluation_name, n_eval):
 
 
 def cmd_train(args):
-    import numpy as np
     from nndl.files.modelfile import load
     from nndl.files.outputs import check_outputs
     from nndl.training import train

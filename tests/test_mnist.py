@@ -589,7 +589,7 @@ def test_a_full_disk_during_a_download_is_not_blamed_on_the_mirror(tmp_path, ser
     def writer(path):
         with atomic.atomic_writer(path) as f:
             yield FullDisk(f)
-    monkeypatch.setattr(mnist, "atomic_writer", writer)
+    monkeypatch.setattr("nndl.data.download.atomic_writer", writer)
     target = tmp_path / "d"
     with pytest.raises(OutputError) as info:
         download_mnist(target, mirrors=[server["url"], server["url"] + "other/"], checksums=checksums,

@@ -12,8 +12,8 @@ Images are float32 in [0, 1], one flattened 28x28 image per row, shape
 Where the files come from: :func:`find_mnist` looks in an explicit
 directory, then ``$NNDL_DATA``, then ``./data/mnist``, then the user's cache
 directory; :func:`download_mnist` fetches the official files into the cache
-(with pooch's HTTP downloader, trying the mirrors in order, each file within
-a time limit and checked by SHA-256 before it takes its name);
+(trying the mirrors in order; see :mod:`nndl.data.download` for how one file is fetched,
+within a time limit and checked by SHA-256 before it takes its name);
 :func:`load_mnist` does both and verifies the files by SHA-256.
 :func:`load_idx_dataset` loads any data set with the same four-file layout,
 such as Fashion-MNIST, without checksum verification.
@@ -23,17 +23,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
-import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from nndl.data.download import download_file, on_terminal
 from nndl.data.idx import GZIP_MAGIC, IdxError, gunzip_if_needed, parse_idx, read_file_bytes, read_idx
 from nndl.errors import ChecksumError, ConfigError, DataError, DataNotFoundError, DownloadError, InputError
-from nndl.files.atomic import atomic_writer
 
 #: The old name of ``nndl.errors.DataError``, kept for callers that import it from here.
 DatasetError = DataError
@@ -128,8 +126,6 @@ DOWNLOAD_TIME_LIMIT = 300.0
 #: Seconds to wait for a connection, or for the next bytes, before giving up on a mirror.
 SOCKET_TIMEOUT = 30.0
 
-_USER_AGENT = "nndl/0.1 (pooch)"
-_CHUNK = 1 << 16
 
 
 @dataclass(frozen=True, eq=False)
@@ -297,154 +293,6 @@ def find_mnist(path: str | os.PathLike | None = None) -> Path:
     raise DataNotFoundError(_not_found_message(places), places)
 
 
-# ---------------------------------------------------------------------------
-# Downloading
-# ---------------------------------------------------------------------------
-
-
-def _on_terminal() -> bool:
-    """Whether stderr is a terminal (where a progress bar belongs)."""
-    return bool(getattr(sys.stderr, "isatty", None) and sys.stderr.isatty())
-
-
-class _Sink:
-    """The file object a download thread writes to: the atomic writer's file, hashed on the way.
-
-    Once closed it refuses every write, and ``close`` waits for a write in
-    progress, so after ``close`` returns the file is no longer touched and
-    can be discarded, even if the thread is still waiting on the network.
-    """
-
-    def __init__(self, out):
-        self._out = out
-        self._lock = threading.Lock()
-        self._open = True
-        self.sha256 = hashlib.sha256()
-        self.write_error: OSError | None = None      # the local file refusing data (disk full)
-
-    def write(self, chunk: bytes) -> int:
-        with self._lock:
-            if not self._open:
-                raise DownloadError("download abandoned")
-            try:
-                self._out.write(chunk)
-            except OSError as exc:
-                self.write_error = exc
-                raise
-            self.sha256.update(chunk)
-        return len(chunk)
-
-    def flush(self) -> None:
-        """Nothing: pooch flushes after every chunk; the atomic writer flushes and syncs once, at the end."""
-
-    def close(self) -> None:
-        with self._lock:
-            self._open = False
-
-
-def _fetch(url: str, sink: _Sink, *, timeout: float, time_limit: float, progress: bool, label: str) -> None:
-    """Download ``url`` into ``sink``, taking at most ``time_limit`` seconds in all.
-
-    A socket timeout bounds each wait for the next bytes, not the whole
-    transfer: a server that trickles a byte a second would hold it for
-    hours. So the transfer (pooch's ``HTTPDownloader``: requests, redirects,
-    proxies, the progress bar) runs in a daemon thread, and this thread waits
-    for it until the deadline; then the sink is closed, so the transfer
-    writes nothing more, and ends at its next write or socket timeout.
-
-    Raises
-    ------
-    DownloadError
-        Naming what went wrong (not the URL: the caller lists the URLs tried).
-    OSError
-        If the local file refused the data (e.g. the disk is full).
-    """
-    import pooch
-
-    timeout = min(timeout, time_limit)
-    bar = _progress_bar(label) if progress else False
-    downloader = pooch.HTTPDownloader(progressbar=bar, chunk_size=_CHUNK, timeout=timeout,
-                                      headers={"User-Agent": _USER_AGENT})
-    failure: list[BaseException] = []
-
-    def transfer():
-        try:
-            downloader(url, sink, None)
-        except BaseException as exc:                 # handed to the waiting thread
-            failure.append(exc)
-
-    worker = threading.Thread(target=transfer, name=f"nndl download of {label}", daemon=True)
-    worker.start()
-    try:
-        worker.join(time_limit)
-    finally:                                         # on Ctrl-C too: the transfer must stop writing
-        sink.close()
-        if bar:
-            bar.close()
-    if worker.is_alive():
-        raise DownloadError(f"took longer than the time limit of {time_limit:g} s")
-    if failure:
-        if failure[0] is sink.write_error:
-            raise failure[0]
-        raise DownloadError(_describe(failure[0], timeout)) from None
-
-
-def _progress_bar(label: str):
-    """A tqdm bar on stderr for pooch to fill (it sets the total from Content-Length).
-
-    pooch skips a bar that is false, and a tqdm bar is false until it has a
-    total; this one is always true.
-    """
-    from tqdm import tqdm
-
-    class Bar(tqdm):
-        def __bool__(self):
-            return True
-
-    return Bar(desc=label, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr, leave=False)
-
-
-def _describe(exc: BaseException, timeout: float) -> str:
-    """Why a transfer failed, in a few words."""
-    import requests
-
-    if isinstance(exc, requests.HTTPError) and exc.response is not None:
-        return f"HTTP {exc.response.status_code} {exc.response.reason}"
-    if isinstance(exc, requests.Timeout):
-        return f"no answer within {timeout:g} s"
-    if isinstance(exc, requests.ConnectionError):
-        return f"could not connect ({_root_cause(exc)})"
-    if isinstance(exc, DownloadError):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"
-
-
-def _root_cause(exc: BaseException) -> str:
-    """The innermost cause of a chained exception, in words ("Connection refused", "timed out")."""
-    for _ in range(20):                              # chains are short; never loop on a cycle
-        inner = exc.__cause__ or exc.__context__
-        if inner is None:
-            break
-        exc = inner
-    return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-
-
-def _download(url: str, destination: Path, expected: str, *, timeout: float, time_limit: float,
-              progress: bool) -> None:
-    """Fetch ``url`` to ``destination``, which is replaced only if the data's SHA-256 is ``expected``.
-
-    The data goes to the atomic writer's temporary file and is hashed on the
-    way; a failed, late or mismatched download leaves nothing behind.
-    """
-    print(f"downloading {destination.name} from {url} ...", file=sys.stderr, flush=True)
-    with atomic_writer(destination) as out:
-        sink = _Sink(out)
-        _fetch(url, sink, timeout=timeout, time_limit=time_limit, progress=progress, label=destination.name)
-        got = sink.sha256.hexdigest()
-        if got != expected:
-            raise DownloadError(f"checksum mismatch: expected SHA-256 {expected}, got {got}")
-
-
 def download_mnist(
     directory: str | os.PathLike | None = None,
     mirrors: Sequence[str] = DEFAULT_MIRRORS,
@@ -501,7 +349,7 @@ def download_mnist(
 
     directory = cache_dir() if directory is None else Path(directory).expanduser()
     checksums = GZ_SHA256 if checksums is None else checksums
-    progress = _on_terminal() if progress is None else progress
+    progress = on_terminal() if progress is None else progress
     missing = [name + ".gz" for name in FILES.values() if name + ".gz" not in checksums]
     if missing:
         raise ConfigError(f"no checksum given for {', '.join(missing)}; checksums has {sorted(checksums)}")
@@ -517,7 +365,7 @@ def download_mnist(
         for mirror in mirrors:
             url = mirror.rstrip("/") + "/" + filename
             try:
-                _download(url, destination, expected, timeout=timeout, time_limit=time_limit, progress=progress)
+                download_file(url, destination, expected, timeout=timeout, time_limit=time_limit, progress=progress)
             except DownloadError as exc:
                 failures.append(f"  - {url}: {exc}")
                 continue

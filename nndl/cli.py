@@ -75,7 +75,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a usage mistake is one line (with a pointer to --help), not the whole usage."""
 
     def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+        self.exit(2, f"nndl: error: {message} (see '{self.prog} --help')\n")
 
 
 def build_parser():
@@ -246,6 +246,15 @@ def _epoch_line(history, evaluation_name, n_eval):
     return f"Epoch {j}: " + "  ".join(parts)
 
 
+def _split(data, name, option):
+    """One split of the data, refusing an empty one with a message naming the options that made it so."""
+    split = getattr(data, name)
+    if len(split) == 0:
+        raise ConfigError(f"{option} {name}: the {name} split is empty (--validation-size "
+                          f"{len(data.validation)} of {len(data.training) + len(data.validation)} training images)")
+    return split
+
+
 def cmd_train(args):
     from nndl.files.modelfile import load
     from nndl.files.outputs import check_outputs
@@ -270,7 +279,7 @@ def cmd_train(args):
         training = (images, labels)
     if args.training_size:
         training = (training[0][:args.training_size], training[1][:args.training_size])
-    evaluation = {"test": data.test, "validation": data.validation, "none": None}[args.evaluate_on]
+    evaluation = None if args.evaluate_on == "none" else _split(data, args.evaluate_on, "--evaluate-on")
     del data
     if evaluation is None and config.monitor and any(m.startswith("evaluation") for m in config.monitor):
         raise ConfigError("--monitor evaluation_* needs --evaluate-on test or validation")
@@ -344,7 +353,7 @@ def cmd_evaluate(args):
     from nndl.files.modelfile import load
     net = load(args.model)
     data = _load_data(args)
-    split = getattr(data, args.split)
+    split = _split(data, args.split, "--split")
     correct = net.evaluate(split.images, split.labels)
     print(f"{args.split} accuracy: {correct / len(split):.2%} ({correct} / {len(split)})")
     return 0
@@ -365,7 +374,7 @@ def cmd_expand(args):
 def cmd_plot(args):
     from nndl.plot import plot_histories
     from nndl.files.outputs import check_outputs
-    output = args.output or str(Path(args.history[0]).with_suffix(".png"))
+    output = args.output if args.output is not None else str(Path(args.history[0]).with_suffix(".png"))
     check_outputs({"--output": output}, inputs=args.history)
     path = plot_histories(args.history, output, title=args.title)
     print(f"Wrote {path}")

@@ -275,7 +275,7 @@ def test_not_found_lists_every_place(isolated, monkeypatch):
     message = str(error)
     assert [why for _, why in error.places] == [
         "does not exist",
-        "missing train-images-idx3-ubyte(.gz), t10k-labels-idx1-ubyte(.gz)",
+        "is missing train-images-idx3-ubyte(.gz), t10k-labels-idx1-ubyte(.gz)",
         "is not a directory",
     ]
     assert f"{env} (from $NNDL_DATA): does not exist" in message

@@ -317,7 +317,7 @@ def test_training_data_that_does_not_fit_the_network(problem):
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(sizes=[10]), "at least an input"), (dict(sizes=[10, 0, 4]), "at least one neuron"),
+    (dict(sizes=[10]), "at least an input"), (dict(sizes=[10, 0, 4]), "every layer size must be a whole number of at least 1"),
     (dict(activations=["softmax", "sigmoid"]), "softmax can only be the output"),
     (dict(activations="swish"), "unknown activation"), (dict(cost="hinge"), "unknown cost"),
     (dict(activations=["sigmoid", "tanh"], cost="cross-entropy"), "cross-entropy"),

@@ -216,22 +216,16 @@ def _why_not(directory: Path) -> str | None:
         return "is not a directory"
     missing = [f"{name}(.gz)" for name in FILES.values() if _locate(directory, name) is None]
     if missing:
-        return "missing " + ", ".join(missing)
+        return "is missing " + ", ".join(missing)
     return None
 
 
 def _not_found_message(places: list[tuple[str, str]]) -> str:
-    lines = ["MNIST data not found. Looked in:"]
-    lines += [f"  - {place}: {why}" for place, why in places]
-    lines += [
-        "To fix this, do one of:",
-        "  - pass --data DIR (path=DIR in Python) naming a directory that holds the four MNIST files",
-        f"    ({', '.join(FILES.values())}, each optionally .gz);",
-        f"  - set the environment variable {ENV_VAR} to such a directory;",
-        f"  - or let nndl download them into {cache_dir()}: run without --data (in Python: path=None,",
-        "    download=True), with a connection to the internet.",
-    ]
-    return "\n".join(lines)
+    """One line: every place looked and why it did not qualify, then how to fix it."""
+    looked = "; ".join(f"{place}: {why}" for place, why in places)
+    return (f"MNIST data not found (looked in {looked}). Fix: pass --data DIR (path=DIR in Python) naming a "
+            f"directory with the four MNIST files ({', '.join(FILES.values())}, each optionally .gz), set "
+            f"${ENV_VAR} to one, or run without --data (download=True in Python) to download them into {cache_dir()}")
 
 
 def find_mnist(path: str | os.PathLike | None = None) -> Path:
@@ -367,17 +361,17 @@ def download_mnist(
             try:
                 download_file(url, destination, expected, timeout=timeout, time_limit=time_limit, progress=progress)
             except DownloadError as exc:
-                failures.append(f"  - {url}: {exc}")
+                failures.append(f"{url}: {exc}")
                 continue
             mirrors.remove(mirror)                   # the mirror that worked goes first for the next files
             mirrors.insert(0, mirror)
             break
         else:
-            tried = "\n".join(failures) if failures else "  (no mirrors were given)"
+            tried = "; ".join(failures) if failures else "no mirrors were given"
             raise DownloadError(
-                f"could not download {filename} into {directory}. Tried:\n{tried}\n"
-                "Check your internet connection, or download the four MNIST files yourself "
-                f"and pass their directory with --data DIR or ${ENV_VAR}."
+                f"could not download {filename} into {directory} (tried {tried}). Check the internet "
+                f"connection, or download the four MNIST files yourself and pass their directory with "
+                f"--data DIR or ${ENV_VAR}"
             )
     return directory
 
@@ -588,7 +582,7 @@ def load_mnist(
         try:
             directory = download_mnist(cache_dir(), DEFAULT_MIRRORS, progress=progress)
         except DownloadError as failed:
-            raise DownloadError(f"{failed}\n\n{not_found}") from None
+            raise DownloadError(f"{not_found}; and downloading failed: {failed}") from None
     arrays = _read_four(directory, verify=True)
     _check_mnist(arrays, directory)
     _check_layout(arrays, directory, VALIDATION_SIZE)

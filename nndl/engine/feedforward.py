@@ -15,6 +15,7 @@ from nndl.engine.backprop import Backprop
 from nndl.engine.costs import get_cost
 from nndl.engine.initializers import get_initializer
 from nndl.errors import ConfigError, InputError
+from nndl.validate import layer_sizes, whole_number
 
 __all__ = ["FeedforwardNetwork", "one_hot", "as_labels", "check_inputs"]
 
@@ -112,7 +113,7 @@ def as_labels(y, k, name="labels"):
                              f"{y[~(np.isfinite(y) & (y == np.round(y)))][0]:g}")
     if y.size and (y.min() < 0 or y.max() >= k):
         raise InputError(f"{name} must lie in 0..{k - 1} for a network with {k} outputs, found values from "
-                         f"{y.min():g} to {y.max():g}")
+                         f"{int(y.min())} to {int(y.max())}")
     return y.astype(np.int64, copy=False)
 
 
@@ -147,17 +148,17 @@ class FeedforwardNetwork:
 
     def __init__(self, sizes, activations="sigmoid", cost="cross-entropy", init="default", seed=None,
                  dtype=np.float64):
-        sizes = [int(n) for n in sizes]
-        if len(sizes) < 2:
-            raise ConfigError(f"a network needs at least an input and an output layer, got sizes {sizes}")
-        if any(n < 1 for n in sizes):
-            raise ConfigError(f"every layer needs at least one neuron, got sizes {sizes}")
-        self.sizes = sizes
-        self.dtype = np.dtype(dtype)
-        if self.dtype not in (np.dtype(np.float64), np.dtype(np.float32)):
-            raise ConfigError(f"dtype must be float64 or float32, got {self.dtype}")
+        self.sizes = sizes = list(layer_sizes(sizes))
+        try:
+            self.dtype = np.dtype(dtype)
+        except (TypeError, ValueError):
+            self.dtype = None
+        if self.dtype is None or self.dtype not in (np.dtype(np.float64), np.dtype(np.float32)):
+            raise ConfigError(f"dtype must be float64 or float32, got {dtype!r}")
         if isinstance(activations, (str, type)) or hasattr(activations, "fn"):
             activations = [activations] * (len(sizes) - 1)
+        if not isinstance(activations, (list, tuple)):
+            raise ConfigError(f"activations must be a name or a list of names, got {activations!r}")
         self.layers = [get_activation(a) for a in activations]
         if len(self.layers) != len(sizes) - 1:
             raise ConfigError(f"{len(sizes) - 1} layers after the input need {len(sizes) - 1} activations, "
@@ -169,8 +170,10 @@ class FeedforwardNetwork:
         self.cost = get_cost(cost)
         self.cost.check_output(self.layers[-1])
         self.init = init if isinstance(init, str) else None
-        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         initializer = get_initializer(init)
+        if not (seed is None or isinstance(seed, np.random.Generator)):
+            seed = whole_number(seed, "the seed", minimum=0)
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         self.params = []
         for n_in, n_out in zip(sizes[:-1], sizes[1:]):
             w, b = initializer(n_in, n_out, rng, dtype=self.dtype)
@@ -196,16 +199,23 @@ class FeedforwardNetwork:
         return len(self.sizes)
 
     def set_parameters(self, weights, biases):
-        """Copy weights and biases in, checking their shapes against ``sizes``."""
-        if len(weights) != len(self.params) or len(biases) != len(self.params):
-            raise InputError(f"expected {len(self.params)} weight matrices and bias vectors, "
-                             f"got {len(weights)} and {len(biases)}")
+        """Copy weights and biases in, checking them all before anything changes."""
+        if not (isinstance(weights, (list, tuple)) and isinstance(biases, (list, tuple))
+                and len(weights) == len(self.params) == len(biases)):
+            raise InputError(f"expected lists of {len(self.params)} weight matrices and bias vectors, "
+                             f"got {type(weights).__name__} and {type(biases).__name__}")
+        checked = []
         for l, (p, w, b) in enumerate(zip(self.params, weights, biases), start=1):
-            w = np.asarray(w, dtype=self.dtype)
-            b = np.asarray(b, dtype=self.dtype).reshape(-1)
+            try:
+                w = np.asarray(w, dtype=self.dtype)
+                b = np.asarray(b, dtype=self.dtype).reshape(-1)
+            except (TypeError, ValueError) as e:
+                raise InputError(f"layer {l}: weights and biases must be arrays of numbers ({e})") from None
             if w.shape != (p.shape[0], p.shape[1] - 1) or b.shape != (p.shape[0],):
                 raise InputError(f"layer {l}: expected weights {(p.shape[0], p.shape[1] - 1)} and biases "
                                  f"({p.shape[0]},), got {w.shape} and {b.shape}")
+            checked.append((w, b))
+        for p, (w, b) in zip(self.params, checked):
             p[:, :-1] = w
             p[:, -1] = b
 
@@ -238,10 +248,13 @@ class FeedforwardNetwork:
         -------
         ndarray, shape (n, sizes[-1])
         """
-        x = np.asarray(x)
+        try:
+            x = np.asarray(x)
+        except (TypeError, ValueError) as e:
+            raise InputError(f"inputs must be an array of numbers ({e})") from None
         if x.ndim == 1 and x.shape[0] == self.sizes[0]:
             x = x.reshape(1, -1)
-        if x.ndim != 2 or x.shape[1] != self.sizes[0]:
+        if x.ndim != 2 or x.shape[1] != self.sizes[0] or x.dtype.kind not in "biuf":
             self.check_inputs(x)                                     # says what is wrong
         out = np.empty((x.shape[0], self.sizes[-1]), dtype=self.dtype)
         for start in range(0, x.shape[0], EVAL_BATCH):

@@ -14,12 +14,12 @@ plain dict (JSON) that rejects unknown keys::
 """
 
 import dataclasses
-import math
 import numbers
 from dataclasses import dataclass, field
 
 from nndl.errors import ConfigError
 from nndl.lookup import normalise
+from nndl.validate import layer_sizes, real_number, whole_number
 
 __all__ = ["NetworkConfig", "TrainingConfig", "MONITORS", "SCHEDULES", "REGULARIZATIONS"]
 
@@ -28,26 +28,6 @@ MONITORS = ("training_cost", "training_accuracy", "evaluation_cost", "evaluation
 #: Learning-rate schedules: keep eta, or the book's halve-on-plateau.
 SCHEDULES = ("constant", "halve")
 REGULARIZATIONS = ("l2", "l1")
-
-#: More parameters than this is a typo, not a network (about 8 GB of float64).
-MAX_PARAMETERS = 1_000_000_000
-
-
-def _whole(value, what, minimum=1):
-    if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
-            or value != int(value) or value < minimum):
-        raise ConfigError(f"{what} must be a whole number of at least {minimum}, got {value!r}")
-    return int(value)
-
-
-def _number(value, what, low=0.0, high=math.inf, low_open=False, high_open=True):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ConfigError(f"{what} must be a finite number, got {value!r}")
-    if value < low or (low_open and value == low) or value > high or (high_open and value == high):
-        left, right = "(" if low_open else "[", ")" if high_open else "]"
-        hi = "infinity" if high == math.inf else f"{high:g}"
-        raise ConfigError(f"{what} must be in {left}{low:g}, {hi}{right}, got {value!r}")
-    return float(value)
 
 
 def _choice(value, choices, what, canon=normalise):
@@ -124,16 +104,7 @@ class NetworkConfig(_Config):
         from nndl.engine.costs import get_cost
         from nndl.engine.initializers import INITIALIZERS
 
-        sizes = self.sizes
-        if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__len__"):
-            raise ConfigError(f"sizes must be a list of layer sizes such as [784, 30, 10], got {sizes!r}")
-        sizes = tuple(_whole(n, "every layer size") for n in sizes)
-        if len(sizes) < 2:
-            raise ConfigError(f"a network needs at least an input and an output layer, got sizes {list(sizes)}")
-        n_params = sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
-        if n_params > MAX_PARAMETERS:
-            raise ConfigError(f"sizes {list(sizes)} make {n_params:,} weights and biases, more than the "
-                              f"{MAX_PARAMETERS:,} nndl allows")
+        sizes = layer_sizes(self.sizes)
         activations = self.activations
         if isinstance(activations, str):
             activations = (activations,)
@@ -238,22 +209,22 @@ class TrainingConfig(_Config):
         def put(name, value):
             object.__setattr__(self, name, value)
 
-        put("epochs", _whole(self.epochs, "the number of epochs"))
-        put("mini_batch_size", _whole(self.mini_batch_size, "the mini-batch size"))
-        put("eta", _number(self.eta, "the learning rate eta", low_open=True))
-        put("lmbda", _number(self.lmbda, "the regularisation parameter lambda"))
+        put("epochs", whole_number(self.epochs, "the number of epochs"))
+        put("mini_batch_size", whole_number(self.mini_batch_size, "the mini-batch size"))
+        put("eta", real_number(self.eta, "the learning rate eta", low_open=True))
+        put("lmbda", real_number(self.lmbda, "the regularisation parameter lambda"))
         put("regularization", _choice(self.regularization, REGULARIZATIONS, "regularisation"))
-        put("momentum", _number(self.momentum, "the momentum co-efficient mu", high=1.0))
+        put("momentum", real_number(self.momentum, "the momentum co-efficient mu", high=1.0))
         if not isinstance(self.nesterov, bool):
             raise ConfigError(f"nesterov must be true or false, got {self.nesterov!r}")
         if self.nesterov and self.momentum == 0.0:
             raise ConfigError("Nesterov's momentum needs a momentum co-efficient mu > 0")
-        put("p_dropout", _number(self.p_dropout, "the dropout probability p", high=1.0))
+        put("p_dropout", real_number(self.p_dropout, "the dropout probability p", high=1.0))
         put("schedule", _choice(self.schedule, SCHEDULES, "learning-rate schedule"))
-        put("patience", _whole(self.patience, "the schedule's patience"))
-        put("min_eta_ratio", _number(self.min_eta_ratio, "min_eta_ratio", low_open=True, high=1.0))
+        put("patience", whole_number(self.patience, "the schedule's patience"))
+        put("min_eta_ratio", real_number(self.min_eta_ratio, "min_eta_ratio", low_open=True, high=1.0))
         if self.early_stopping is not None:
-            put("early_stopping", _whole(self.early_stopping, "early stopping's patience"))
+            put("early_stopping", whole_number(self.early_stopping, "early stopping's patience"))
         if self.monitor is not None:
             monitor = (self.monitor,) if isinstance(self.monitor, str) else self.monitor
             if not isinstance(monitor, (list, tuple)):

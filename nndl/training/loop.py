@@ -64,7 +64,11 @@ def as_dataset(data, net, name="training data", targets=True):
             raise InputError(f"{name} must be a pair (inputs, labels) or a data split with .images and "
                              ".labels") from None
     x = check_inputs(x, net.sizes[0], name)
-    y = net.targets(y, name) if targets and np.ndim(y) == 2 else as_labels(y, net.sizes[-1], name)
+    try:
+        y = np.asarray(y)
+    except (TypeError, ValueError) as e:
+        raise InputError(f"{name}: labels must be an array of numbers ({e})") from None
+    y = net.targets(y, name) if targets and y.ndim == 2 else as_labels(y, net.sizes[-1], name)
     if x.shape[0] != y.shape[0]:
         raise InputError(f"{name}: {x.shape[0]} inputs but {y.shape[0]} labels")
     return x, y
@@ -218,8 +222,9 @@ class _Epochs:
     def __init__(self, net, x, y, config, optimizer, progress):
         self.net, self.x, self.optimizer = net, x, optimizer
         self.y = net.targets(y)                                    # desired outputs (n, sizes[-1])
-        self.m, self.p_dropout = config.mini_batch_size, config.p_dropout
         n = x.shape[0]
+        # A mini-batch larger than the data is the whole data set, as in the book's slicing.
+        self.m, self.p_dropout = min(config.mini_batch_size, n), config.p_dropout
         self.work = Backprop(net, self.m)
         self.last = Backprop(net, n % self.m) if n % self.m else None
         self.rng = np.random.default_rng(config.seed)

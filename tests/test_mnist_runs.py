@@ -47,6 +47,8 @@ def test_the_books_session_runs_as_printed(mnist_data, capsys):
 
 def test_nndl_train_command_stays_under_500_mb(tmp_path):
     """The main job, as a person runs it, on full MNIST: resident memory of the child process."""
+    if real_mnist_dir() is None:
+        pytest.skip("the real MNIST files were not found (set NNDL_DATA)")
     env = dict(os.environ, NNDL_DATA=str(real_mnist_dir()))
     # A small wrapper process runs the command and reports its child's peak
     # resident memory. (Measured from this test process, the figure would

@@ -26,21 +26,25 @@ def brief(value):
     return _BRIEF.repr(value)
 
 
-def parse_json(raw, source, error=FileFormatError):
+def parse_json(raw, source, error=FileFormatError, kind=None):
     """Parse JSON text or bytes, turning every way it can fail into ``error``.
+
+    ``kind`` (e.g. "nndl-model") names what the file should have been, so a
+    wrong file reads "net.png is not an nndl-model file: not valid JSON".
 
     Deeply nested input (which makes ``json`` recurse past Python's limit),
     integers too long to convert (over 4,300 digits) and invalid UTF-8 are
     reported like any other malformed file.
     """
+    prefix = f"{source} is not an {kind} file: " if kind else f"{source} is "
     try:
         if isinstance(raw, (bytes, bytearray)):
             raw = bytes(raw).decode("utf-8")
         return json.loads(raw)
     except UnicodeDecodeError:
-        raise error(f"{source} is not a text file (it is not valid UTF-8)") from None
+        raise error(f"{prefix}not a text file (it is not valid UTF-8)") from None
     except ValueError as e:                  # json.JSONDecodeError, or an integer with too many digits
-        raise error(f"{source} is not valid JSON ({e})") from None
+        raise error(f"{prefix}not valid JSON ({e})") from None
     except RecursionError:
         raise error(f"{source} is nested too deeply to be an nndl file") from None
 

@@ -202,7 +202,7 @@ def _check_description(data, source):
 
 def _read_json(raw, source):
     """(description, weights, biases) from a JSON model; arrays float64, shapes as the sizes say."""
-    data = parse_json(raw, source, error=ModelFileError)
+    data = parse_json(raw, source, error=ModelFileError, kind=MODEL_FORMAT)
     if isinstance(data, dict) and "format" not in data and {"sizes", "weights", "biases", "cost"} <= set(data):
         data = _from_book(data, source)
     sizes = _check_description(data, source)

@@ -173,7 +173,7 @@ class History:
             raw = f.read(_MAX_BYTES + 1)
         if len(raw) > _MAX_BYTES:
             raise FileFormatError(f"{path} is larger than {_MAX_BYTES // 2**20} MB: not a training history")
-        return cls.from_dict(parse_json(raw, str(path)), source=str(path))
+        return cls.from_dict(parse_json(raw, str(path), kind=HISTORY_FORMAT), source=str(path))
 
 
 #: A history of a million epochs is a few hundred MB; anything bigger is not one.

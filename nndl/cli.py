@@ -4,6 +4,8 @@
     nndl evaluate MODEL        accuracy of a saved network
     nndl expand OUTPUT         expanded training data (1-pixel shifts, rotations)
     nndl plot HISTORY.json     cost and accuracy curves of a training run
+    nndl conv                  train a convolutional network (chapter 6; needs PyTorch)
+    nndl ensemble MODEL...     several convolutional networks voting
 
 Mistakes in the input (missing data, a corrupt file, a bad option, an
 output that cannot be written) end with a one-line ``nndl: error: ...``
@@ -170,6 +172,9 @@ def build_parser():
     x.add_argument("--seed", type=int, default=0, help="seed for the shuffle")
     _add_data_options(x)
     x.set_defaults(run=cmd_expand)
+
+    from nndl.cli_conv import add_commands
+    add_commands(commands, sys.modules[__name__])
 
     p = commands.add_parser("plot", help="draw the curves of a training history",
                             description="Draw cost and accuracy against epoch, training and evaluation data, "
@@ -350,11 +355,17 @@ def _with_dtype(net, dtype):
 
 
 def cmd_evaluate(args):
-    from nndl.files.modelfile import load
-    net = load(args.model)
+    from nndl.files.modelfile import is_conv_model, load
+    if is_conv_model(args.model):
+        from nndl.deep.checkpoint import load_model
+        net = load_model(args.model, "cpu")
+        evaluate = net.accuracy
+    else:
+        net = load(args.model)
+        evaluate = lambda images, labels: net.evaluate(images, labels) / len(labels)    # noqa: E731
     data = _load_data(args)
     split = _split(data, args.split, "--split")
-    correct = net.evaluate(split.images, split.labels)
+    correct = round(evaluate(split.images, split.labels) * len(split))
     print(f"{args.split} accuracy: {correct / len(split):.2%} ({correct} / {len(split)})")
     return 0
 

@@ -17,10 +17,12 @@ built-in exception it refines (``ValueError``, ``OSError``,
     +-- FileFormatError    a file nndl wrote (model, history, expanded set) that is malformed or newer
     |   +-- ModelFileError
     +-- OutputError        an output path that cannot be written (checked before training starts)
+    +-- MissingDependencyError  an optional part (PyTorch for chapter 6) is not installed (also an ImportError)
 """
 
 __all__ = ["NndlError", "ConfigError", "InputError", "DataError", "IdxError", "ChecksumError",
-           "DataNotFoundError", "DownloadError", "FileFormatError", "ModelFileError", "OutputError"]
+           "DataNotFoundError", "DownloadError", "FileFormatError", "ModelFileError", "OutputError",
+           "MissingDependencyError"]
 
 
 class NndlError(Exception):
@@ -78,3 +80,7 @@ class ModelFileError(FileFormatError):
 
 class OutputError(NndlError, OSError):
     """An output path that cannot be written."""
+
+
+class MissingDependencyError(NndlError, ImportError):
+    """An optional dependency is not installed (PyTorch, for the convolutional networks of chapter 6)."""

@@ -43,7 +43,7 @@ from nndl.files.atomic import atomic_writer
 from nndl.files.header import brief, check_header, parse_json
 from nndl.files.npz import read_npz
 
-__all__ = ["save", "load", "ModelFileError", "MODEL_FORMAT", "MODEL_VERSION", "MAX_LAYERS", "MAX_PARAMETERS"]
+__all__ = ["save", "load", "is_conv_model", "ModelFileError", "MODEL_FORMAT", "MODEL_VERSION", "MAX_LAYERS", "MAX_PARAMETERS"]
 
 MODEL_FORMAT = "nndl-model"
 MODEL_VERSION = 1
@@ -115,6 +115,19 @@ def save(net, path, metadata=None, binary=None):
     return path
 
 
+def is_conv_model(path):
+    """True when ``path`` is a PyTorch zip file -- a convolutional model of ``nndl.deep`` -- not an .npz or JSON one.
+
+    Looks at the names inside the zip only; needs no PyTorch.
+    """
+    import zipfile
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith("/data.pkl") or name == "data.pkl" for name in archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
 def load(path):
     """Read a network written by ``save`` (JSON or .npz) or by the book's ``network2.save``.
 
@@ -144,6 +157,9 @@ def load(path):
         raise
     except OSError as e:                        # permission denied, a symlink loop, a file used as a directory
         raise ModelFileError(f"cannot read {source}: {(e.strerror or str(e)).lower()}") from None
+    if is_zip and is_conv_model(path):
+        raise ModelFileError(f"{source} is a convolutional network (chapter 6): load it with "
+                             "nndl.deep.checkpoint.load_model")
     if is_zip:
         description, weights, biases = _read_npz(path, source)
     else:

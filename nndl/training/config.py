@@ -1,7 +1,9 @@
-"""What to train and how: two small typed configurations that check themselves.
+"""What to train and how: small typed configurations that check themselves.
 
-``NetworkConfig`` describes a network (sizes, activations, cost, initial
-weights, precision) and builds it; ``TrainingConfig`` holds every setting of
+``NetworkConfig`` describes a fully connected network (sizes, activations,
+cost, initial weights, precision) and builds it; ``ConvNetConfig`` describes
+a chapter 6 convolutional network layer by layer (it is pure data: building
+one needs PyTorch, see ``nndl.deep``); ``TrainingConfig`` holds every setting of
 stochastic gradient descent. The command line builds them from its options,
 ``nndl.training.train`` runs one, ``History`` records both, and the
 experiment scripts are tables of them. Each validates on construction, so a
@@ -19,15 +21,18 @@ from dataclasses import dataclass, field
 
 from nndl.errors import ConfigError
 from nndl.lookup import normalise
-from nndl.validate import layer_sizes, real_number, whole_number
+from nndl.validate import MAX_PARAMETERS, layer_sizes, real_number, whole_number
 
-__all__ = ["NetworkConfig", "TrainingConfig", "MONITORS", "SCHEDULES", "REGULARIZATIONS"]
+__all__ = ["NetworkConfig", "ConvNetConfig", "TrainingConfig", "network_config_from_dict", "resolve_training_config", "MONITORS", "SCHEDULES",
+           "REGULARIZATIONS", "LMBDA_SCALES"]
 
 #: The per-epoch measurements that can be monitored.
 MONITORS = ("training_cost", "training_accuracy", "evaluation_cost", "evaluation_accuracy")
 #: Learning-rate schedules: keep eta, or the book's halve-on-plateau.
 SCHEDULES = ("constant", "halve")
 REGULARIZATIONS = ("l2", "l1")
+#: What lambda is divided by: the training-set size n (network2) or the number of mini-batches (network3).
+LMBDA_SCALES = ("n", "batches")
 
 
 def _choice(value, choices, what, canon=normalise):
@@ -158,9 +163,13 @@ class TrainingConfig(_Config):
     eta : float
         The learning rate, > 0.
     lmbda : float
-        The regularisation parameter lambda >= 0, **divided by n, the size
-        of the training set**, as in the book's network2 (its network3
-        divides by the number of mini-batches instead).
+        The regularisation parameter lambda >= 0, divided by ``lmbda_scale``.
+    lmbda_scale : {"n", "batches"}
+        "n" (default): lambda is divided by n, the size of the training
+        set, as in the book's network2: C = C0 + lambda/(2n) sum w^2.
+        "batches": divided by the number of mini-batches per epoch, as in
+        the book's network3: C = C0 + lambda/(2 n/m) sum w^2 -- m times the
+        penalty of network2 for the same lambda.
     regularization : {"l2", "l1"}
     momentum : float
         The momentum co-efficient mu in [0, 1); 0 is plain SGD.
@@ -187,12 +196,17 @@ class TrainingConfig(_Config):
         with early stopping.
     seed : int or None
         Seeds the shuffling and the dropout masks.
+    shuffle : bool
+        Shuffle the training data every epoch (network and network2 do);
+        False takes the mini-batches in stored order every epoch, as the
+        book's network3 does.
     """
 
     epochs: int = 30
     mini_batch_size: int = 10
     eta: float = 3.0
     lmbda: float = 0.0
+    lmbda_scale: str = "n"
     regularization: str = "l2"
     momentum: float = 0.0
     nesterov: bool = False
@@ -204,6 +218,7 @@ class TrainingConfig(_Config):
     monitor: tuple = field(default=None)
     restore_best: bool = None
     seed: int = None
+    shuffle: bool = True
 
     def __post_init__(self):
         def put(name, value):
@@ -213,6 +228,7 @@ class TrainingConfig(_Config):
         put("mini_batch_size", whole_number(self.mini_batch_size, "the mini-batch size"))
         put("eta", real_number(self.eta, "the learning rate eta", low_open=True))
         put("lmbda", real_number(self.lmbda, "the regularisation parameter lambda"))
+        put("lmbda_scale", _choice(self.lmbda_scale, LMBDA_SCALES, "lambda scale"))
         put("regularization", _choice(self.regularization, REGULARIZATIONS, "regularisation"))
         put("momentum", real_number(self.momentum, "the momentum co-efficient mu", high=1.0))
         if not isinstance(self.nesterov, bool):
@@ -231,6 +247,8 @@ class TrainingConfig(_Config):
                 raise ConfigError(f"monitor must be a list of names ({', '.join(MONITORS)}), got {monitor!r}")
             put("monitor", tuple(dict.fromkeys(_choice(m, MONITORS, "monitor", canon=_monitor_name)
                                                for m in monitor)))
+        if not isinstance(self.shuffle, bool):
+            raise ConfigError(f"shuffle must be true or false, got {self.shuffle!r}")
         if self.restore_best is not None and not isinstance(self.restore_best, bool):
             raise ConfigError(f"restore_best must be true, false or null, got {self.restore_best!r}")
         if self.seed is not None:
@@ -242,6 +260,10 @@ class TrainingConfig(_Config):
     def watches_plateau(self):
         """True when early stopping or the schedule needs the validation accuracy every epoch."""
         return self.early_stopping is not None or self.schedule == "halve"
+
+    def lmbda_divisor(self, n):
+        """What lambda is divided by for a training set of n examples: n, or the number of mini-batches."""
+        return n if self.lmbda_scale == "n" else max(1, n // min(self.mini_batch_size, n))
 
     def monitors(self, has_evaluation):
         """What to measure after each epoch, given whether there is evaluation data."""
@@ -258,3 +280,190 @@ class TrainingConfig(_Config):
             if "evaluation_accuracy" not in monitor:
                 monitor = monitor + ("evaluation_accuracy",)
         return monitor
+
+
+#: The kinds of layer a convolutional network is made of, and the settings each takes.
+CONV_LAYERS = {
+    "conv-pool": ("filters", "filter", "pool", "activation", "p_dropout"),
+    "fully-connected": ("n_out", "activation", "p_dropout"),
+    "softmax": ("n_out", "p_dropout"),
+}
+#: Activations of convolutional and fully connected layers (network3's sigmoid, tanh, ReLU, linear).
+CONV_ACTIVATIONS = ("sigmoid", "tanh", "relu", "linear")
+#: How to draw the first weights: the book's network3, or scaled by fan-in (see nndl.deep.layers).
+CONV_INITS = ("book", "fan-in")
+#: Dropout as network3 does it (mask, then scale the weights by 1 - p at inference) or inverted.
+DROPOUT_STYLES = ("book", "inverted")
+
+
+def _pair(value, what):
+    """(h, w) from 5 or (5, 5)."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != 2:
+            raise ConfigError(f"{what} must be one size or a pair (height, width), got {list(value)}")
+        return tuple(whole_number(v, what) for v in value)
+    n = whole_number(value, what)
+    return (n, n)
+
+
+def _conv_layer(spec, index):
+    """One layer's settings, normalised, with its defaults filled in."""
+    where = f"layer {index + 1}"
+    if not isinstance(spec, dict) or "type" not in spec:
+        raise ConfigError(f"{where} must be a dict with a 'type' ({', '.join(CONV_LAYERS)}), got {spec!r}")
+    kind = _choice(spec["type"], CONV_LAYERS, f"layer type in {where}")
+    allowed = CONV_LAYERS[kind]
+    unknown = sorted(set(spec) - set(allowed) - {"type"})
+    if unknown:
+        raise ConfigError(f"{where} ({kind}) has unknown setting(s) {', '.join(unknown)}; it takes "
+                          f"{', '.join(allowed)}")
+    layer = {"type": kind}
+    if kind == "conv-pool":
+        layer["filters"] = whole_number(spec.get("filters"), f"the number of filters in {where}")
+        layer["filter"] = _pair(spec.get("filter", 5), f"the filter size in {where}")
+        layer["pool"] = _pair(spec.get("pool", 2), f"the pool size in {where}")
+    else:
+        layer["n_out"] = whole_number(spec.get("n_out"), f"n_out of {where}")
+    if kind != "softmax":
+        layer["activation"] = _choice(spec.get("activation", "sigmoid"), CONV_ACTIVATIONS, f"activation in {where}")
+    layer["p_dropout"] = real_number(spec.get("p_dropout", 0.0), f"the dropout probability of {where}", high=1.0)
+    return layer
+
+
+@dataclass(frozen=True)
+class ConvNetConfig(_Config):
+    """A network of chapter 6: conv-pool layers, fully connected layers, a softmax output.
+
+    Pure data (no PyTorch needed): ``nndl.deep.ConvNetwork.from_config``
+    builds it. The shapes are checked here, so a network whose layers do not
+    fit together is refused before anything is built.
+
+    Attributes
+    ----------
+    input_shape : (channels, height, width)
+        (1, 28, 28) for MNIST.
+    layers : tuple of dict
+        In order, each one of
+        ``{"type": "conv-pool", "filters": 20, "filter": (5, 5), "pool": (2, 2), "activation": "relu"}``,
+        ``{"type": "fully-connected", "n_out": 100, "activation": "relu", "p_dropout": 0.5}``,
+        ``{"type": "softmax", "n_out": 10, "p_dropout": 0.5}``. The last
+        layer is the softmax; conv-pool layers come before fully connected
+        ones. ``p_dropout`` drops the layer's *inputs* during training.
+    init : {"book", "fan-in"}
+        "book": network3's weights, N(0, 1/n_out) with n_out the layer's
+        outputs per input (filters x filter area / pool area for a conv-pool
+        layer), biases N(0, 1), the softmax layer all zeros. "fan-in":
+        weights N(0, g/n_in) (g = 2 for ReLU, else 1), biases zero.
+    dropout : {"book", "inverted"}
+        "book": inputs masked without rescaling, weights times (1 - p) at
+        inference. "inverted": kept inputs scaled by 1/(1 - p) during
+        training, nothing changed at inference. The same in expectation.
+    dtype : {"float32", "float64"}
+    """
+
+    input_shape: tuple = (1, 28, 28)
+    layers: tuple = ()
+    init: str = "book"
+    dropout: str = "book"
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        shape = self.input_shape
+        if not isinstance(shape, (list, tuple)) or len(shape) != 3:
+            raise ConfigError(f"input_shape must be (channels, height, width), got {shape!r}")
+        object.__setattr__(self, "input_shape", tuple(whole_number(v, "every input dimension") for v in shape))
+        if not isinstance(self.layers, (list, tuple)) or not self.layers:
+            raise ConfigError("a convolutional network needs at least its softmax output layer")
+        layers = tuple(_conv_layer(spec, i) for i, spec in enumerate(self.layers))
+        object.__setattr__(self, "layers", layers)
+        object.__setattr__(self, "init", _choice(self.init, CONV_INITS, "weight initialisation"))
+        object.__setattr__(self, "dropout", _choice(self.dropout, DROPOUT_STYLES, "dropout style"))
+        object.__setattr__(self, "dtype", _choice(self.dtype, ("float32", "float64"), "dtype"))
+        kinds = [layer["type"] for layer in layers]
+        if kinds[-1] != "softmax" or "softmax" in kinds[:-1]:
+            raise ConfigError(f"the softmax layer must be the last layer and only the last, got {kinds}")
+        first_dense = next(i for i, kind in enumerate(kinds) if kind != "conv-pool")
+        if "conv-pool" in kinds[first_dense:]:
+            raise ConfigError(f"conv-pool layers must come before the fully connected ones, got {kinds}")
+        n_params = 0
+        for (n_in, n_out), layer in zip(self.shapes(), layers):
+            if layer["type"] == "conv-pool":
+                n_params += layer["filters"] * (n_in[0] * layer["filter"][0] * layer["filter"][1] + 1)
+            else:
+                n_params += (_size(n_in) + 1) * layer["n_out"]
+        if n_params > MAX_PARAMETERS:
+            raise ConfigError(f"this network has {n_params:,} weights and biases, more than the {MAX_PARAMETERS:,} "
+                              "nndl allows")
+
+    def shapes(self):
+        """The input and output shape of each layer: a list of (in_shape, out_shape) tuples."""
+        shapes, shape = [], self.input_shape
+        for i, layer in enumerate(self.layers):
+            if layer["type"] == "conv-pool":
+                (fh, fw), (ph, pw) = layer["filter"], layer["pool"]
+                c, h, w = shape
+                if fh > h or fw > w:
+                    raise ConfigError(f"layer {i + 1}: a {fh}x{fw} filter does not fit its {h}x{w} input")
+                if (h - fh + 1) < ph or (w - fw + 1) < pw:
+                    raise ConfigError(f"layer {i + 1}: {ph}x{pw} pooling does not fit the {h - fh + 1}x{w - fw + 1} "
+                                      "output of its convolution")
+                out = (layer["filters"], (h - fh + 1) // ph, (w - fw + 1) // pw)
+            else:
+                out = (layer["n_out"],)
+            shapes.append((shape, out))
+            shape = out
+        return shapes
+
+    @property
+    def n_outputs(self):
+        return self.layers[-1]["n_out"]
+
+    def describe(self):
+        """One line, e.g. "conv-pool 20 5x5/2x2 relu -> fully-connected 100 relu -> softmax 10"."""
+        parts = []
+        for layer in self.layers:
+            if layer["type"] == "conv-pool":
+                (fh, fw), (ph, pw) = layer["filter"], layer["pool"]
+                text = f"conv-pool {layer['filters']} {fh}x{fw}/{ph}x{pw} {layer['activation']}"
+            elif layer["type"] == "fully-connected":
+                text = f"fully-connected {layer['n_out']} {layer['activation']}"
+            else:
+                text = f"softmax {layer['n_out']}"
+            if layer["p_dropout"]:
+                text += f" (dropout {layer['p_dropout']:g})"
+            parts.append(text)
+        return " -> ".join(parts)
+
+    def to_dict(self):
+        data = super().to_dict()
+        data["layers"] = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in layer.items()}
+                          for layer in self.layers]
+        return data
+
+
+def _size(shape):
+    n = 1
+    for v in shape:
+        n *= v
+    return n
+
+
+def resolve_training_config(config, settings):
+    """The run's TrainingConfig from ``config`` and/or keyword ``settings`` (which change it)."""
+    if config is None:
+        try:
+            return TrainingConfig(**settings)
+        except TypeError:
+            known = {f.name for f in dataclasses.fields(TrainingConfig)}
+            unknown = sorted(set(settings) - known)
+            raise ConfigError(f"unknown training setting(s): {', '.join(unknown)}") from None
+    if not isinstance(config, TrainingConfig):
+        raise ConfigError(f"config must be a TrainingConfig, got {type(config).__name__}")
+    return config.replace(**settings) if settings else config
+
+
+def network_config_from_dict(data, source=None):
+    """A NetworkConfig or, when the dict has ``layers``, a ConvNetConfig."""
+    if isinstance(data, dict) and "layers" in data:
+        return ConvNetConfig.from_dict(data, source)
+    return NetworkConfig.from_dict(data, source)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, fields
 from nndl.errors import ConfigError, FileFormatError
 from nndl.files.atomic import atomic_write_text
 from nndl.files.header import check_header, parse_json
-from nndl.training.config import MONITORS, NetworkConfig, TrainingConfig
+from nndl.training.config import MONITORS, TrainingConfig, network_config_from_dict
 
 __all__ = ["History", "HISTORY_FORMAT", "HISTORY_VERSION"]
 
@@ -15,7 +15,7 @@ HISTORY_FORMAT = "nndl-history"
 HISTORY_VERSION = 2
 
 #: Every per-epoch list, aligned with ``epochs``.
-_PER_EPOCH = ("eta", "epoch_time", "monitor_time") + MONITORS
+_PER_EPOCH = ("eta", "epoch_time", "monitor_time") + MONITORS + ("test_accuracy",)
 #: How training can end.
 STOP_REASONS = ("completed", "early stopping", "learning-rate schedule", "diverged", "saturated", "interrupted")
 
@@ -51,10 +51,14 @@ class History:
         A plain-language note about the run, e.g. why it stopped.
     config : TrainingConfig
         The settings of the run.
-    network : NetworkConfig or None
+    network : NetworkConfig, ConvNetConfig or None
         The network trained.
     n_training, n_evaluation : int
         The sizes of the training and evaluation data.
+    test_accuracy : list of float
+        Chapter 6 runs: the test accuracy after each epoch, beside the
+        validation accuracy in ``evaluation_accuracy`` (empty otherwise).
+    n_test : int
     """
 
     epochs: list = field(default_factory=list)
@@ -70,9 +74,18 @@ class History:
     stop_reason: str = "completed"
     message: str = ""
     config: TrainingConfig = field(default_factory=TrainingConfig)
-    network: NetworkConfig = None
+    network: object = None
     n_training: int = 0
     n_evaluation: int = 0
+    test_accuracy: list = field(default_factory=list)
+    n_test: int = 0
+
+    @property
+    def best_test_accuracy(self):
+        """The test accuracy at the epoch of best validation accuracy (chapter 6's figure of merit), or None."""
+        if self.best_epoch is None or not self.test_accuracy or self.best_epoch not in self.epochs:
+            return None
+        return self.test_accuracy[self.epochs.index(self.best_epoch)]
 
     @property
     def training_time(self):
@@ -135,7 +148,7 @@ class History:
         try:
             config = TrainingConfig.from_dict(data.pop("config", {}))
             network = data.pop("network", None)
-            network = NetworkConfig.from_dict(network) if network is not None else None
+            network = network_config_from_dict(network) if network is not None else None
         except ConfigError as e:
             raise FileFormatError(f"{source}: {e}") from None
         history = cls(config=config, network=network, **data)
@@ -162,7 +175,7 @@ class History:
             bad(f"stop_reason must be one of {', '.join(STOP_REASONS)}, got {self.stop_reason!r}")
         if not isinstance(self.message, str):
             bad("message must be text")
-        for name in ("n_training", "n_evaluation"):
+        for name in ("n_training", "n_evaluation", "n_test"):
             if not _is_int(getattr(self, name)) or getattr(self, name) < 0:
                 bad(f"{name} must be a whole number")
 

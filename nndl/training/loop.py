@@ -1,6 +1,7 @@
 """Training by mini-batch stochastic gradient descent (chapters 1 and 3).
 
-``train`` runs epochs of SGD: each epoch shuffles the training data, splits
+``train`` runs epochs of SGD: each epoch shuffles the training data (unless
+``shuffle`` is off), splits
 it into mini-batches of ``mini_batch_size`` examples (the last one may be
 smaller), and for each mini-batch runs backpropagation and one update of
 the weights and biases. After each epoch it measures what was asked for,
@@ -8,7 +9,6 @@ consults the learning-rate schedule and early stopping, and records it all
 in a ``History``.
 """
 
-import dataclasses
 import time
 
 import numpy as np
@@ -19,7 +19,7 @@ from nndl.engine.feedforward import as_labels, check_inputs
 from nndl.engine.optimizers import SGD
 from nndl.engine.regularizers import get_regularizer
 from nndl.errors import ConfigError, InputError
-from nndl.training.config import NetworkConfig, TrainingConfig
+from nndl.training.config import NetworkConfig, resolve_training_config
 from nndl.training.history import History
 from nndl.training.plateau import Plateau
 
@@ -105,7 +105,7 @@ def train(net, training_data, config=None, *, evaluation_data=None, progress=Fal
     ConfigError, InputError
         Before any training, for settings or data that cannot work.
     """
-    config = _resolve(config, settings)
+    config = resolve_training_config(config, settings)
     x, y = as_dataset(training_data, net)
     evaluation = None
     if evaluation_data is not None:
@@ -114,9 +114,10 @@ def train(net, training_data, config=None, *, evaluation_data=None, progress=Fal
     monitor = config.monitors(evaluation is not None)
     n = x.shape[0]
     regularizer = get_regularizer(config.regularization, config.lmbda)
-    _check_weight_decay(config, n)
+    divisor = config.lmbda_divisor(n)                  # n (network2) or the number of mini-batches (network3)
+    _check_weight_decay(config, divisor)
     optimizer = SGD(net.params, config.eta, momentum=config.momentum, nesterov=config.nesterov,
-                    weight_decay=regularizer, n=n)
+                    weight_decay=regularizer, n=divisor)
     history = History(config=config, network=NetworkConfig.of(net), n_training=n,
                       n_evaluation=evaluation[0].shape[0] if evaluation is not None else 0)
     restore_best = config.restore_best if config.restore_best is not None else config.early_stopping is not None
@@ -139,7 +140,7 @@ def train(net, training_data, config=None, *, evaluation_data=None, progress=Fal
                     break
                 _copy(net.params, good_params)
                 start = time.perf_counter()
-                measured = _measure(net, monitor, (x, y), evaluation, regularizer, n)
+                measured = _measure(net, monitor, (x, y), evaluation, regularizer, divisor)
                 history.record(epoch, optimizer.eta, epoch_time, time.perf_counter() - start, measured)
                 accuracy = history.watched_accuracy()
                 if accuracy is not None and plateau.update(epoch, accuracy):
@@ -165,27 +166,16 @@ def train(net, training_data, config=None, *, evaluation_data=None, progress=Fal
     return history
 
 
-def _resolve(config, settings):
-    """The run's TrainingConfig from ``config`` and/or keyword settings."""
-    if config is None:
-        try:
-            return TrainingConfig(**settings)
-        except TypeError:
-            known = {f.name for f in dataclasses.fields(TrainingConfig)}
-            unknown = sorted(set(settings) - known)
-            raise ConfigError(f"unknown training setting(s): {', '.join(unknown)}") from None
-    if not isinstance(config, TrainingConfig):
-        raise ConfigError(f"config must be a TrainingConfig, got {type(config).__name__}")
-    return config.replace(**settings) if settings else config
-
-
 def _check_weight_decay(config, n):
-    """Refuse an L2 lambda so large that weight decay flips the weights' signs every step."""
+    """Refuse an L2 lambda so large that weight decay flips the weights' signs every step.
+
+    ``n`` is what lambda is divided by (``config.lmbda_divisor``)."""
     if config.regularization == "l2" and config.lmbda and config.eta * config.lmbda / n >= 1.0:
+        what = "training examples" if config.lmbda_scale == "n" else "mini-batches per epoch"
         raise ConfigError(
-            f"lambda = {config.lmbda:g} is too large for eta = {config.eta:g} and n = {n:,} training examples: "
+            f"lambda = {config.lmbda:g} is too large for eta = {config.eta:g} and n = {n:,} {what}: "
             f"each step would multiply the weights by 1 - eta*lambda/n = {1 - config.eta * config.lmbda / n:.3g}; "
-            f"choose lambda < n/eta = {n / config.eta:g} (the book's lambda is scaled by n)")
+            f"choose lambda < n/eta = {n / config.eta:g}")
 
 
 def _plateau_rules(config, plateau, optimizer):
@@ -228,6 +218,7 @@ class _Epochs:
         self.work = Backprop(net, self.m)
         self.last = Backprop(net, n % self.m) if n % self.m else None
         self.rng = np.random.default_rng(config.seed)
+        self.shuffle = config.shuffle
         self.progress, self.bar = progress, None
 
     def run(self, epoch):
@@ -243,7 +234,8 @@ class _Epochs:
         # cost more in synchronisation than they save: the mini-batch loop
         # runs on one thread, the measurements between epochs on all of them.
         with _blas_threads().limit(limits=1, user_api="blas"):
-            _sgd_epoch(self.net, self.x, self.y, self.rng.permutation(n), (self.work, self.last), self.optimizer,
+            order = self.rng.permutation(n) if self.shuffle else np.arange(n)
+            _sgd_epoch(self.net, self.x, self.y, order, (self.work, self.last), self.optimizer,
                        self.p_dropout, self.rng, self.bar)
         elapsed = time.perf_counter() - start
         self.close()

@@ -5,7 +5,8 @@ has not improved for n epochs (early stopping), and halve the learning rate
 each time it has not improved for n epochs, stopping once eta has fallen to
 1/128 of its start (the learning-rate schedule). Both read the same counter,
 ``Plateau.since_best``: epochs since the best accuracy so far. An accuracy
-equal to the best is not an improvement.
+equal to the best is not an improvement -- unless ``ties`` is set, as the
+book's network3 counts it (its best epoch is the last of equal ones).
 """
 
 __all__ = ["Plateau"]
@@ -21,16 +22,19 @@ class Plateau:
     best_epoch : int or None
     since_best : int
         Epochs since ``best`` was reached (0 on the epoch that reached it).
+    ties : bool
+        An accuracy equal to the best counts as a new best.
     """
 
-    def __init__(self):
+    def __init__(self, ties=False):
+        self.ties = ties
         self.best = None
         self.best_epoch = None
         self.since_best = 0
 
     def update(self, epoch, accuracy):
         """Record one epoch's accuracy; returns True when it is a new best."""
-        if self.best is None or accuracy > self.best:
+        if self.best is None or accuracy > self.best or (self.ties and accuracy == self.best):
             self.best, self.best_epoch, self.since_best = accuracy, epoch, 0
             return True
         self.since_best += 1

@@ -1,0 +1,311 @@
+"""The chapter 6 commands: ``nndl conv`` trains a convolutional network, ``nndl ensemble`` lets several vote.
+
+Kept apart from ``nndl.cli`` because they need PyTorch, which is imported
+only when one of them runs (``nndl --help`` works without it).
+"""
+
+import argparse
+import sys
+import time
+
+from nndl.errors import ConfigError
+
+__all__ = ["add_commands"]
+
+
+def add_commands(commands, helpers):
+    """Add ``conv`` and ``ensemble`` to the sub-command parsers. ``helpers``: the nndl.cli module."""
+    c = commands.add_parser(
+        "conv", help="train a convolutional network (chapter 6)",
+        description="Train a network of conv-pool, fully connected and softmax layers (the book's network3) on "
+                    "MNIST with PyTorch. --preset NAME runs a rung of the book's ladder exactly as the book did "
+                    "(see --list-presets); any option given as well changes that rung. Without a preset: two "
+                    "conv-pool layers (20 and 40 maps of 5x5, 2x2 max-pooling), 100 fully connected ReLU, "
+                    "softmax; eta 0.03, lambda 0.1, 60 epochs; mini-batches shuffled every epoch.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    c.add_argument("--preset", metavar="NAME", help="a rung of the book's ladder: fc100, conv1, conv2, relu, "
+                   "expanded, fc300, fc1000, 2fc100, dropout, ensemble")
+    c.add_argument("--list-presets", action="store_true", help="list the presets with the book's results and exit")
+    g = c.add_argument_group("network (each replaces the preset's)")
+    g.add_argument("--conv", nargs="*", metavar="F:S:P", help="conv-pool layers: F filters of SxS, PxP max-pooling, "
+                   "e.g. --conv 20:5:2 40:5:2 (--conv alone: none)")
+    g.add_argument("--fc", nargs="*", type=helpers._positive_int, metavar="N",
+                   help="fully connected layers, e.g. --fc 1000 1000 (--fc alone: none)")
+    g.add_argument("--activation", choices=["sigmoid", "tanh", "relu", "linear"],
+                   help="activation of the conv-pool and fully connected layers")
+    g.add_argument("--dropout", type=float, metavar="P",
+                   help="dropout probability of the inputs of the fully connected and softmax layers, in [0, 1)")
+    g.add_argument("--init", choices=["book", "fan-in"],
+                   help="initial weights: book = network3's N(0, 1/n_out), biases N(0, 1); fan-in = N(0, g/n_in), "
+                        "biases 0")
+    g.add_argument("--style", choices=["book", "nndl"],
+                   help="book: mini-batches in stored order and network3's dropout (weights scaled at inference); "
+                        "nndl: shuffled every epoch, inverted dropout. Default: book with --preset, else nndl")
+    g.add_argument("--dtype", choices=["float32", "float64"])
+    g = c.add_argument_group("training (each replaces the preset's)")
+    g.add_argument("--epochs", type=helpers._positive_int)
+    g.add_argument("--mini-batch-size", "-m", type=helpers._positive_int)
+    g.add_argument("--eta", type=helpers._positive_float, help="learning rate")
+    g.add_argument("--lmbda", "--lambda", dest="lmbda", type=helpers._non_negative_float,
+                   help="L2 parameter lambda, divided by the number of mini-batches per epoch as in network3")
+    g.add_argument("--momentum", type=float, metavar="MU", help="momentum co-efficient in [0, 1)")
+    g.add_argument("--schedule", choices=["constant", "halve"], help="halve eta after --patience epochs without a "
+                   "better validation accuracy, stopping at 1/128 of the start")
+    g.add_argument("--patience", type=helpers._positive_int)
+    g.add_argument("--early-stopping", type=helpers._positive_int, metavar="N")
+    g.add_argument("--seed", type=int, help="seed of the weights, the order of the examples, dropout and "
+                   "augmentation")
+    g = c.add_argument_group("data")
+    helpers._add_data_options(g)
+    g.add_argument("--expanded", metavar="FILE", help="train on a set written by nndl expand")
+    g.add_argument("--expand", action="store_true", default=None,
+                   help="train on the book's 250,000 images (1-pixel shifts), made in memory")
+    g.add_argument("--no-expand", dest="expand", action="store_false", help="train on the 50,000 images")
+    g.add_argument("--training-size", type=helpers._positive_int, metavar="N", help="only the first N training images")
+    g.add_argument("--shift", type=float, default=0.0, metavar="PX",
+                   help="augment: random shifts up to PX pixels, drawn afresh every epoch")
+    g.add_argument("--rotate", type=float, default=0.0, metavar="DEG", help="augment: random rotations up to DEG")
+    g.add_argument("--elastic", type=float, nargs=2, metavar=("ALPHA", "SIGMA"),
+                   help="augment: elastic distortions (Simard et al. 2003), e.g. --elastic 34 4")
+    g.add_argument("--show-augmentation", metavar="PNG", help="write a figure of augmented examples and exit")
+    g = c.add_argument_group("device and output")
+    g.add_argument("--device", default="auto", help="auto (a CUDA GPU if there is one), cpu, cuda or cuda:N")
+    g.add_argument("--threads", type=helpers._positive_int, help="CPU threads (default: one per core)")
+    g.add_argument("--save", metavar="PATH", help="save the network (best validation epoch) to PATH (.pt)")
+    g.add_argument("--keep-last", action="store_true", help="save the last epoch's network instead of the best")
+    g.add_argument("--history", metavar="PATH", help="save the per-epoch history as JSON")
+    g.add_argument("--checkpoint", metavar="PATH", help="write a checkpoint after every epoch (resume with --resume)")
+    g.add_argument("--resume", metavar="CHECKPOINT",
+                   help="continue a run from its checkpoint (its network and settings; --epochs may extend it)")
+    g.add_argument("--progress", dest="progress", action="store_true", default=None, help="show a progress bar")
+    g.add_argument("--no-progress", dest="progress", action="store_false")
+    c.set_defaults(run=cmd_conv)
+
+    e = commands.add_parser("ensemble", help="let several saved convolutional networks vote",
+                            description="Accuracy of each network and of the ensemble: the book's majority vote "
+                                        "(ties go to the class of highest mean probability) and the average of "
+                                        "the probabilities.")
+    e.add_argument("models", metavar="MODEL", nargs="+", help="models written by nndl conv --save")
+    e.add_argument("--split", choices=["test", "validation"], default="test")
+    e.add_argument("--device", default="auto")
+    helpers._add_data_options(e)
+    e.set_defaults(run=cmd_ensemble)
+
+
+# ---------------------------------------------------------------------------
+# Building the run from the options
+# ---------------------------------------------------------------------------
+
+
+def _conv_layers(specs, activation):
+    layers = []
+    for spec in specs:
+        parts = spec.split(":")
+        try:
+            filters, size, pool = (int(p) for p in parts)
+        except ValueError:
+            raise ConfigError(f"--conv takes FILTERS:SIZE:POOL such as 20:5:2, got {spec!r}") from None
+        layers.append({"type": "conv-pool", "filters": filters, "filter": size, "pool": pool,
+                       "activation": activation})
+    return layers
+
+
+def _settings(args):
+    """(ConvNetConfig, TrainingConfig, expanded, members) from a preset and the options that change it."""
+    from nndl.deep.presets import BOOK_STYLE, get_preset
+    from nndl.training.config import ConvNetConfig, TrainingConfig
+    preset = get_preset(args.preset) if args.preset else None
+    style = args.style or ("book" if preset else "nndl")
+    if preset is None:
+        network = ConvNetConfig(layers=[
+            {"type": "conv-pool", "filters": 20, "activation": "relu"},
+            {"type": "conv-pool", "filters": 40, "activation": "relu"},
+            {"type": "fully-connected", "n_out": 100, "activation": "relu"}, {"type": "softmax", "n_out": 10}])
+        training = TrainingConfig(epochs=60, mini_batch_size=10, eta=0.03, lmbda=0.1, lmbda_scale="batches")
+    else:
+        network, training = preset.network, preset.training
+    layers = list(network.layers)
+    convs = [dict(layer) for layer in layers if layer["type"] == "conv-pool"]
+    fcs = [dict(layer) for layer in layers if layer["type"] == "fully-connected"]
+    softmax = dict(layers[-1])
+    old_activation = (fcs or convs or [{"activation": "relu"}])[0]["activation"]
+    activation = args.activation or old_activation
+    if args.conv is not None:
+        convs = _conv_layers(args.conv, activation)
+    if args.fc is not None:
+        p = fcs[0]["p_dropout"] if fcs else 0.0
+        fcs = [{"type": "fully-connected", "n_out": n, "activation": activation, "p_dropout": p} for n in args.fc]
+    for layer in convs + fcs:
+        layer["activation"] = activation
+    if args.dropout is not None:
+        for layer in fcs + [softmax]:
+            layer["p_dropout"] = args.dropout
+    network = network.replace(layers=tuple(convs + fcs + [softmax]),
+                              init=args.init or network.init,
+                              dropout="book" if style == "book" else "inverted",
+                              dtype=args.dtype or network.dtype)
+    changes = {name: getattr(args, name) for name in ("epochs", "mini_batch_size", "eta", "lmbda", "momentum",
+                                                      "schedule", "patience", "early_stopping", "seed")
+               if getattr(args, name) is not None}
+    changes["shuffle"] = style != "book"
+    changes["lmbda_scale"] = BOOK_STYLE["lmbda_scale"]
+    changes["restore_best"] = not args.keep_last
+    training = training.replace(**changes)
+    expanded = args.expand if args.expand is not None else bool(preset and preset.expanded)
+    return network, training, expanded, (preset.members if preset else 1)
+
+
+def _augmentation(args):
+    from nndl.deep.augment import Augmentation
+    alpha, sigma = args.elastic if args.elastic else (0.0, 4.0)
+    return Augmentation(shift=args.shift, rotate=args.rotate, elastic_alpha=alpha, elastic_sigma=sigma)
+
+
+def _list_presets():
+    from nndl.deep.presets import PRESETS
+    print(f"{'preset':10} {'book':>7}  what")
+    for p in PRESETS.values():
+        print(f"{p.name:10} {p.book:7.2%}  {p.title}: {p.network.describe()}; {p.training.epochs} epochs, "
+              f"eta {p.training.eta:g}{f', lambda {p.training.lmbda:g}' if p.training.lmbda else ''}"
+              f"{', 250,000 images' if p.expanded else ''}{f', {p.members} networks voting' if p.members > 1 else ''}")
+    print("\nRun one with: nndl conv --preset NAME [--seed S] [--save NET.pt] [--checkpoint RUN.ckpt]")
+    return 0
+
+
+def _epoch_line(history):
+    j = history.epochs[-1]
+    parts = [f"Epoch {j}:"]
+    if history.evaluation_accuracy:
+        parts.append(f"validation accuracy {history.evaluation_accuracy[-1]:.2%}")
+    if history.test_accuracy:
+        parts.append(f"test accuracy {history.test_accuracy[-1]:.2%}")
+    for name in ("training_accuracy", "training_cost", "evaluation_cost"):
+        values = getattr(history, name)
+        if values:
+            parts.append(f"{name.replace('_', ' ')} {values[-1]:.4g}")
+    if history.best_epoch == j:
+        parts.append("(best to date)")
+    if len(history.eta) > 1 and history.eta[-1] != history.eta[-2]:
+        parts.append(f"eta {history.eta[-1]:g}")
+    parts.append(f"[{history.epoch_time[-1]:.1f} s]")
+    return " ".join(parts)
+
+
+def cmd_conv(args):
+    if args.list_presets:
+        return _list_presets()
+    from nndl.files.outputs import check_outputs
+    check_outputs({"--save": args.save, "--history": args.history, "--checkpoint": args.checkpoint,
+                   "--show-augmentation": args.show_augmentation},
+                  inputs=[args.expanded] + ([args.resume] if args.resume != args.checkpoint else []))
+    augmentation = _augmentation(args)
+    from nndl.deep.checkpoint import load_checkpoint, save_model
+    from nndl.deep.data import load_mnist_tensors
+    from nndl.deep.device import resolve_device, set_threads
+    from nndl.deep.network import ConvNetwork
+    from nndl.deep.train import train
+
+    device = resolve_device(args.device)
+    threads = set_threads(args.threads) if device.type == "cpu" else None
+    resume = None
+    if args.resume:
+        net, resume, metadata = load_checkpoint(args.resume, device)
+        from nndl.training.history import History
+        import json
+        saved = History.from_dict(json.loads(resume["history"]), source=args.resume)
+        network, training = net.config, saved.config
+        if args.epochs is not None:
+            training = training.replace(epochs=args.epochs)
+        run = metadata.get("run", {})
+        source = run.get("expanded")
+        from nndl.deep.augment import Augmentation
+        augmentation = Augmentation.from_dict(run.get("augmentation", {}))
+        args.training_size = run.get("training_size")
+        checkpoint = args.checkpoint or args.resume
+        print(f"Resuming {args.resume} after epoch {resume['epoch']} of {training.epochs}", flush=True)
+    else:
+        network, training, expanded, members = _settings(args)
+        if members > 1:
+            print(f"The book's ensemble is {members} of these networks voting: train each with its own --seed and "
+                  "--save, then run nndl ensemble on the saved models.", file=sys.stderr)
+        net = ConvNetwork(network, device=device, seed=training.seed)
+        checkpoint = args.checkpoint
+        source = args.expanded or ("shifts" if expanded else None)
+    train_set, validation, test = load_mnist_tensors(args.data, device=device, dtype=net.dtype, expanded=source,
+                                                     progress=sys.stderr.isatty())
+    if args.training_size:
+        train_set = (train_set[0][:args.training_size], train_set[1][:args.training_size])
+    if args.show_augmentation:
+        from nndl.deep.augment import plot_examples
+        path = plot_examples(train_set[0][:64].cpu(), augmentation, args.show_augmentation,
+                             seed=training.seed or 0)
+        print(f"Wrote {path}")
+        return 0
+
+    settings = [f"{training.epochs} epochs", f"mini-batch {training.mini_batch_size}", f"eta {training.eta:g}"]
+    if training.lmbda:
+        settings.append(f"lambda {training.lmbda:g}")
+    if training.momentum:
+        settings.append(f"momentum {training.momentum:g}")
+    settings.append("shuffled" if training.shuffle else "stored order")
+    if augmentation.active:
+        settings.append(f"augmented: {augmentation.describe()}")
+    where = f"{device}" + (f", {threads} thread{'s' if threads != 1 else ''}" if threads else "")
+    print(f"Training {network.describe()} ({net.n_parameters():,} parameters, init {network.init}, "
+          f"{network.dtype}) on {train_set[0].shape[0]:,} images on {where}: {', '.join(settings)}", flush=True)
+    run = {"expanded": source, "augmentation": augmentation.to_dict(),
+           "training_size": args.training_size}
+    history = train(net, train_set, training, validation_data=validation, test_data=test,
+                    augmentation=augmentation, progress=sys.stderr.isatty() if args.progress is None else args.progress,
+                    on_epoch=lambda h: print(_epoch_line(h), flush=True), checkpoint=checkpoint,
+                    checkpoint_metadata={"run": run}, resume=resume)
+    n_epochs = len(history.epochs)
+    print(f"Finished ({history.stop_reason}) after {n_epochs} epochs"
+          + (f", {history.training_time / n_epochs:.1f} s/epoch of training" if n_epochs else "") + ".")
+    if history.best_epoch is not None:
+        line = f"Best validation accuracy {history.best_accuracy:.2%} at epoch {history.best_epoch}"
+        if history.best_test_accuracy is not None:
+            line += f"; the corresponding test accuracy is {history.best_test_accuracy:.2%}"
+        print(line + ".")
+    if history.message and history.stop_reason != "completed":
+        print(f"Note: {history.message}.", file=sys.stderr)
+    status = 0
+    if args.save:
+        metadata = {"run": run, "trained": training.to_dict(), "best_epoch": history.best_epoch,
+                    "best_validation_accuracy": history.best_accuracy,
+                    "test_accuracy": history.best_test_accuracy, "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        from nndl.cli import _write_or_rescue
+        status |= _write_or_rescue(lambda path: save_model(net, path, metadata), args.save,
+                                   "the last network" if args.keep_last else
+                                   f"the best network (epoch {history.best_epoch})")
+    if args.history:
+        from nndl.cli import _write_or_rescue
+        status |= _write_or_rescue(history.save, args.history, "the history")
+    if history.stop_reason == "interrupted":
+        if not (args.save or checkpoint):
+            print("Interrupted; nothing was saved (use --save or --checkpoint).", file=sys.stderr)
+        return 130
+    if history.stop_reason == "diverged":
+        return 1
+    return 2 if status else 0
+
+
+def cmd_ensemble(args):
+    from nndl.deep.checkpoint import load_model
+    from nndl.deep.device import resolve_device
+    from nndl.deep.ensemble import evaluate_ensemble
+    device = resolve_device(args.device)
+    nets = [load_model(path, device) for path in args.models]
+    data = helpers_load(args)
+    split = getattr(data, args.split)
+    result = evaluate_ensemble(nets, split.images, split.labels)
+    for path, accuracy in zip(args.models, result["members"]):
+        print(f"{path}: {args.split} accuracy {accuracy:.2%}")
+    print(f"majority vote of {len(nets)}: {result['vote']:.2%}")
+    print(f"average of the probabilities: {result['average']:.2%}")
+    return 0
+
+
+def helpers_load(args):
+    from nndl.cli import _load_data
+    return _load_data(args)

@@ -1,0 +1,29 @@
+"""The convolutional networks of chapter 6, on PyTorch.
+
+PyTorch does the convolutions and the gradients (autograd); the book's
+choices -- valid convolution, max-pooling, the activation after pooling,
+network3's weight initialisation and dropout, its L2 term -- are spelled out
+in ``layers`` and ``network``. One module per job:
+
+    device      which device to train on ("auto", "cpu", "cuda"), CPU threads and kernels
+    layers      ConvPool, FullyConnected, Softmax: torch.nn modules that own their parameters
+    network     ConvNetwork: the layers in order, the cost, accuracy and prediction
+    data        MNIST as tensors on the training device; the expanded set
+    augment     shifts, rotations and elastic distortions, on the device
+    train       the SGD loop: History, best-validation epoch, schedule, checkpoints, resume
+    checkpoint  model and checkpoint files (no pickle), validated against their architecture
+    ensemble    several networks voting or averaging their probabilities
+    presets     the rungs of the book's ladder, one name each
+
+PyTorch is an optional dependency (``pip install 'nndl[deep]'``): ``import
+nndl`` and chapters 1-3 never import it, and this package says how to install
+it when it is missing.
+"""
+
+try:
+    import torch  # noqa: F401
+except ImportError as e:                        # pragma: no cover - exercised in a subprocess test
+    from nndl.errors import MissingDependencyError
+    raise MissingDependencyError(
+        "the convolutional networks of chapter 6 need PyTorch, which is not installed: "
+        "pip install 'nndl[deep]' (or pip install torch)") from e

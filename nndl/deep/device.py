@@ -1,0 +1,93 @@
+"""Where a network trains: the device, and the CPU settings that make small mini-batches fast.
+
+The book's network3 had a global switch, ``GPU = True``; here the device is
+an argument of everything that needs one: ``"auto"`` (a CUDA GPU when there
+is one, else the CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+"""
+
+import contextlib
+import os
+
+import torch
+
+from nndl.errors import ConfigError
+
+__all__ = ["resolve_device", "fast_kernels", "set_threads", "DEVICES"]
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(spec="auto"):
+    """The ``torch.device`` that ``spec`` names.
+
+    Parameters
+    ----------
+    spec : str or torch.device
+        "auto", "cpu", "cuda", "cuda:N", or a torch.device.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown name, or a CUDA device when none is available.
+    """
+    if isinstance(spec, torch.device):
+        device = spec
+    else:
+        name = str(spec).strip().lower()
+        if name == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        try:
+            device = torch.device(name)
+        except RuntimeError:
+            raise ConfigError(f"unknown device {spec!r}; choose auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            why = ("this PyTorch was built without CUDA" if torch.version.cuda is None
+                   else "no CUDA GPU is visible")
+            raise ConfigError(f"device {spec!r} asked for, but {why}; use --device cpu (or auto)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {spec!r} asked for, but there are only {torch.cuda.device_count()} CUDA "
+                              "device(s)")
+    elif device.type != "cpu":
+        raise ConfigError(f"device {spec!r} is not supported; choose auto, cpu, cuda or cuda:N")
+    return device
+
+
+@contextlib.contextmanager
+def fast_kernels(device):
+    """The kernels that train the book's small networks fastest on ``device``, for the ``with`` block.
+
+    On the CPU, PyTorch's own convolution kernels rather than oneDNN's
+    (mkldnn): measured on 2 cores for the two-conv-pool network, a mini-batch
+    of 10 took 4.9 ms instead of 6.6 ms, and a mini-batch of 100 the same
+    time either way (``benchmarks/bench_chapter6.py``). The previous setting
+    is restored afterwards. On a GPU, cuDNN's autotuner is switched on.
+    """
+    if device.type == "cpu":
+        previous = torch.backends.mkldnn.enabled
+        torch.backends.mkldnn.enabled = False
+        try:
+            yield
+        finally:
+            torch.backends.mkldnn.enabled = previous
+    else:
+        previous = torch.backends.cudnn.benchmark
+        torch.backends.cudnn.benchmark = True
+        try:
+            yield
+        finally:
+            torch.backends.cudnn.benchmark = previous
+
+
+def set_threads(threads=None):
+    """Use ``threads`` CPU threads for PyTorch's operations (None: one per core, at most 8).
+
+    Returns the number set. With several training processes on one machine
+    (seeds in parallel), give each one thread.
+    """
+    if threads is None:
+        threads = min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ConfigError(f"the number of threads must be a whole number of at least 1, got {threads!r}")
+    torch.set_num_threads(threads)
+    return threads

@@ -200,7 +200,7 @@ def cmd_conv(args):
                   inputs=[args.expanded] + ([args.resume] if args.resume != args.checkpoint else []))
     augmentation = _augmentation(args)
     from nndl.deep.checkpoint import load_checkpoint, save_model
-    from nndl.deep.data import load_mnist_tensors
+    from nndl.deep.data import split_tensors
     from nndl.deep.device import resolve_device, set_threads
     from nndl.deep.network import ConvNetwork
     from nndl.deep.train import train
@@ -231,8 +231,7 @@ def cmd_conv(args):
         net = ConvNetwork(network, device=device, seed=training.seed)
         checkpoint = args.checkpoint
         source = args.expanded or ("shifts" if expanded else None)
-    train_set, validation, test = load_mnist_tensors(args.data, device=device, dtype=net.dtype, expanded=source,
-                                                     progress=sys.stderr.isatty())
+    train_set, validation, test = split_tensors(helpers_load(args), device=device, dtype=net.dtype, expanded=source)
     if args.training_size:
         train_set = (train_set[0][:args.training_size], train_set[1][:args.training_size])
     if args.show_augmentation:

@@ -11,7 +11,7 @@ import torch
 from nndl.engine.feedforward import as_labels
 from nndl.errors import InputError
 
-__all__ = ["as_tensors", "load_mnist_tensors"]
+__all__ = ["as_tensors", "load_mnist_tensors", "split_tensors"]
 
 
 def _unpack(data, name):
@@ -84,7 +84,14 @@ def load_mnist_tensors(path=None, *, device="cpu", dtype=torch.float32, expanded
     training, validation, test : (tensor (n, 1, 28, 28), tensor (n,))
     """
     from nndl.data.mnist import load_mnist
-    data = load_mnist(path, progress=progress)
+    return split_tensors(load_mnist(path, progress=progress), device=device, dtype=dtype, expanded=expanded)
+
+
+def split_tensors(data, *, device="cpu", dtype=torch.float32, expanded=None):
+    """The three splits of an ``MnistData`` (MNIST or any idx data set of 28x28 images) as tensor pairs.
+
+    ``expanded`` as for ``load_mnist_tensors``.
+    """
     shape, device = (1, 28, 28), torch.device(device)
     training = (data.training.images, data.training.labels)
     if expanded == "shifts":

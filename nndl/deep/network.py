@@ -150,7 +150,7 @@ class ConvNetwork(nn.Module):
         return self.measure(images, labels, batch_size)[0]
 
     def _as_images(self, images):
-        if isinstance(images, torch.Tensor) and images.ndim == 4:
+        if isinstance(images, torch.Tensor) and tuple(images.shape[1:]) == self.config.input_shape:
             return images.to(device=self.device, dtype=self.dtype)
         labels = torch.zeros(len(images), dtype=torch.int64)
         return as_tensors((images, labels), self.config.input_shape, self.config.n_outputs, self.device,

@@ -53,19 +53,24 @@ def resolve_device(spec="auto"):
     return device
 
 
-@contextlib.contextmanager
-def fast_kernels(device):
-    """The kernels that train the book's small networks fastest on ``device``, for the ``with`` block.
+#: Mini-batches up to this size train faster with PyTorch's own CPU convolutions than with oneDNN's.
+SMALL_BATCH = 32
 
-    On the CPU, PyTorch's own convolution kernels rather than oneDNN's
-    (mkldnn): measured on 2 cores for the two-conv-pool network, a mini-batch
-    of 10 took 4.9 ms instead of 6.6 ms, and a mini-batch of 100 the same
-    time either way (``benchmarks/bench_chapter6.py``). The previous setting
-    is restored afterwards. On a GPU, cuDNN's autotuner is switched on.
+
+@contextlib.contextmanager
+def fast_kernels(device, mini_batch_size=None):
+    """The kernels that train the book's networks fastest on ``device``, for the ``with`` block.
+
+    On the CPU with small mini-batches (up to SMALL_BATCH; None counts as
+    small), PyTorch's own convolution kernels rather than oneDNN's (mkldnn):
+    measured on one core for the two-conv-pool network at the book's
+    mini-batch of 10, 4.9 ms a step instead of 6.6 ms; at 100, oneDNN was
+    faster and is kept (``benchmarks/bench_chapter6.py``). The previous
+    setting is restored afterwards. On a GPU, cuDNN's autotuner is on.
     """
     if device.type == "cpu":
         previous = torch.backends.mkldnn.enabled
-        torch.backends.mkldnn.enabled = False
+        torch.backends.mkldnn.enabled = previous and not (mini_batch_size is None or mini_batch_size <= SMALL_BATCH)
         try:
             yield
         finally:

@@ -100,7 +100,7 @@ def train(net, training_data, config=None, *, validation_data=None, test_data=No
     best = run.best if restore_best else None
     good = _copy_state(net)
 
-    with fast_kernels(device):
+    with fast_kernels(device, m):
         try:
             for epoch in range(len(history.epochs), config.epochs):
                 epoch_time = run.epoch(x, y, epoch, progress)

@@ -59,7 +59,7 @@ How to read the output: one row per (network, m, device): images per second
 of the reference and of nndl, and nndl / reference (above 1: nndl is
 faster). ``threads`` is ``torch.get_num_threads()``, 1 by default
 (``--threads``): one thread per process is how parallel runs (one seed per
-core) use this machine. The targets of the issue are printed at the end as
+core) use this machine. The project's speed targets are printed at the end as
 PASS or FAIL, computed from the measured ratios; nothing is asserted.
 Timings vary with whatever else the machine is doing: compare the rows of
 one run, never numbers across runs.
@@ -112,7 +112,7 @@ MAX_IMAGES = 50_000            # ... and at most the book's training set
 QUICK_SECONDS = 0.2
 NUMPY_MLP = NetworkConfig(sizes=(784, 100, 10), activations=("sigmoid", "softmax"), cost="log-likelihood",
                           init="default", dtype="float32")
-#: The issue's targets: nndl / reference on the CPU for conv2-relu, at m = 10 and at larger mini-batches.
+#: The project's speed targets: nndl / reference on the CPU for conv2-relu, at m = 10 and at larger mini-batches.
 TARGET_NETWORK, TARGET_SMALL_M, TARGET_SMALL, TARGET_LARGE = "conv2-relu", 10, 1.5, 1.0
 
 
@@ -366,7 +366,7 @@ def print_numpy(rows):
 
 
 def target_results(rows):
-    """The issue's targets, each as a dict: what, goal, measured ratio (None: not measured), passed."""
+    """The project's speed targets, each as a dict: what, goal, measured ratio (None: not measured), passed."""
     results = []
     cpu_rows = {r["m"]: r for r in rows if r["network"] == TARGET_NETWORK and r["device"] == "cpu"}
     wanted = [TARGET_SMALL_M] + sorted(m for m in cpu_rows if m > TARGET_SMALL_M)

@@ -56,7 +56,7 @@ def run_one(preset, seed, extra):
 
 def summary():
     from nndl.deep.presets import PRESETS
-    print("| rung | book | ours: median test accuracy at best validation epoch | seeds | epochs | s/epoch |")
+    print("| rung | book | ours: median test accuracy at best validation epoch | seeds | epochs | median s/epoch |")
     print("| --- | --- | --- | --- | --- | --- |")
     for preset in PRESETS.values():
         results = []
@@ -67,7 +67,7 @@ def summary():
                 continue
             test = data["test_accuracy"][epochs.index(best)]
             results.append((path.stem.split("-s")[-1], test, len(epochs), data["config"]["epochs"],
-                            sum(data["epoch_time"]) / len(epochs), data["stop_reason"]))
+                            statistics.median(data["epoch_time"]), data["stop_reason"]))
         if not results:
             continue
         median = statistics.median(r[1] for r in results)

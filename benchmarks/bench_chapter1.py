@@ -62,7 +62,6 @@ Usage::
 import argparse
 import json
 import os
-import platform
 import random
 import statistics
 import sys
@@ -78,6 +77,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a c
 from nndl.engine.feedforward import FeedforwardNetwork  # noqa: E402
 from nndl.data.mnist import load_mnist  # noqa: E402
 from nndl.training import train  # noqa: E402
+from machine import base_context, cpu_line  # noqa: E402  (benchmarks/machine.py, beside this script)
 
 SIZES = [784, 30, 10]
 MINI_BATCH = 10
@@ -258,12 +258,7 @@ def _short_path(path):
 
 
 def machine_context():
-    context = dict(python=platform.python_version(), platform=platform.platform(), numpy=np.__version__,
-                   cpu_count=os.cpu_count())
-    if hasattr(os, "sched_getaffinity"):
-        context["cpus_usable"] = len(os.sched_getaffinity(0))
-    if hasattr(os, "getloadavg"):
-        context["load_average"] = [round(v, 2) for v in os.getloadavg()]
+    context = base_context()
     context["blas"] = [dict(api=lib.get("internal_api"), version=lib.get("version"),
                             threads=lib.get("num_threads"), architecture=lib.get("architecture"),
                             library=_short_path(lib.get("filepath", "")))
@@ -279,12 +274,7 @@ def machine_context():
 def print_context(context):
     print(f"python {context['python']} on {context['platform']}")
     print(f"numpy {context['numpy']}, scikit-learn {context['sklearn'] or '-'}, torch {context['torch'] or '-'}")
-    cpus = f"{context['cpu_count']} CPUs"
-    if "cpus_usable" in context:
-        cpus += f" ({context['cpus_usable']} usable)"
-    if "load_average" in context:
-        cpus += f", load average {' '.join(str(v) for v in context['load_average'])}"
-    print(cpus)
+    print(cpu_line(context))
     for lib in context["blas"]:
         print(f"BLAS: {lib['api']} {lib['version']} ({lib['library']}, {lib['architecture']}, "
               f"{lib['threads']} threads by default)")

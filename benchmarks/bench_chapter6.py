@@ -75,14 +75,11 @@ Usage::
 import argparse
 import copy
 import json
-import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -94,6 +91,7 @@ from nndl.deep.presets import get_preset  # noqa: E402
 from nndl.deep.train import train as train_conv  # noqa: E402
 from nndl.training import train as train_numpy  # noqa: E402
 from nndl.training.config import NetworkConfig, TrainingConfig  # noqa: E402
+from machine import base_context, cpu_line  # noqa: E402  (benchmarks/machine.py, beside this script)
 
 #: The networks: nndl's preset, and how the reference writes the same network.
 NETWORKS = {
@@ -302,13 +300,8 @@ def compile_reference(reference, x_cal, y_cal, m, device):
 # ---------------------------------------------------------------------------
 
 def machine_context():
-    context = dict(python=platform.python_version(), platform=platform.platform(), torch=torch.__version__,
-                   numpy=np.__version__, cpu_count=os.cpu_count(), threads=torch.get_num_threads(),
+    context = dict(base_context(), torch=torch.__version__, threads=torch.get_num_threads(),
                    mkldnn_enabled=torch.backends.mkldnn.enabled, cuda=torch.cuda.is_available())
-    if hasattr(os, "sched_getaffinity"):
-        context["cpus_usable"] = len(os.sched_getaffinity(0))
-    if hasattr(os, "getloadavg"):
-        context["load_average"] = [round(v, 2) for v in os.getloadavg()]
     if context["cuda"]:
         context["cuda_device"] = torch.cuda.get_device_name(0)
     return context
@@ -317,12 +310,7 @@ def machine_context():
 def print_context(context):
     print(f"python {context['python']} on {context['platform']}")
     print(f"torch {context['torch']}, numpy {context['numpy']}")
-    cpus = f"{context['cpu_count']} CPUs"
-    if "cpus_usable" in context:
-        cpus += f" ({context['cpus_usable']} usable)"
-    if "load_average" in context:
-        cpus += f", load average {' '.join(str(v) for v in context['load_average'])}"
-    print(cpus)
+    print(cpu_line(context))
     print(f"CUDA: {context.get('cuda_device', 'not available')}")
     print(f"torch.set_num_threads({context['threads']}): one thread per process is how parallel runs "
           f"(one seed per core) use this machine")

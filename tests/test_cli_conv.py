@@ -10,17 +10,7 @@ import time
 import pytest
 import torch
 
-from nndl.cli import main
-
-
-def run(capsys, *args):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def data_args(directory):
-    return ["--dataset", "idx", "--data", directory, "--validation-size", 200]
+from test_cli import data_args, run
 
 
 SMALL = ["--conv", "6:5:2", "--fc", "20", "--activation", "relu", "--epochs", 2, "--eta", 0.05, "--threads", 1,

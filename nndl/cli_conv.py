@@ -42,6 +42,9 @@ def add_commands(commands, helpers):
                    help="book: mini-batches in stored order and network3's dropout (weights scaled at inference); "
                         "nndl: shuffled every epoch, inverted dropout. Default: book with --preset, else nndl")
     g.add_argument("--dtype", choices=["float32", "float64"])
+    g.add_argument("--pool-gradient", choices=["one", "all-ties"],
+                   help="max-pooling's gradient: to one maximum of each region (default), or to every input "
+                        "equal to it, as Theano did for the book's network3")
     g = c.add_argument_group("training (each replaces the preset's)")
     g.add_argument("--epochs", type=helpers._positive_int)
     g.add_argument("--mini-batch-size", "-m", type=helpers._positive_int)
@@ -143,7 +146,8 @@ def _settings(args):
     network = network.replace(layers=tuple(convs + fcs + [softmax]),
                               init=args.init or network.init,
                               dropout="book" if style == "book" else "inverted",
-                              dtype=args.dtype or network.dtype)
+                              dtype=args.dtype or network.dtype,
+                              pool_gradient=args.pool_gradient or network.pool_gradient)
     changes = {name: getattr(args, name) for name in ("epochs", "mini_batch_size", "eta", "lmbda", "momentum",
                                                       "schedule", "patience", "early_stopping", "seed")
                if getattr(args, name) is not None}

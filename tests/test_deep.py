@@ -1018,3 +1018,25 @@ def test_without_torch_nndl_deep_says_how_to_install_it():
         "    raise SystemExit('no error')\n")
     assert result.returncode == 0, result.stderr
     assert "MESSAGE" in result.stdout and "pip install" in result.stdout
+
+
+# --- the gradient of max-pooling at ties --------------------------------------------------------
+
+
+def test_all_ties_pool_gradient_reaches_every_maximum_and_one_reaches_one():
+    x = torch.zeros(1, 1, 5, 5, dtype=torch.float64)          # a blank image: every region is a tie
+    grads = {}
+    for rule in ("one", "all-ties"):
+        layer = ConvPool((1, 5, 5), 1, (2, 2), (2, 2), "linear", pool_gradient=rule, dtype=torch.float64)
+        layer.reset_parameters(torch.Generator().manual_seed(0))
+        inputs = x.clone().requires_grad_()
+        layer(inputs).sum().backward()
+        grads[rule] = (inputs.grad, layer.bias.grad.item())
+    # 2x2 pooling of the 4x4 convolution output: 4 regions of 4 tied values each.
+    assert grads["one"][1] == 4.0 and grads["all-ties"][1] == 16.0
+    assert torch.count_nonzero(grads["all-ties"][0]) > torch.count_nonzero(grads["one"][0])
+    config = ConvNetConfig(input_shape=(1, 8, 8), layers=[{"type": "conv-pool", "filters": 2, "filter": 3},
+                                                         {"type": "softmax", "n_out": 2}], pool_gradient="all-ties")
+    assert ConvNetConfig.from_dict(config.to_dict()).pool_gradient == "all-ties"
+    with pytest.raises(ConfigError, match="unknown pool gradient"):
+        config.replace(pool_gradient="some")

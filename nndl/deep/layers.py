@@ -113,6 +113,27 @@ def max_pool(z, pool):
     return F.max_pool2d(z, pool)
 
 
+class _AllTiesMaxPool(torch.autograd.Function):
+    """Max-pooling whose gradient goes to every input equal to its region's maximum (Theano's rule)."""
+
+    @staticmethod
+    def forward(ctx, z, ph, pw):
+        pooled = max_pool(z, (ph, pw))
+        ctx.save_for_backward(z, pooled)
+        ctx.pool = (ph, pw)
+        return pooled
+
+    @staticmethod
+    def backward(ctx, grad):
+        z, pooled = ctx.saved_tensors
+        ph, pw = ctx.pool
+        h, w = pooled.shape[2] * ph, pooled.shape[3] * pw
+        spread = lambda t: t.repeat_interleave(ph, dim=2).repeat_interleave(pw, dim=3)   # noqa: E731
+        grad_z = torch.zeros_like(z)
+        grad_z[:, :, :h, :w] = (z[:, :, :h, :w] == spread(pooled)) * spread(grad)
+        return grad_z, None, None
+
+
 def _activation(name):
     if name not in ACTIVATIONS:
         raise ConfigError(f"unknown activation {name!r}; choose one of: {', '.join(ACTIVATIONS)}")
@@ -132,6 +153,9 @@ class ConvPool(_Layer):
     pool : (ph, pw)
         The max-pooling region.
     activation : {"sigmoid", "tanh", "relu", "linear"}
+    pool_gradient : {"one", "all-ties"}
+        See ``ConvNetConfig``: "all-ties" sends the gradient to every input
+        equal to its region's maximum, as Theano did for the book.
 
     Attributes
     ----------
@@ -145,11 +169,14 @@ class ConvPool(_Layer):
     """
 
     def __init__(self, in_shape, filters, filter=(5, 5), pool=(2, 2), activation="sigmoid", p_dropout=0.0, *,
-                 init="book", dropout="book", device=None, dtype=torch.float32):
+                 init="book", dropout="book", pool_gradient="one", device=None, dtype=torch.float32):
         c, h, w = in_shape
         (fh, fw), (ph, pw) = filter, pool
         super().__init__(in_shape, (filters, (h - fh + 1) // ph, (w - fw + 1) // pw), p_dropout, init, dropout)
         self.filter, self.pool, self.activation = (fh, fw), (ph, pw), activation
+        if pool_gradient not in ("one", "all-ties"):
+            raise ConfigError(f"unknown pool gradient {pool_gradient!r}; choose one or all-ties")
+        self.pool_gradient = pool_gradient
         self.fn = _activation(activation)
         self.weight = nn.Parameter(torch.empty(filters, c, fh, fw, device=device, dtype=dtype))
         self.bias = nn.Parameter(torch.empty(filters, device=device, dtype=dtype))
@@ -162,6 +189,8 @@ class ConvPool(_Layer):
 
     def forward(self, x, generator=None):
         z = F.conv2d(self.drop(x, generator), self.weight, self.bias)       # (n, filters, h - fh + 1, w - fw + 1)
+        if self.pool_gradient == "all-ties":
+            return self.fn(_AllTiesMaxPool.apply(z, *self.pool))
         return self.fn(max_pool(z, self.pool))                              # (n, filters, out_h, out_w)
 
     def spec(self):
@@ -232,7 +261,8 @@ class Softmax(_Layer):
         return {"type": "softmax", "n_out": self.weight.shape[0], "p_dropout": self.p_dropout}
 
 
-def make_layer(spec, in_shape, *, init="book", dropout="book", device=None, dtype=torch.float32):
+def make_layer(spec, in_shape, *, init="book", dropout="book", pool_gradient="one", device=None,
+               dtype=torch.float32):
     """The layer a ConvNetConfig layer dict describes, taking inputs of ``in_shape``."""
     kind = spec["type"]
     common = dict(init=init, dropout=dropout, device=device, dtype=dtype)
@@ -240,7 +270,7 @@ def make_layer(spec, in_shape, *, init="book", dropout="book", device=None, dtyp
         if len(in_shape) != 3:
             raise InputError(f"a conv-pool layer needs image-shaped input (channels, height, width), got {in_shape}")
         return ConvPool(in_shape, spec["filters"], tuple(spec["filter"]), tuple(spec["pool"]), spec["activation"],
-                        spec["p_dropout"], **common)
+                        spec["p_dropout"], pool_gradient=pool_gradient, **common)
     n_in = math.prod(in_shape)
     if kind == "fully-connected":
         return FullyConnected(n_in, spec["n_out"], spec["activation"], spec["p_dropout"], **common)

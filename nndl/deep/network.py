@@ -58,7 +58,8 @@ class ConvNetwork(nn.Module):
         device = resolve_device(device)
         dtype = getattr(torch, config.dtype)
         self.layers = nn.ModuleList(
-            make_layer(spec, in_shape, init=config.init, dropout=config.dropout, device=device, dtype=dtype)
+            make_layer(spec, in_shape, init=config.init, dropout=config.dropout, pool_gradient=config.pool_gradient,
+                       device=device, dtype=dtype)
             for spec, (in_shape, _) in zip(config.layers, config.shapes()))
         self.reset_parameters(seed)
 

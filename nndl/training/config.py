@@ -294,6 +294,8 @@ CONV_ACTIVATIONS = ("sigmoid", "tanh", "relu", "linear")
 CONV_INITS = ("book", "fan-in")
 #: Dropout as network3 does it (mask, then scale the weights by 1 - p at inference) or inverted.
 DROPOUT_STYLES = ("book", "inverted")
+#: Where the gradient of a max-pooling region goes: one maximum, or every input equal to it (Theano's rule).
+POOL_GRADIENTS = ("one", "all-ties")
 
 
 def _pair(value, what):
@@ -359,6 +361,13 @@ class ConvNetConfig(_Config):
         inference. "inverted": kept inputs scaled by 1/(1 - p) during
         training, nothing changed at inference. The same in expectation.
     dtype : {"float32", "float64"}
+    pool_gradient : {"one", "all-ties"}
+        "one": the gradient of each max-pooling region goes to one input
+        equal to its maximum (PyTorch's rule; the true gradient wherever it
+        exists). "all-ties": to every input equal to the maximum, as Theano's
+        max_pool_2d did under the book's network3 -- which counts the
+        gradient of a flat region (MNIST's blank background) up to ph x pw
+        times. Kept to study that difference, not as a recommendation.
     """
 
     input_shape: tuple = (1, 28, 28)
@@ -366,6 +375,7 @@ class ConvNetConfig(_Config):
     init: str = "book"
     dropout: str = "book"
     dtype: str = "float32"
+    pool_gradient: str = "one"
 
     def __post_init__(self):
         shape = self.input_shape
@@ -379,6 +389,7 @@ class ConvNetConfig(_Config):
         object.__setattr__(self, "init", _choice(self.init, CONV_INITS, "weight initialisation"))
         object.__setattr__(self, "dropout", _choice(self.dropout, DROPOUT_STYLES, "dropout style"))
         object.__setattr__(self, "dtype", _choice(self.dtype, ("float32", "float64"), "dtype"))
+        object.__setattr__(self, "pool_gradient", _choice(self.pool_gradient, POOL_GRADIENTS, "pool gradient"))
         kinds = [layer["type"] for layer in layers]
         if kinds[-1] != "softmax" or "softmax" in kinds[:-1]:
             raise ConfigError(f"the softmax layer must be the last layer and only the last, got {kinds}")

@@ -195,6 +195,29 @@ def _epoch_line(history):
     return " ".join(parts)
 
 
+def _resumed(args, device):
+    """(net, training state, TrainingConfig, run) from --resume's checkpoint; run: the data the run used."""
+    import json
+    from nndl.deep.augment import Augmentation
+    from nndl.deep.checkpoint import load_checkpoint
+    from nndl.errors import ModelFileError
+    from nndl.training.history import History
+    net, state, metadata = load_checkpoint(args.resume, device)
+    training = History.from_dict(json.loads(state["history"]), source=args.resume).config
+    if args.epochs is not None:
+        training = training.replace(epochs=args.epochs)
+    run = metadata.get("run", {})
+    source, size = run.get("expanded"), run.get("training_size")
+    if not (source is None or isinstance(source, str)) or not (size is None or (isinstance(size, int) and size > 0)):
+        raise ModelFileError(f"{args.resume}: the description of the run's data is damaged")
+    try:
+        augmentation = Augmentation.from_dict(run.get("augmentation", {}))
+    except ConfigError as e:
+        raise ModelFileError(f"{args.resume}: {e}") from None
+    print(f"Resuming {args.resume} after epoch {state['epoch']} of {training.epochs}", flush=True)
+    return net, state, training, {"expanded": source, "augmentation": augmentation, "training_size": size}
+
+
 def cmd_conv(args):
     if args.list_presets:
         return _list_presets()
@@ -203,7 +226,7 @@ def cmd_conv(args):
                    "--show-augmentation": args.show_augmentation},
                   inputs=[args.expanded] + ([args.resume] if args.resume != args.checkpoint else []))
     augmentation = _augmentation(args)
-    from nndl.deep.checkpoint import load_checkpoint, save_model
+    from nndl.deep.checkpoint import save_model
     from nndl.deep.data import split_tensors
     from nndl.deep.device import resolve_device, set_threads
     from nndl.deep.network import ConvNetwork
@@ -211,33 +234,23 @@ def cmd_conv(args):
 
     device = resolve_device(args.device)
     threads = set_threads(args.threads) if device.type == "cpu" else None
-    resume = None
     if args.resume:
-        net, resume, metadata = load_checkpoint(args.resume, device)
-        from nndl.training.history import History
-        import json
-        saved = History.from_dict(json.loads(resume["history"]), source=args.resume)
-        network, training = net.config, saved.config
-        if args.epochs is not None:
-            training = training.replace(epochs=args.epochs)
-        run = metadata.get("run", {})
-        source = run.get("expanded")
-        from nndl.deep.augment import Augmentation
-        augmentation = Augmentation.from_dict(run.get("augmentation", {}))
-        args.training_size = run.get("training_size")
+        net, resume, training, run = _resumed(args, device)
+        source, augmentation, training_size = run["expanded"], run["augmentation"], run["training_size"]
         checkpoint = args.checkpoint or args.resume
-        print(f"Resuming {args.resume} after epoch {resume['epoch']} of {training.epochs}", flush=True)
     else:
         network, training, expanded, members = _settings(args)
         if members > 1:
             print(f"The book's ensemble is {members} of these networks voting: train each with its own --seed and "
                   "--save, then run nndl ensemble on the saved models.", file=sys.stderr)
         net = ConvNetwork(network, device=device, seed=training.seed)
-        checkpoint = args.checkpoint
+        resume, checkpoint, training_size = None, args.checkpoint, args.training_size
         source = args.expanded or ("shifts" if expanded else None)
-    train_set, validation, test = split_tensors(helpers_load(args), device=device, dtype=net.dtype, expanded=source)
-    if args.training_size:
-        train_set = (train_set[0][:args.training_size], train_set[1][:args.training_size])
+    network = net.config
+    from nndl.cli import _load_data
+    train_set, validation, test = split_tensors(_load_data(args), device=device, dtype=net.dtype, expanded=source)
+    if training_size:
+        train_set = (train_set[0][:training_size], train_set[1][:training_size])
     if args.show_augmentation:
         from nndl.deep.augment import plot_examples
         path = plot_examples(train_set[0][:64].cpu(), augmentation, args.show_augmentation,
@@ -256,8 +269,7 @@ def cmd_conv(args):
     where = f"{device}" + (f", {threads} thread{'s' if threads != 1 else ''}" if threads else "")
     print(f"Training {network.describe()} ({net.n_parameters():,} parameters, init {network.init}, "
           f"{network.dtype}) on {train_set[0].shape[0]:,} images on {where}: {', '.join(settings)}", flush=True)
-    run = {"expanded": source, "augmentation": augmentation.to_dict(),
-           "training_size": args.training_size}
+    run = {"expanded": source, "augmentation": augmentation.to_dict(), "training_size": training_size}
     history = train(net, train_set, training, validation_data=validation, test_data=test,
                     augmentation=augmentation, progress=sys.stderr.isatty() if args.progress is None else args.progress,
                     on_epoch=lambda h: print(_epoch_line(h), flush=True), checkpoint=checkpoint,
@@ -299,16 +311,11 @@ def cmd_ensemble(args):
     from nndl.deep.ensemble import evaluate_ensemble
     device = resolve_device(args.device)
     nets = [load_model(path, device) for path in args.models]
-    data = helpers_load(args)
-    split = getattr(data, args.split)
+    from nndl.cli import _load_data
+    split = getattr(_load_data(args), args.split)
     result = evaluate_ensemble(nets, split.images, split.labels)
     for path, accuracy in zip(args.models, result["members"]):
         print(f"{path}: {args.split} accuracy {accuracy:.2%}")
     print(f"majority vote of {len(nets)}: {result['vote']:.2%}")
     print(f"average of the probabilities: {result['average']:.2%}")
     return 0
-
-
-def helpers_load(args):
-    from nndl.cli import _load_data
-    return _load_data(args)

@@ -55,7 +55,7 @@ def run_one(preset, seed, extra):
 
 
 def summary():
-    from nndl.deep.presets import PRESETS
+    from nndl.training.presets import PRESETS
     print("| rung | book | ours: median test accuracy at best validation epoch | seeds | epochs | median s/epoch |")
     print("| --- | --- | --- | --- | --- | --- |")
     for preset in PRESETS.values():

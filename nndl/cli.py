@@ -15,6 +15,7 @@ traceback and cause chain; anything else is a bug and shows its traceback.
 """
 
 import argparse
+import signal
 import sys
 import time
 import traceback
@@ -175,12 +176,16 @@ def build_parser():
 
     from nndl.cli_conv import add_commands
     add_commands(commands, sys.modules[__name__])
+    from nndl import cli_reproduce
+    cli_reproduce.add_commands(commands, sys.modules[__name__])
 
-    p = commands.add_parser("plot", help="draw the curves of a training history",
+    p = commands.add_parser("plot", help="draw the curves of a training history, or an experiment's figure",
                             description="Draw cost and accuracy against epoch, training and evaluation data, "
-                                        "from a history written by nndl train --history.",
+                                        "from a history written by nndl train --history; or draw an "
+                                        "experiment's figure again from the ID.json nndl reproduce wrote.",
                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("history", metavar="HISTORY", nargs="+", help="history JSON file(s); several are overlaid")
+    p.add_argument("history", metavar="HISTORY", nargs="+",
+                   help="history JSON file(s), several overlaid; or one experiment result (ID.json)")
     p.add_argument("--output", "-o", metavar="PNG", help="image to write (default: HISTORY with .png)")
     p.add_argument("--title", help="figure title")
     p.set_defaults(run=cmd_plot)
@@ -387,9 +392,23 @@ def cmd_plot(args):
     from nndl.files.outputs import check_outputs
     output = args.output if args.output is not None else str(Path(args.history[0]).with_suffix(".png"))
     check_outputs({"--output": output}, inputs=args.history)
-    path = plot_histories(args.history, output, title=args.title)
+    if len(args.history) == 1 and _is_experiment_result(args.history[0]):
+        from nndl.cli_reproduce import plot_result
+        path = plot_result(args.history[0], output)
+    else:
+        path = plot_histories(args.history, output, title=args.title)
     print(f"Wrote {path}")
     return 0
+
+
+def _is_experiment_result(path):
+    """True when ``path`` is a JSON result written by nndl reproduce (not a History)."""
+    import json
+    try:
+        with open(path) as f:
+            return json.load(f).get("format") == "nndl-experiment"
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def main(argv=None):
@@ -399,6 +418,7 @@ def main(argv=None):
         args = parser.parse_args(argv)
     except SystemExit as e:    # --help, --version, or a usage mistake already reported
         return e.code
+    previous = _stop_on_sigterm()
     try:
         return args.run(args)
     except KeyboardInterrupt:
@@ -408,6 +428,22 @@ def main(argv=None):
         return _report(e, args.debug)
     except MemoryError as e:
         return _report(e, args.debug, "not enough memory for this command (try smaller sizes or less data)")
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _stop_on_sigterm():
+    """Treat SIGTERM (kill, a job scheduler, the end of a session) like Ctrl-C: stop between
+    mini-batches and save what was asked. Returns the previous handler (None when not in the main thread)."""
+    import threading
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _interrupt)
 
 
 def _report(error, debug, message=None):

@@ -24,7 +24,7 @@ def add_commands(commands, helpers):
                     "softmax; eta 0.03, lambda 0.1, 60 epochs; mini-batches shuffled every epoch.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     c.add_argument("--preset", metavar="NAME", help="a rung of the book's ladder: fc100, conv1, conv2, relu, "
-                   "expanded, fc300, fc1000, 2fc100, dropout, ensemble")
+                   "expanded, fc300, fc1000, 2fc100, 2fc300, 2fc1000, dropout, ensemble")
     c.add_argument("--list-presets", action="store_true", help="list the presets with the book's results and exit")
     g = c.add_argument_group("network (each replaces the preset's)")
     g.add_argument("--conv", nargs="*", metavar="F:S:P", help="conv-pool layers: F filters of SxS, PxP max-pooling, "
@@ -115,7 +115,7 @@ def _conv_layers(specs, activation):
 
 def _settings(args):
     """(ConvNetConfig, TrainingConfig, expanded, members) from a preset and the options that change it."""
-    from nndl.deep.presets import BOOK_STYLE, get_preset
+    from nndl.training.presets import BOOK_STYLE, get_preset
     from nndl.training.config import ConvNetConfig, TrainingConfig
     preset = get_preset(args.preset) if args.preset else None
     style = args.style or ("book" if preset else "nndl")
@@ -166,7 +166,7 @@ def _augmentation(args):
 
 
 def _list_presets():
-    from nndl.deep.presets import PRESETS
+    from nndl.training.presets import PRESETS
     print(f"{'preset':10} {'book':>7}  what")
     for p in PRESETS.values():
         print(f"{p.name:10} {p.book:7.2%}  {p.title}: {p.network.describe()}; {p.training.epochs} epochs, "

@@ -1,6 +1,7 @@
 """The nndl command line, run in-process on a small synthetic data set in MNIST's idx layout."""
 
 import json
+from pathlib import Path
 import subprocess
 import sys
 
@@ -278,3 +279,21 @@ def test_a_bug_is_not_disguised_as_a_user_error(capsys, idx_dataset, monkeypatch
     monkeypatch.setattr(nndl.cli, "_load_data", lambda args: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         main(["train", *map(str, data_args(idx_dataset))])
+
+
+def test_sigterm_stops_training_like_ctrl_c_and_saves(idx_dataset, tmp_path):
+    import os
+    import signal
+    model, history = tmp_path / "net.json", tmp_path / "run.json"
+    command = [sys.executable, "-u", "-m", "nndl", "train", *map(str, data_args(idx_dataset)), "--epochs", "100000",
+               "--save", str(model), "--history", str(history), "--no-progress"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    for line in process.stdout:                  # wait for the first finished epoch
+        if line.startswith("Epoch 0"):
+            break
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "Finished (interrupted)" in out and f"to {model}" in out
+    assert json.loads(history.read_text())["stop_reason"] == "interrupted"

@@ -13,7 +13,6 @@ in ``layers`` and ``network``. One module per job:
     train       the SGD loop: History, best-validation epoch, schedule, checkpoints, resume
     checkpoint  model and checkpoint files (no pickle), validated against their architecture
     ensemble    several networks voting or averaging their probabilities
-    presets     the rungs of the book's ladder, one name each
 
 PyTorch is an optional dependency (``pip install 'nndl[deep]'``): ``import
 nndl`` and chapters 1-3 never import it, and this package says how to install

@@ -23,7 +23,7 @@ from nndl.errors import ConfigError
 from nndl.lookup import normalise
 from nndl.validate import MAX_PARAMETERS, layer_sizes, real_number, whole_number
 
-__all__ = ["NetworkConfig", "ConvNetConfig", "TrainingConfig", "network_config_from_dict", "resolve_training_config", "MONITORS", "SCHEDULES",
+__all__ = ["Settings", "NetworkConfig", "ConvNetConfig", "TrainingConfig", "network_config_from_dict", "resolve_training_config", "MONITORS", "SCHEDULES",
            "REGULARIZATIONS", "LMBDA_SCALES"]
 
 #: The per-epoch measurements that can be monitored.
@@ -46,13 +46,25 @@ def _monitor_name(name):
     return name.strip().lower().replace("-", "_")
 
 
-class _Config:
-    """to_dict / from_dict / replace for the frozen dataclasses below."""
+def _plain(value):
+    if isinstance(value, Settings):
+        return value.to_dict()
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    return value
+
+
+class Settings:
+    """to_dict / from_dict / replace for frozen dataclasses of settings.
+
+    The configurations below derive from it, and so do the experiments'
+    (``nndl.experiments``): a setting may itself be a Settings (a network
+    inside an experiment), and ``to_dict`` writes it as a nested dict.
+    """
 
     def to_dict(self):
         """The settings as a JSON-ready dict."""
-        return {f.name: (list(v) if isinstance(v, tuple) else v)
-                for f in dataclasses.fields(self) for v in [getattr(self, f.name)]}
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     @classmethod
     def from_dict(cls, data, source=None):
@@ -78,7 +90,7 @@ class _Config:
 
 
 @dataclass(frozen=True)
-class NetworkConfig(_Config):
+class NetworkConfig(Settings):
     """A fully connected network, as the book describes one.
 
     Attributes
@@ -153,7 +165,7 @@ class NetworkConfig(_Config):
 
 
 @dataclass(frozen=True)
-class TrainingConfig(_Config):
+class TrainingConfig(Settings):
     """Every setting of mini-batch stochastic gradient descent (chapters 1 and 3).
 
     Attributes
@@ -333,7 +345,7 @@ def _conv_layer(spec, index):
 
 
 @dataclass(frozen=True)
-class ConvNetConfig(_Config):
+class ConvNetConfig(Settings):
     """A network of chapter 6: conv-pool layers, fully connected layers, a softmax output.
 
     Pure data (no PyTorch needed): ``nndl.deep.ConvNetwork.from_config``

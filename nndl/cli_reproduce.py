@@ -1,0 +1,73 @@
+"""``nndl reproduce``: run the book's experiments from the registry (``nndl.experiments``) and report them."""
+
+import argparse
+import sys
+import textwrap
+
+__all__ = ["add_commands", "plot_result"]
+
+
+def add_commands(commands, helpers):
+    """Add ``reproduce`` to the sub-command parsers. ``helpers``: the nndl.cli module."""
+    r = commands.add_parser(
+        "reproduce", help="run the book's experiments and compare with the book",
+        description="Run experiments of the book by id (see --list), a chapter (ch1 ... ch6, hyper) or all. "
+                    "Each writes OUT/ID.json (every seed, the median, the book's value, whether it reproduces "
+                    "it), OUT/ID.png (its figure) and updates OUT/REPORT.md. Runs already in OUT are not run "
+                    "again unless --force; an interrupted command, run again, goes on where it stopped.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    r.add_argument("ids", metavar="ID", nargs="*", help="experiment ids, chapters (ch3) or all")
+    r.add_argument("--list", action="store_true", help="list the experiments and exit")
+    r.add_argument("--seeds", type=int, nargs="+", metavar="S",
+                   help="seeds of each experiment; a deterministic experiment runs once (default: 1 2 3, or 1 with "
+                        "--quick)")
+    r.add_argument("--quick", action="store_true",
+                   help="a small, seconds-long version of each (a smoke test, not comparable with the book)")
+    r.add_argument("--out", metavar="DIR", help="output directory (default: reproduced, or reproduced-quick with "
+                   "--quick)")
+    r.add_argument("--jobs", "-j", type=helpers._positive_int, default=1, metavar="N",
+                   help="independent runs in N parallel processes, one CPU thread each")
+    r.add_argument("--force", action="store_true", help="run again what is already in OUT")
+    r.add_argument("--data", metavar="DIR", help="directory with the MNIST files (default: nndl's usual search)")
+    r.set_defaults(run=cmd_reproduce)
+
+
+def cmd_reproduce(args):
+    from nndl.errors import ConfigError
+    from nndl.experiments.registry import experiments, select
+    if args.list or not args.ids:
+        if not args.list:
+            raise ConfigError("name the experiments to run (ids, a chapter such as ch3, or all); "
+                              "nndl reproduce --list shows them")
+        chosen = select(args.ids) if args.ids else list(experiments().values())
+        for e in chosen:
+            book = f" [book: {e.book}]" if e.book else ""
+            needs = f" (needs {', '.join(n for n in e.needs if n != 'mnist')})" \
+                if set(e.needs) - {"mnist"} else ""
+            print(textwrap.shorten(f"{e.id:24s} {e.title}{book}{needs}", 160))
+        print(f"{len(chosen)} experiments; nndl reproduce ID [ID...] runs them")
+        return 0
+    from nndl.experiments.runner import reproduce
+    out = args.out or ("reproduced-quick" if args.quick else "reproduced")
+    seeds = args.seeds or ([1] if args.quick else [1, 2, 3])
+    outcome = reproduce(args.ids, seeds=seeds, quick=args.quick, out=out, jobs=args.jobs, force=args.force,
+                        data_dir=args.data, echo=lambda line: print(line, flush=True))
+    print(f"Report: {out}/REPORT.md ({len(outcome.finished)} finished, {len(outcome.skipped)} already done, "
+          f"{len(outcome.failed)} failed)")
+    if outcome.failed:
+        print(f"nndl: error: failed: {', '.join(outcome.failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def plot_result(path, output):
+    """Draw an experiment's figure again from its ID.json; returns the PNG's path."""
+    from nndl.experiments.registry import get
+    from nndl.experiments.runner import load_result
+    from nndl.errors import ConfigError
+    result = load_result(path)
+    experiment = get(result["id"])
+    if experiment.plot is None:
+        raise ConfigError(f"{result['id']} has no figure")
+    experiment.plot(result, output)
+    return output

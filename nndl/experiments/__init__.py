@@ -1,0 +1,13 @@
+"""The book's experiments as a registry: ``nndl reproduce ID`` runs one, with its figure and the book's value beside ours.
+
+    from nndl.experiments import experiments, get
+    get("ch3-overfit").config          # the book's configuration, typed
+    nndl reproduce --list              # the same from the command line
+
+Importing this package registers nothing; :func:`experiments` loads the
+chapter modules on first use.
+"""
+
+from nndl.experiments.registry import Context, Experiment, experiments, get, register, select
+
+__all__ = ["Context", "Experiment", "experiments", "get", "register", "select"]

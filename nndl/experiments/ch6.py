@@ -1,0 +1,260 @@
+"""Chapter 6: the ladder of convolutional networks to 99.67%, the learned filters, the digits still missed.
+
+Every rung of ``nndl.training.presets`` is an experiment here, run the book's
+way (network3: mini-batches of 10 in stored order, its weights and dropout,
+lambda over the number of mini-batches); its value is the book's figure of
+merit, the test accuracy at the epoch of best validation accuracy. The runs
+need PyTorch (``pip install 'nndl[deep]'``); listing them does not.
+
+A rung takes from minutes (fc100) to hours (the expanded-data rungs) on a
+CPU: each run checkpoints after every epoch (in OUT/runs/checkpoints) and an
+interrupted ``nndl reproduce`` resumes it from there. ``--quick`` trains each
+network for one epoch on 1,000 images, in seconds.
+"""
+
+from dataclasses import dataclass
+
+from nndl.errors import ConfigError
+from nndl.experiments.figures import figure
+from nndl.experiments.registry import Experiment, register
+from nndl.training.config import ConvNetConfig, Settings, TrainingConfig
+from nndl.training.presets import PRESETS
+
+__all__ = ["ConvRun", "train_conv"]
+
+
+@dataclass(frozen=True)
+class ConvRun(Settings):
+    """A chapter 6 run: a convolutional network, how to train it, on what.
+
+    Attributes
+    ----------
+    net : ConvNetConfig
+    train : TrainingConfig
+        Its ``seed`` is replaced by each run's seed.
+    expanded : bool
+        Train on the 250,000 images of the book's expanded set (each image and its four 1-pixel shifts).
+    training_size : int, optional
+        The first this many training images only (None: all).
+    evaluation_size : int, optional
+        The first this many validation and test images only (None: all 10,000 of each).
+    members : int
+        Networks trained (seeds ``members*(seed-1)+1 ... members*seed``) that vote, as the book's ensemble.
+    """
+
+    net: ConvNetConfig = None
+    train: TrainingConfig = TrainingConfig()
+    expanded: bool = False
+    training_size: int = None
+    evaluation_size: int = None
+    members: int = 1
+
+    def __post_init__(self):
+        if not isinstance(self.net, ConvNetConfig) or not isinstance(self.train, TrainingConfig):
+            raise ConfigError("a ConvRun needs a ConvNetConfig and a TrainingConfig")
+        for name in ("training_size", "evaluation_size"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ConfigError(f"{name} must be a whole number >= 1 or null, got {value!r}")
+        if isinstance(self.members, bool) or not isinstance(self.members, int) or self.members < 1:
+            raise ConfigError(f"members must be a whole number >= 1, got {self.members!r}")
+
+    def quick(self):
+        """The same network and settings, one epoch on 1,000 training images, measured on 500."""
+        return ConvRun(net=self.net, train=self.train.replace(epochs=1), expanded=self.expanded,
+                       training_size=1000, evaluation_size=500, members=min(self.members, 2))
+
+
+def _data(config, context):
+    """(training, validation, test) tensor pairs on the CPU, cut to the configured sizes (before expanding)."""
+    import dataclasses
+
+    import torch
+
+    from nndl.data.mnist import Split
+    from nndl.deep.data import split_tensors
+
+    def first(split, k):
+        return split if k is None else Split(split.images[:k], split.labels[:k])
+
+    data = context.mnist()
+    data = dataclasses.replace(data, training=first(data.training, config.training_size),
+                               validation=first(data.validation, config.evaluation_size),
+                               test=first(data.test, config.evaluation_size))
+    training, validation, test = split_tensors(data, expanded="shifts" if config.expanded else None,
+                                               dtype=getattr(torch, config.net.dtype))
+    if config.training_size:
+        training = (training[0][:config.training_size], training[1][:config.training_size])
+    return training, validation, test
+
+
+def train_conv(config, context, seed, data, suffix=""):
+    """Train one network of ``config`` with ``seed`` on ``data``; returns (net, History).
+
+    With a ``context.work_dir`` it checkpoints every epoch and resumes from a
+    checkpoint of the same run (same configuration and seed) left by a run
+    that was stopped.
+    """
+    from pathlib import Path
+
+    from nndl.deep.checkpoint import load_checkpoint
+    from nndl.deep.device import set_threads
+    from nndl.deep.network import ConvNetwork
+    from nndl.deep.train import train
+
+    if context.threads:
+        set_threads(context.threads)
+    training_config = config.train.replace(seed=seed)
+    metadata = {"experiment": context.name, "config": config.to_dict(), "seed": seed}
+    checkpoint, resume = context.checkpoint_path(suffix), None
+    if checkpoint and Path(checkpoint).exists():
+        net, state, saved = load_checkpoint(checkpoint)
+        if saved.get("experiment") == metadata["experiment"] and saved.get("config") == metadata["config"] \
+                and saved.get("seed") == seed:
+            resume = state
+    if resume is None:
+        net = ConvNetwork(config.net, seed=seed)
+    training, validation, test = data
+    history = train(net, training, training_config, validation_data=validation, test_data=test,
+                    checkpoint=checkpoint, checkpoint_metadata=metadata, resume=resume)
+    if history.stop_reason == "interrupted":
+        raise KeyboardInterrupt
+    return net, history
+
+
+def _member_result(history):
+    return {"best_epoch": history.best_epoch, "best_validation_accuracy": history.best_accuracy,
+            "test_accuracy": history.best_test_accuracy, "history": history.to_dict()}
+
+
+def run_rung(config, context):
+    """One seed of a rung: value = test accuracy at the best validation epoch (of the vote, for an ensemble)."""
+    data = _data(config, context)
+    if config.members == 1:
+        net, history = train_conv(config, context, context.seed, data)
+        result = _member_result(history)
+        result["value"] = history.best_test_accuracy
+        result["summary"] = (f"test {100 * history.best_test_accuracy:.2f}% at epoch {history.best_epoch} "
+                             f"(validation {100 * history.best_accuracy:.2f}%)")
+        return result
+    from nndl.deep.ensemble import evaluate_ensemble
+    seeds = [config.members * ((context.seed or 1) - 1) + i + 1 for i in range(config.members)]
+    nets, members = [], []
+    for i, seed in enumerate(seeds):
+        net, history = train_conv(config, context, seed, data, suffix=f"-m{i + 1}")
+        nets.append(net)
+        members.append({"seed": seed, **_member_result(history)})
+    scores = evaluate_ensemble(nets, *data[2])
+    return {"value": scores["vote"], "vote": scores["vote"], "average": scores["average"],
+            "member_accuracies": scores["members"], "members": members,
+            "summary": f"vote {100 * scores['vote']:.2f}%, average {100 * scores['average']:.2f}%, members "
+                       + ", ".join(f"{100 * a:.2f}%" for a in scores["members"])}
+
+
+def plot_rung(result, path):
+    """Validation and test accuracy against epoch, one pair of lines per seed (or member)."""
+    with figure(path, title=f"{result['id']}: {result['title']}", size=(6.0, 4.0),
+                caption=f"book: {result['book']}; test accuracy is read at the best validation epoch") as (ax,):
+        for run in result["runs"]:
+            nets = run.get("members") or [run]
+            for k, member in enumerate(nets):
+                history = member["history"]
+                label = f"seed {member.get('seed', run['seed'])}"
+                line, = ax.plot(history["epochs"], [100 * a for a in history["evaluation_accuracy"]],
+                                label=f"{label} validation")
+                ax.plot(history["epochs"], [100 * a for a in history["test_accuracy"]], linestyle="--",
+                        color=line.get_color(), label=f"{label} test")
+        if result.get("target") is not None:
+            ax.axhline(100 * result["target"], color="0.3", linestyle=":", label="book (test)")
+        ax.set_xlabel("Epoch")
+        ax.set_ylabel("Accuracy (%)")
+
+
+def run_filters(config, context):
+    """Train the one-conv-layer network and keep its first layer's learned 5x5 filters."""
+    net, history = train_conv(config, context, context.seed, _data(config, context))
+    weights = net.layers[0].weight.detach().cpu()
+    return {"value": history.best_test_accuracy, "filters": weights.reshape(weights.shape[0], -1).tolist(),
+            "filter_shape": list(weights.shape[1:]), "history": history.to_dict(),
+            "summary": f"{weights.shape[0]} filters; network's test accuracy {100 * history.best_test_accuracy:.2f}%"}
+
+
+def plot_filters(result, path):
+    """The first layer's filters as small images, darker for larger weights, as the book draws them."""
+    import numpy as np
+    run = result["runs"][0]
+    shape = run["filter_shape"]
+    filters = np.asarray(run["filters"]).reshape(-1, shape[-2], shape[-1])
+    columns = 10
+    rows = -(-len(filters) // columns)
+    with figure(path, nrows=rows, ncols=columns, size=(0.9, 0.9),
+                title=f"{result['id']}: the {len(filters)} learned 5x5 filters (seed {run['seed']})") as axes:
+        for ax, w in zip(axes, filters):
+            ax.imshow(w, cmap="Greys", interpolation="nearest")
+        for ax in axes:
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.grid(False)
+
+
+def run_misclassified(config, context):
+    """Train a network and keep the test digits it gets wrong (pixels as 0..255 integers), with both labels."""
+    import torch
+    data = _data(config, context)
+    net, history = train_conv(config, context, context.seed, data)
+    images, labels = data[2]
+    predicted = net.predict(images).cpu()
+    wrong = torch.nonzero(predicted != labels).flatten()
+    pixels = (images[wrong].reshape(len(wrong), -1) * 255).round().to(torch.uint8)
+    return {"value": float((predicted == labels).float().mean()), "n_test": int(labels.shape[0]),
+            "indices": wrong.tolist(), "labels": labels[wrong].tolist(), "predicted": predicted[wrong].tolist(),
+            "images": pixels.tolist(), "history": history.to_dict(),
+            "summary": f"{len(wrong)} of {labels.shape[0]:,} test digits misclassified (last epoch's network)"}
+
+
+def plot_misclassified(result, path):
+    """Up to 40 misclassified test digits, each titled 'true -> predicted'."""
+    import numpy as np
+    run = result["runs"][0]
+    shown = min(len(run["indices"]), 40)
+    columns = 10
+    rows = max(1, -(-shown // columns))
+    with figure(path, nrows=rows, ncols=columns, size=(1.0, 1.15),
+                title=f"{result['id']}: {len(run['indices'])} misclassified test digits "
+                      f"(true -> predicted, seed {run['seed']})") as axes:
+        for k, ax in enumerate(axes):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.grid(False)
+            if k < shown:
+                ax.imshow(np.asarray(run["images"][k]).reshape(28, 28), cmap="Greys", interpolation="nearest")
+                ax.set_title(f"{run['labels'][k]} -> {run['predicted'][k]}", fontsize=8)
+
+
+def _rung(preset):
+    config = ConvRun(net=preset.network, train=preset.training, expanded=preset.expanded,
+                     members=preset.members)
+    tolerance = 0.001 if preset.book > 0.99 else 0.003
+    return register(Experiment(
+        id=f"ch6-{preset.name}", title=preset.title, run=run_rung, config=config, quick=config.quick(),
+        book=f"{100 * preset.book:.2f}%", target=preset.book, tolerance=tolerance, plot=plot_rung,
+        needs=("mnist", "torch")))
+
+
+for _preset in PRESETS.values():
+    _rung(_preset)
+
+_CONV1 = PRESETS["conv1"]
+_conv1 = ConvRun(net=_CONV1.network, train=_CONV1.training)
+register(Experiment(
+    id="ch6-filters", title="the learned 5x5 filters of the first conv layer (the conv1 network)",
+    run=run_filters, config=_conv1, quick=_conv1.quick(), book="a picture: the filters show spatial structure",
+    plot=plot_filters, needs=("mnist", "torch")))
+
+_RELU = PRESETS["relu"]
+_relu = ConvRun(net=_RELU.network, train=_RELU.training)
+register(Experiment(
+    id="ch6-misclassified", title="the test digits the ReLU network still gets wrong",
+    run=run_misclassified, config=_relu, quick=_relu.quick(),
+    book="the book shows the 33 its ensemble misses; many are hard for a person too",
+    plot=plot_misclassified, needs=("mnist", "torch")))

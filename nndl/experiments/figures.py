@@ -1,0 +1,60 @@
+"""Drawing an experiment's figure: one matplotlib Figure, written atomically as a PNG.
+
+    with figure(path, ncols=2, title="Overfitting: 1,000 training images") as axes:
+        axes[0].plot(epochs, cost, label="training cost")
+        ...
+
+matplotlib is imported here, when a figure is drawn, and only through its
+non-interactive Agg canvas (no pyplot, no global state, safe in worker
+processes). The figure gets the book's look: labelled axes, a light grid,
+a legend wherever something is labelled.
+"""
+
+from contextlib import contextmanager
+
+from nndl.files.atomic import atomic_writer
+
+__all__ = ["figure", "DPI"]
+
+DPI = 100
+
+
+@contextmanager
+def figure(path, *, nrows=1, ncols=1, title=None, size=(5.0, 4.0), caption=None):
+    """Yield a flat list of ``nrows * ncols`` Axes; on leaving the block, write the PNG to ``path``.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The PNG, replaced atomically (nothing is written if the block raises).
+    nrows, ncols : int
+    title : str, optional
+        The figure's title (e.g. what was run, with its settings).
+    size : (float, float)
+        Inches per panel (width, height).
+    caption : str, optional
+        Small grey text under the panels (e.g. the book's values); may have several lines.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.collections import QuadMesh
+    from matplotlib.figure import Figure
+
+    caption_height = 0.05 + 0.17 * (caption.count("\n") + 1) if caption else 0.0
+    fig = Figure(figsize=(size[0] * ncols, size[1] * nrows + caption_height), dpi=DPI)
+    FigureCanvasAgg(fig)
+    axes = list(fig.subplots(nrows, ncols, squeeze=False).flat)
+    yield axes
+    for ax in axes:
+        if not ax.images and not any(isinstance(c, QuadMesh) for c in ax.collections):  # not over pictures
+            ax.grid(True, alpha=0.3)
+        if ax.get_legend_handles_labels()[1] and ax.get_legend() is None:
+            ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    bottom = 0.0
+    if caption:
+        fig.text(0.01, 0.01, caption, fontsize=8, color="0.35", ha="left", va="bottom")
+        bottom = caption_height / fig.get_figheight()
+    fig.tight_layout(rect=(0, bottom, 1, 1))
+    with atomic_writer(path) as f:
+        fig.savefig(f, format="png", dpi=DPI)

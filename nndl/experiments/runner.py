@@ -1,0 +1,351 @@
+"""Running registered experiments: seeds, parallel processes, resumable results, the report.
+
+For an output directory DIR, :func:`reproduce` writes
+
+* ``DIR/runs/ID-sSEED.json`` -- one seed's result, as soon as it finishes
+  (``ID-once.json`` for a deterministic experiment);
+* ``DIR/ID.json`` -- every seed's result, the median and spread over seeds,
+  and whether it reproduces the book, once all of its seeds are done;
+* ``DIR/ID.png`` -- its figure, drawn from ``ID.json`` (``nndl plot DIR/ID.json``
+  draws it again without training);
+* ``DIR/REPORT.md`` -- the table of every experiment in DIR, rewritten after
+  each experiment finishes.
+
+Every file is written atomically. A seed whose result is already in
+``DIR/runs`` with the same configuration is not run again (unless ``force``),
+so an interrupted command, run again, picks up where it stopped. Quick runs
+and full runs keep separate results: a quick result never stands in for a
+full one.
+
+With ``jobs > 1`` the (experiment, seed) runs go to that many worker processes,
+each limited to one CPU thread (independent runs in parallel use a multi-core
+machine better than one run using every core).
+"""
+
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from datetime import datetime, timezone
+from multiprocessing import get_context
+from pathlib import Path
+
+from nndl.errors import MissingDependencyError, NndlError, OutputError
+from nndl.experiments.registry import Context, config_dict, format_value, get, experiments
+from nndl.files.atomic import atomic_write_text
+
+__all__ = ["reproduce", "load_result", "write_report", "Outcome", "FORMAT", "VERSION"]
+
+FORMAT = "nndl-experiment"
+VERSION = 1
+
+
+class Outcome:
+    """What :func:`reproduce` did: ids finished, skipped (already done), and failed (id -> message)."""
+
+    def __init__(self):
+        self.finished, self.skipped, self.failed = [], [], {}
+
+    @property
+    def ok(self):
+        return not self.failed
+
+
+def _seeds(experiment, seeds):
+    return list(seeds) if experiment.seeded else [None]
+
+
+def _part_path(out, experiment, seed):
+    return Path(out) / "runs" / f"{experiment.id}-{'once' if seed is None else f's{seed}'}.json"
+
+
+def _read_json(path):
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _usable(saved, experiment, quick):
+    """True when a saved result was made by this experiment with this configuration."""
+    return (isinstance(saved, dict) and saved.get("id") == experiment.id and saved.get("quick") == quick
+            and saved.get("config") == config_dict(experiment.settings(quick)) and "error" not in saved)
+
+
+def _check_needs(chosen, data_dir):
+    """Refuse, before any work, what cannot run here: missing libraries or data."""
+    import importlib.util
+    missing = {}
+    for experiment in chosen:
+        for need, module, install in (("torch", "torch", "pip install 'nndl[deep]'"),
+                                      ("sklearn", "sklearn", "pip install scikit-learn")):
+            if need in experiment.needs and importlib.util.find_spec(module) is None:
+                missing.setdefault(install, []).append(experiment.id)
+    if missing:
+        raise MissingDependencyError("; ".join(f"{', '.join(ids)} need(s) a library that is not installed: {install}"
+                                               for install, ids in missing.items()))
+    if any("mnist" in e.needs for e in chosen):
+        from nndl.data.mnist import find_mnist
+        try:
+            find_mnist(data_dir)
+        except NndlError:
+            from nndl.data.mnist import load_mnist
+            load_mnist(data_dir, progress=None)         # downloads it, or says plainly where it looked
+
+
+def _limit_threads(threads):
+    """In a worker process: one thread for BLAS (and PyTorch, if a run imports it)."""
+    if threads is None:
+        return
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[name] = str(threads)
+    from threadpoolctl import threadpool_limits
+    global _LIMITS
+    _LIMITS = threadpool_limits(threads)
+
+
+_LIMITS = None
+
+
+def run_one(experiment_id, seed, quick, data_dir=None, threads=None, work_dir=None):
+    """One seed of one experiment (in this process): its result dict, with ``seed`` and ``seconds`` added.
+
+    An error becomes ``{"error": message}`` so that the other runs go on; a
+    problem of the user's (an NndlError) is one line, anything else keeps its
+    traceback.
+    """
+    experiment = get(experiment_id)
+    name = f"{experiment_id}{'' if seed is None else f'-s{seed}'}{'-quick' if quick else ''}"
+    context = Context(seed=seed, quick=quick, data_dir=data_dir, threads=threads, name=name, work_dir=work_dir)
+    start = time.perf_counter()
+    try:
+        result = experiment.run(experiment.settings(quick), context)
+    except NndlError as e:
+        return {"seed": seed, "error": str(e)}
+    except Exception:
+        return {"seed": seed, "error": traceback.format_exc()}
+    if not isinstance(result, dict):
+        return {"seed": seed, "error": f"{experiment_id}'s run returned {type(result).__name__}, not a dict"}
+    return {**result, "seed": seed, "seconds": time.perf_counter() - start}
+
+
+def _worker_init(threads):
+    _limit_threads(threads)
+
+
+def _combine(experiment, quick, runs, seeds):
+    """The ID.json document: every run, the median and spread, and the verdict."""
+    values = [r["value"] for r in runs if r.get("value") is not None]
+    shown = [r["shown"] for r in runs if r.get("shown") is not None]
+    median = statistics.median(values) if values else None
+    all_shown = all(shown) if shown else None
+    seed_words = "" if not experiment.seeded else " --seeds " + " ".join(map(str, seeds))
+    return {
+        "format": FORMAT, "version": VERSION,
+        "id": experiment.id, "title": experiment.title, "book": experiment.book,
+        "target": experiment.target, "tolerance": experiment.tolerance, "better": experiment.better,
+        "unit": experiment.unit, "quick": quick, "config": config_dict(experiment.settings(quick)),
+        "seeds": [r["seed"] for r in runs], "runs": runs,
+        "median": median, "spread": [min(values), max(values)] if values else None,
+        "shown": all_shown, "within": experiment.within(median, all_shown),
+        "command": f"nndl reproduce {experiment.id}{seed_words}{' --quick' if quick else ''}",
+        "seconds": sum(r.get("seconds", 0.0) for r in runs),
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "environment": {"python": platform.python_version(), "machine": platform.machine(),
+                        "cpus": os.cpu_count()},
+    }
+
+
+def load_result(path):
+    """Read an ID.json written by :func:`reproduce` (FileFormatError when it is not one)."""
+    from nndl.errors import FileFormatError
+    data = _read_json(path)
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise FileFormatError(f"{path} is not an experiment result written by nndl reproduce")
+    if data.get("version", 0) > VERSION:
+        raise FileFormatError(f"{path} was written by a newer nndl (format version {data['version']}); upgrade nndl")
+    return data
+
+
+def _finish(experiment, quick, runs, seeds, out, echo):
+    """Write ID.json and its figure; returns the combined result."""
+    result = _combine(experiment, quick, runs, seeds)
+    atomic_write_text(Path(out) / f"{experiment.id}.json", json.dumps(result, indent=1))
+    if experiment.plot is not None:
+        try:
+            experiment.plot(result, Path(out) / f"{experiment.id}.png")
+        except Exception as e:                       # a figure must not lose the result it draws
+            echo(f"{experiment.id}: the figure failed ({type(e).__name__}: {e}); the result is kept")
+    verdict = {True: "reproduces the book", False: "does not reproduce the book", None: ""}[result["within"]]
+    ours = format_value(result["median"], experiment.unit) if result["median"] is not None else \
+        runs[0].get("summary", "")
+    echo(f"{experiment.id}: {ours}{' (median)' if len(runs) > 1 and result['median'] is not None else ''}"
+         f"{'; book: ' + experiment.book if experiment.book else ''}{'; ' + verdict if verdict else ''}")
+    return result
+
+
+def reproduce(ids, *, seeds=(1, 2, 3), quick=False, out="reproduced", jobs=1, force=False, data_dir=None,
+              echo=print):
+    """Run the experiments ``ids`` (ids, groups or "all") for ``seeds``; see the module docstring.
+
+    Returns
+    -------
+    Outcome
+    """
+    from nndl.experiments.registry import select
+    from nndl.files.outputs import check_outputs
+
+    chosen = select(ids)
+    out = Path(out)
+    check_outputs({"--out": str(out / "REPORT.md")})
+    _check_needs(chosen, data_dir)
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+
+    outcome = Outcome()
+    pending, done = {}, {}              # id -> seeds still to run; id -> {seed: result}
+    for experiment in chosen:
+        wanted = _seeds(experiment, seeds)
+        final = _read_json(out / f"{experiment.id}.json")
+        if not force and _usable(final, experiment, quick) and set(final["seeds"]) == set(wanted):
+            outcome.skipped.append(experiment.id)
+            continue
+        done[experiment.id] = {}
+        for seed in wanted:
+            part = _read_json(_part_path(out, experiment, seed))
+            if not force and _usable(part, experiment, quick):
+                done[experiment.id][seed] = part
+            else:
+                pending.setdefault(experiment.id, []).append(seed)
+    if outcome.skipped:
+        echo(f"already done (use --force to run again): {', '.join(outcome.skipped)}")
+    tasks = [(i, s) for i in pending for s in pending[i]]
+    total = len(tasks)
+    echo(f"{total} run(s) of {len(done)} experiment(s){' (quick)' if quick else ''}"
+         f"{f', {jobs} at a time' if jobs > 1 and total > 1 else ''}; results in {out}")
+
+    def settle(experiment_id, seed, result, k):
+        experiment = get(experiment_id)
+        if "error" in result:
+            outcome.failed[experiment_id] = result["error"].strip().splitlines()[-1]
+            echo(f"[{k}/{total}] {experiment_id}{_seed_words(seed)} failed: {result['error'].strip()}")
+            return
+        result = {**result, "id": experiment_id, "quick": quick, "config": config_dict(experiment.settings(quick))}
+        atomic_write_text(_part_path(out, experiment, seed), json.dumps(result, indent=1))
+        done[experiment_id][seed] = result
+        echo(f"[{k}/{total}] {experiment_id}{_seed_words(seed)}: {_run_words(experiment, result)} "
+             f"({result['seconds']:.1f} s)")
+        _maybe_finish(experiment_id)
+
+    def _maybe_finish(experiment_id):
+        experiment = get(experiment_id)
+        wanted = _seeds(experiment, seeds)
+        if experiment_id in outcome.failed or set(done[experiment_id]) != set(wanted):
+            return
+        runs = [_strip(done[experiment_id][s]) for s in wanted]
+        _finish(experiment, quick, runs, wanted, out, echo)
+        outcome.finished.append(experiment_id)
+        write_report(out)
+
+    work = str(out / "runs" / "checkpoints")
+    for experiment_id in [i for i in done if i not in pending]:
+        _maybe_finish(experiment_id)          # every seed was already saved: just combine them
+    try:
+        if jobs <= 1 or total <= 1:
+            for k, (experiment_id, seed) in enumerate(tasks, 1):
+                settle(experiment_id, seed, run_one(experiment_id, seed, quick, data_dir, None, work), k)
+        else:
+            with ProcessPoolExecutor(max_workers=min(jobs, total), mp_context=get_context("spawn"),
+                                     initializer=_worker_init, initargs=(1,)) as pool:
+                futures = {pool.submit(run_one, i, s, quick, data_dir, 1, work): (i, s) for i, s in tasks}
+                try:
+                    for k, future in enumerate(as_completed(futures), 1):
+                        experiment_id, seed = futures[future]
+                        try:
+                            result = future.result()
+                        except Exception as e:              # a worker that died (killed, out of memory)
+                            result = {"seed": seed, "error": f"the worker process failed: {e}"}
+                        settle(experiment_id, seed, result, k)
+                except KeyboardInterrupt:
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    raise
+    except KeyboardInterrupt:
+        kept = sum(len(v) for v in done.values())
+        echo(f"interrupted: the {kept} finished run(s) are saved in {out / 'runs'}; "
+             "run the same command again to go on from there")
+        raise
+    return outcome
+
+
+def _strip(result):
+    """A seed's result as it goes into ID.json (without the fields ID.json states once)."""
+    return {k: v for k, v in result.items() if k not in ("id", "quick", "config")}
+
+
+def _seed_words(seed):
+    return "" if seed is None else f" seed {seed}"
+
+
+def _run_words(experiment, result):
+    if result.get("summary"):
+        return result["summary"]
+    if result.get("value") is not None:
+        return experiment.format(result["value"])
+    return "done"
+
+
+def _verdict(result):
+    within = result.get("within")
+    if result.get("target") is None:
+        return {True: "shown", False: "**not shown**", None: "-"}[result.get("shown")]
+    return {True: "yes", False: "**no**", None: "-"}[within]
+
+
+def _ours(result):
+    unit = result.get("unit", "%")
+    runs = result.get("runs", [])
+    if result.get("median") is None:
+        return (runs[0].get("summary") or "-") if runs else "-"
+    text = format_value(result["median"], unit)
+    if len(runs) > 1 and result.get("spread"):
+        low, high = result["spread"]
+        text += f" ({format_value(low, unit)} to {format_value(high, unit)}, {len(runs)} seeds)"
+    return text
+
+
+def write_report(out):
+    """Rewrite DIR/REPORT.md from every DIR/ID.json, in the registry's order."""
+    out = Path(out)
+    results = {}
+    for path in sorted(out.glob("*.json")):
+        data = _read_json(path)
+        if isinstance(data, dict) and data.get("format") == FORMAT:
+            results[data["id"]] = data
+    order = list(experiments())
+    rows = sorted(results.values(), key=lambda r: (order.index(r["id"]) if r["id"] in order else len(order), r["id"]))
+    quick = any(r.get("quick") for r in rows)
+    lines = [
+        "# The book's experiments, reproduced",
+        "",
+        f"Written by `nndl reproduce` ({len(rows)} of {len(order)} experiments have results here"
+        f"{'; rows marked quick ran the small --quick configuration and are not comparable with the book' if quick else ''}). "
+        "\"ours\" is the median over seeds, with the lowest and highest in brackets; \"within tolerance\" "
+        "compares it with the book's number (yes also when better), or says whether the behaviour the book "
+        "describes was shown. Each row's command runs it again.",
+        "",
+        "| id | what | book | ours | within tolerance? | command |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        what = r["title"] + (" (quick)" if r.get("quick") else "")
+        lines.append(f"| {r['id']} | {_cell(what)} | {_cell(r.get('book') or '-')} | {_cell(_ours(r))} | "
+                     f"{_verdict(r)} | `{r['command']}` |")
+    atomic_write_text(out / "REPORT.md", "\n".join(lines) + "\n")
+    return out / "REPORT.md"
+
+
+def _cell(text):
+    return str(text).replace("|", "\\|").replace("\n", " ")

@@ -407,7 +407,7 @@ def _is_experiment_result(path):
     try:
         with open(path) as f:
             return json.load(f).get("format") == "nndl-experiment"
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):      # the history reader reports these
         return False
 
 

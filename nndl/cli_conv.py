@@ -91,6 +91,7 @@ def add_commands(commands, helpers):
     e.add_argument("models", metavar="MODEL", nargs="+", help="models written by nndl conv --save")
     e.add_argument("--split", choices=["test", "validation"], default="test")
     e.add_argument("--device", default="auto")
+    e.add_argument("--json", metavar="FILE", help="also write the accuracies as JSON")
     helpers._add_data_options(e)
     e.set_defaults(run=cmd_ensemble)
 
@@ -306,6 +307,8 @@ def cmd_conv(args):
 
 
 def cmd_ensemble(args):
+    from nndl.files.outputs import check_outputs
+    check_outputs({"--json": args.json}, inputs=args.models)
     from nndl.deep.checkpoint import load_model
     from nndl.deep.device import resolve_device
     from nndl.deep.ensemble import evaluate_ensemble
@@ -318,4 +321,10 @@ def cmd_ensemble(args):
         print(f"{path}: {args.split} accuracy {accuracy:.2%}")
     print(f"majority vote of {len(nets)}: {result['vote']:.2%}")
     print(f"average of the probabilities: {result['average']:.2%}")
+    if args.json:
+        import json
+        from nndl.files.atomic import atomic_write_text
+        atomic_write_text(args.json, json.dumps({"models": [str(p) for p in args.models], "split": args.split,
+                                                 **result}, indent=1))
+        print(f"Wrote {args.json}")
     return 0

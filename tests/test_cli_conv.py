@@ -39,8 +39,13 @@ def test_train_save_evaluate_and_vote(capsys, idx_dataset, tmp_path):
     assert code == 0 and f"test accuracy: {accuracy:.2%}" in out
     other = tmp_path / "other.pt"
     assert run(capsys, "conv", *data_args(idx_dataset), *SMALL, "--seed", 2, "--save", other)[0] == 0
-    code, out, _ = run(capsys, "ensemble", model, other, model, *data_args(idx_dataset), "--device", "cpu")
+    votes = tmp_path / "votes.json"
+    code, out, _ = run(capsys, "ensemble", model, other, model, *data_args(idx_dataset), "--device", "cpu",
+                       "--json", votes)
     assert code == 0 and "majority vote of 3" in out and "average of the probabilities" in out
+    written = json.loads(votes.read_text())
+    assert f"majority vote of 3: {written['vote']:.2%}" in out and len(written["members"]) == 3
+    assert written["members"][0] == written["members"][2] == pytest.approx(accuracy)
 
 
 def test_a_preset_with_changes_and_the_book_style(capsys, idx_dataset, tmp_path):

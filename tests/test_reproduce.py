@@ -311,3 +311,17 @@ def test_every_quick_run_writes_valid_json_and_a_png(experiment_id, tmp_path):
     assert run.get("value") is not None or run.get("shown") is not None or run.get("summary")
     if e.plot is not None:
         assert (tmp_path / f"{experiment_id}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_bad_input_is_one_plain_line(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    for args, needle in ((["ch1-nand", "--out", str(blocker / "out")], "--out"),
+                         (["ch1-nand", "--jobs", "0"], "--jobs"),
+                         (["ch1-nand", "--seeds", "one"], "--seeds")):
+        result = _nndl("reproduce", *args)
+        assert result.returncode == 2 and needle in result.stderr and "Traceback" not in result.stderr
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": "nndl-experiment", "version": 99, "id": "ch1-nand"}')
+    result = _nndl("plot", str(bad), "-o", str(tmp_path / "x.png"))
+    assert result.returncode == 2 and "newer nndl" in result.stderr

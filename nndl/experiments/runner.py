@@ -181,6 +181,8 @@ def _finish(experiment, quick, runs, seeds, out, echo):
         except Exception as e:                       # a figure must not lose the result it draws
             echo(f"{experiment.id}: the figure failed ({type(e).__name__}: {e}); the result is kept")
     verdict = {True: "reproduces the book", False: "does not reproduce the book", None: ""}[result["within"]]
+    if quick:
+        verdict = "a quick run, not compared with the book"
     ours = format_value(result["median"], experiment.unit) if result["median"] is not None else \
         runs[0].get("summary", "")
     echo(f"{experiment.id}: {ours}{' (median)' if len(runs) > 1 and result['median'] is not None else ''}"
@@ -298,6 +300,8 @@ def _run_words(experiment, result):
 
 
 def _verdict(result):
+    if result.get("quick"):
+        return "quick run: not compared"
     within = result.get("within")
     if result.get("target") is None:
         return {True: "shown", False: "**not shown**", None: "-"}[result.get("shown")]

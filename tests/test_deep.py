@@ -1040,3 +1040,19 @@ def test_all_ties_pool_gradient_reaches_every_maximum_and_one_reaches_one():
     assert ConvNetConfig.from_dict(config.to_dict()).pool_gradient == "all-ties"
     with pytest.raises(ConfigError, match="unknown pool gradient"):
         config.replace(pool_gradient="some")
+
+
+def test_the_progress_bar_counts_every_training_image(monkeypatch):
+    import tqdm
+    counted = []
+
+    class Counting(tqdm.tqdm):
+        def close(self):
+            if not self.disable:                   # tqdm closes once more when collected
+                counted.append(self.n)
+            super().close()
+
+    monkeypatch.setattr(tqdm, "tqdm", Counting)
+    net = ConvNetwork(learner_config(), seed=1)
+    train(net, blob_data(200, 0), epochs=2, mini_batch_size=10, eta=0.1, seed=0, progress=True)
+    assert counted == [200, 200]

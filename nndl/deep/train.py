@@ -223,11 +223,11 @@ class _Run:
             if not bool(torch.isfinite(cost)):
                 self.close()
                 return None
+            if self.bar is not None:
+                self.bar.update(min(PROGRESS_EVERY, self.num_batches - chunk) * m)
         if not _finite(net):                                 # the last update itself may have overflowed
             self.close()
             return None
-            if self.bar is not None:
-                self.bar.update(min(PROGRESS_EVERY, self.num_batches - chunk) * m)
         elapsed = time.perf_counter() - start
         self.close()
         return elapsed

@@ -1,3 +1,16 @@
 """nndl: the networks of Michael Nielsen's *Neural Networks and Deep Learning*, as real software."""
 
 __version__ = "0.1.0"
+
+
+def predict(model, images):
+    """Which digit is in each image: a list of ``nndl.serve.predict.Prediction``.
+
+    ``model``: a model file written by nndl (``nndl train --save``, ``nndl conv
+    --save``) or a loaded ``Classifier``; ``images``: paths, bytes, PIL images
+    or arrays, each prepared the way MNIST's digits were (see
+    ``nndl.data.images.prepare``). Imports what it needs when called, so that
+    ``import nndl`` stays light.
+    """
+    from nndl.serve.predict import predict as _predict
+    return _predict(model, images)

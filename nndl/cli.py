@@ -6,6 +6,10 @@
     nndl plot HISTORY.json     cost and accuracy curves of a training run
     nndl conv                  train a convolutional network (chapter 6; needs PyTorch)
     nndl ensemble MODEL...     several convolutional networks voting
+    nndl reproduce ID...       the book's experiments, with their figures and the book's numbers
+    nndl predict MODEL IMAGE   which digit is in each image (your own handwriting)
+    nndl read MODEL IMAGE      a whole number written in one image
+    nndl serve MODEL           a web page to draw digits on, and its JSON API
 
 Mistakes in the input (missing data, a corrupt file, a bad option, an
 output that cannot be written) end with a one-line ``nndl: error: ...``
@@ -178,6 +182,9 @@ def build_parser():
     add_commands(commands, sys.modules[__name__])
     from nndl import cli_reproduce
     cli_reproduce.add_commands(commands, sys.modules[__name__])
+    from nndl import cli_digits, cli_serve
+    cli_digits.add_commands(commands, sys.modules[__name__])
+    cli_serve.add_commands(commands, sys.modules[__name__])
 
     p = commands.add_parser("plot", help="draw the curves of a training history, or an experiment's figure",
                             description="Draw cost and accuracy against epoch, training and evaluation data, "

@@ -1,0 +1,128 @@
+"""Your own handwriting on the command line: ``nndl predict`` a digit per image, ``nndl read`` a whole number.
+
+    nndl predict net.npz seven.png photo.jpg        seven.png: 7   (7 96.2%, 9 2.1%, 1 0.8%)
+    nndl predict net.npz *.png --json               one JSON object per image, one per line
+    nndl read net.npz number.png --show boxes.png   504192
+
+Kept apart from ``nndl.cli`` like the other command groups; Pillow, SciPy
+and matplotlib are imported only when a command runs.
+"""
+
+import json
+import sys
+
+__all__ = ["add_commands", "cmd_predict", "cmd_read"]
+
+#: The segmentation methods of ``nndl read`` and the confidence threshold of ``nndl predict``
+#: (``nndl.serve.read.METHODS``, ``nndl.serve.predict.MIN_CONFIDENCE``), written here so that building the
+#: parser imports nothing; a test checks they agree.
+_METHODS = ("scored", "components")
+_MIN_CONFIDENCE = "70%"
+
+
+def add_commands(commands, helpers):
+    """Add ``predict`` and ``read`` to the sub-command parsers ``commands``; ``helpers`` is :mod:`nndl.cli`."""
+    p = commands.add_parser(
+        "predict", help="which digit is in each image",
+        description="Predict the digit in each image (PNG, JPEG, GIF, BMP, TIFF, WebP, ...) with a saved network. "
+                    "Each image is prepared as MNIST's digits were: greyscale; dark ink on light paper inverted; "
+                    "cropped to the ink; scaled to fit 20x20 keeping its aspect ratio; centred by its centre of "
+                    "mass in 28x28. Prints the digit and the three most probable digits with their "
+                    "probabilities; a blank image, or one with no clear digit (top probability below "
+                    f"{_MIN_CONFIDENCE}), says so. A network with sigmoid outputs gives its outputs normalised to sum "
+                    "to 1.")
+    p.add_argument("model", metavar="MODEL",
+                   help="a model taking 28x28 images: nndl train --save (.json, .npz) or nndl conv --save (.pt)")
+    p.add_argument("images", metavar="IMAGE", nargs="+", help="image files, one digit in each")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object per image, one per line: file, digit (null when blank), "
+                        "probabilities, top3, confident, message, image (the 28x28 input, ints 0-255); or "
+                        "file and error")
+    p.add_argument("--show", metavar="PNG", help="also write a PNG of the 28x28 images the network saw")
+    p.set_defaults(run=cmd_predict)
+
+    r = commands.add_parser(
+        "read", help="read a whole number written in one image",
+        description="Read a number written in one image, such as 504192: split it into digits and classify each. "
+                    "--method scored (the default) also cuts marks that may be touching digits and keeps the "
+                    "grouping the network is most confident of, as chapter 1 of the book suggests; --method "
+                    "components takes each connected mark as a digit. Prints the number; notes (unclear digits) "
+                    "go to stderr. Exit status 1 when nothing was read.")
+    r.add_argument("model", metavar="MODEL",
+                   help="a model taking 28x28 images: nndl train --save (.json, .npz) or nndl conv --save (.pt)")
+    r.add_argument("image", metavar="IMAGE", help="an image of the digits written side by side on one line")
+    r.add_argument("--method", choices=_METHODS, default="scored",
+                   help="how the image is split into digits (default: scored)")
+    r.add_argument("--json", action="store_true",
+                   help="print the reading as one JSON object: file, text, digits (one prediction each), boxes, "
+                        "score, method, message")
+    r.add_argument("--show", metavar="PNG", help="also write a PNG of the image with the chosen boxes and digits")
+    r.set_defaults(run=cmd_read)
+
+
+def _describe(name, prediction):
+    """One line for a person: the digit and the three most probable digits."""
+    if prediction.digit is None:
+        return f"{name}: no digit -- {prediction.message}"
+    top = ", ".join(f"{d} {p:.1%}" for d, p in prediction.top3)
+    line = f"{name}: {prediction.digit}{'' if prediction.confident else '?'}   ({top})"
+    return line if prediction.confident else f"{line}   {prediction.message}"
+
+
+def cmd_predict(args):
+    from nndl.data.images import prepare
+    from nndl.errors import InputError
+    from nndl.files.outputs import check_outputs
+    from nndl.serve.predict import Classifier, predict, show_predictions
+    from nndl import cli as helpers
+    check_outputs({"--show": args.show}, inputs=[args.model, *args.images])
+    classifier = Classifier.load(args.model)
+    prepared, failed = {}, {}
+    for k, path in enumerate(args.images):
+        try:
+            prepared[k] = prepare(path)
+        except (InputError, *helpers.FILE_ERRORS) as e:
+            failed[k] = e
+    predictions = dict(zip(prepared, predict(classifier, list(prepared.values())))) if prepared else {}
+    for k, path in enumerate(args.images):
+        if k in failed:
+            helpers._report(failed[k], args.debug)                          # one line on stderr
+            if args.json:
+                print(json.dumps({"file": path, "error": _message(failed[k])}), flush=True)
+        elif args.json:
+            print(json.dumps({"file": path, **predictions[k].to_dict()}), flush=True)
+        else:
+            print(_describe(path, predictions[k]), flush=True)
+    if args.show and predictions:
+        shown = sorted(predictions)
+        show_predictions([predictions[k] for k in shown], args.show, names=[args.images[k] for k in shown])
+        print(f"Wrote {args.show}", file=sys.stderr)
+    return 2 if failed else 0
+
+
+def _message(error):
+    """The message of an error as ``nndl.cli._report`` words it, for JSON."""
+    from nndl.errors import NndlError
+    if isinstance(error, OSError) and not isinstance(error, NndlError) and error.filename and error.strerror:
+        return f"{error.filename}: {error.strerror.lower()}"
+    return str(error)
+
+
+def cmd_read(args):
+    from nndl.files.outputs import check_outputs
+    from nndl.serve.predict import Classifier
+    from nndl.serve.read import read_number, show_reading
+    check_outputs({"--show": args.show}, inputs=[args.model, args.image])
+    classifier = Classifier.load(args.model)
+    reading = read_number(classifier, args.image, method=args.method)
+    if args.json:
+        print(json.dumps({"file": args.image, **reading.to_dict()}), flush=True)
+    else:
+        if reading.text:
+            print(reading.text, flush=True)
+        if reading.message:
+            print(f"nndl: {reading.message}", file=sys.stderr)
+    if args.show:
+        show_reading(reading, args.image, args.show)
+        print(f"Wrote {args.show}", file=sys.stderr)
+    return 0 if reading.text else 1

@@ -2,6 +2,10 @@
 
 Kept apart from ``nndl.cli`` because they need PyTorch, which is imported
 only when one of them runs (``nndl --help`` works without it).
+
+``torchrun --nproc_per_node=N -m nndl conv ...`` trains one network on N
+processes (``nndl.deep.distributed``): the same options, the same run, with
+rank 0 alone printing and writing files.
 """
 
 import argparse
@@ -80,15 +84,34 @@ def add_commands(commands, helpers):
     g.add_argument("--checkpoint", metavar="PATH", help="write a checkpoint after every epoch (resume with --resume)")
     g.add_argument("--resume", metavar="CHECKPOINT",
                    help="continue a run from its checkpoint (its network and settings; --epochs may extend it)")
+    g.add_argument("--predictions", metavar="PATH",
+                   help="write the saved network's log-probabilities on the validation and test images to PATH "
+                        "(.pt): nndl ensemble votes from such files without the networks or the data")
     g.add_argument("--progress", dest="progress", action="store_true", default=None, help="show a progress bar")
     g.add_argument("--no-progress", dest="progress", action="store_false")
+    g = c.add_argument_group(
+        "several processes (launched by torchrun)",
+        "torchrun --nproc_per_node=N -m nndl conv ... trains one network on N processes\n"
+        "(gloo on CPUs, nccl on GPUs, one GPU each): every mini-batch of -m images is\n"
+        "shared out between them and their gradients added up, so the run takes the same\n"
+        "steps as one process with the same -m. Rank 0 alone prints and writes; every\n"
+        "rank resumes from --resume. --threads defaults to the cores divided by the\n"
+        "processes. See SCALING.md for when it pays.")
+    g.add_argument("--distributed", action="store_true",
+                   help="insist on a torchrun launch (without one, stop and say how to start it); under torchrun "
+                        "with more than one process, training is distributed anyway")
+    g.add_argument("--dist-timeout", type=helpers._positive_float, metavar="SECONDS",
+                   help="how long a process waits for the others -- to join, to load the data, at every step -- "
+                        "before the run stops with an error (default 300)")
     c.set_defaults(run=cmd_conv)
 
     e = commands.add_parser("ensemble", help="let several saved convolutional networks vote",
                             description="Accuracy of each network and of the ensemble: the book's majority vote "
                                         "(ties go to the class of highest mean probability) and the average of "
                                         "the probabilities.")
-    e.add_argument("models", metavar="MODEL", nargs="+", help="models written by nndl conv --save")
+    e.add_argument("models", metavar="FILE", nargs="+",
+                   help="models written by nndl conv --save, or predictions written by nndl conv --predictions "
+                        "(from predictions alone, no data is loaded)")
     e.add_argument("--split", choices=["test", "validation"], default="test")
     e.add_argument("--device", default="auto")
     e.add_argument("--json", metavar="FILE", help="also write the accuracies as JSON")
@@ -196,7 +219,7 @@ def _epoch_line(history):
     return " ".join(parts)
 
 
-def _resumed(args, device):
+def _resumed(args, device, say=print):
     """(net, training state, TrainingConfig, run) from --resume's checkpoint; run: the data the run used."""
     import json
     from nndl.deep.augment import Augmentation
@@ -215,8 +238,52 @@ def _resumed(args, device):
         augmentation = Augmentation.from_dict(run.get("augmentation", {}))
     except ConfigError as e:
         raise ModelFileError(f"{args.resume}: {e}") from None
-    print(f"Resuming {args.resume} after epoch {state['epoch']} of {training.epochs}", flush=True)
+    say(f"Resuming {args.resume} after epoch {state['epoch']} of {training.epochs}", flush=True)
     return net, state, training, {"expanded": source, "augmentation": augmentation, "training_size": size}
+
+
+def _quiet(*args, **kwargs):
+    """print, on every rank but 0 of a distributed run."""
+
+
+def _threads_per_process(world):
+    """CPU threads for each of the processes on this machine: the usable cores shared out, at least 1."""
+    import os
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(8, cores // world.local_world_size))
+
+
+def _join_world(args):
+    """The World of a torchrun launch (None for one process), refusing distributed options without one."""
+    from nndl.deep.distributed import DEFAULT_TIMEOUT, how_to_launch, init_from_environment, launched_by_torchrun
+    if args.dist_timeout is not None and not launched_by_torchrun():
+        raise ConfigError(f"--dist-timeout applies to a run of several processes; {how_to_launch()}")
+    return init_from_environment(args.device, args.dist_timeout or DEFAULT_TIMEOUT, required=args.distributed)
+
+
+def _load_in_turn(args, world):
+    """The data set, read by rank 0 first (it downloads MNIST if needed), then by the others."""
+    from nndl.cli import _load_data
+    if world is not None and not world.is_main:
+        world.barrier("waiting for process 0 to load (or download) the data")
+    data = _load_data(args)
+    if world is not None and world.is_main:
+        world.barrier("waiting for the other processes to start")
+    return data
+
+
+def _describe_world(world, m, n, n_parameters, element_size):
+    from nndl.deep.distributed import shard_sizes
+    sizes = shard_sizes(m, world.world_size)
+    share = (f"{sizes[0]} per process" if len(set(sizes)) == 1 else
+             f"{', '.join(map(str, sizes))} images per process, each gradient weighted by its share")
+    line = (f"Data-parallel over {world.describe()}: each mini-batch of {m} is shared out ({share}); the gradients "
+            f"({n_parameters * element_size:,} bytes) are added up across processes every step; timeout "
+            f"{world.timeout:g} s.")
+    if n % m:
+        line += (f" The last {n % m} of the {n:,} images in each epoch's order are left out (n mod m, "
+                 "as in one process).")
+    return line
 
 
 def cmd_conv(args):
@@ -224,39 +291,53 @@ def cmd_conv(args):
         return _list_presets()
     from nndl.files.outputs import check_outputs
     check_outputs({"--save": args.save, "--history": args.history, "--checkpoint": args.checkpoint,
-                   "--show-augmentation": args.show_augmentation},
+                   "--show-augmentation": args.show_augmentation, "--predictions": args.predictions},
                   inputs=[args.expanded] + ([args.resume] if args.resume != args.checkpoint else []))
     augmentation = _augmentation(args)
-    from nndl.deep.checkpoint import save_model
+    world = _join_world(args)
+    try:
+        return _conv(args, augmentation, world)
+    finally:
+        if world is not None:
+            world.close()
+
+
+def _conv(args, augmentation, world):
     from nndl.deep.data import split_tensors
     from nndl.deep.device import resolve_device, set_threads
     from nndl.deep.network import ConvNetwork
     from nndl.deep.train import train
 
-    device = resolve_device(args.device)
-    threads = set_threads(args.threads) if device.type == "cpu" else None
+    main = world is None or world.is_main
+    say = print if main else _quiet
+    device = resolve_device(args.device) if world is None else world.device
+    if device.type == "cpu":
+        threads = set_threads(args.threads if args.threads or world is None else _threads_per_process(world))
+    else:
+        threads = None
     if args.resume:
-        net, resume, training, run = _resumed(args, device)
+        net, resume, training, run = _resumed(args, device, say)
         source, augmentation, training_size = run["expanded"], run["augmentation"], run["training_size"]
         checkpoint = args.checkpoint or args.resume
     else:
         network, training, expanded, members = _settings(args)
-        if members > 1:
+        if members > 1 and main:
             print(f"The book's ensemble is {members} of these networks voting: train each with its own --seed and "
-                  "--save, then run nndl ensemble on the saved models.", file=sys.stderr)
+                  "--save (or --predictions), then run nndl ensemble on the saved files.", file=sys.stderr)
         net = ConvNetwork(network, device=device, seed=training.seed)
         resume, checkpoint, training_size = None, args.checkpoint, args.training_size
         source = args.expanded or ("shifts" if expanded else None)
     network = net.config
-    from nndl.cli import _load_data
-    train_set, validation, test = split_tensors(_load_data(args), device=device, dtype=net.dtype, expanded=source)
+    train_set, validation, test = split_tensors(_load_in_turn(args, world), device=device, dtype=net.dtype,
+                                                expanded=source)
     if training_size:
         train_set = (train_set[0][:training_size], train_set[1][:training_size])
     if args.show_augmentation:
-        from nndl.deep.augment import plot_examples
-        path = plot_examples(train_set[0][:64].cpu(), augmentation, args.show_augmentation,
-                             seed=training.seed or 0)
-        print(f"Wrote {path}")
+        if main:
+            from nndl.deep.augment import plot_examples
+            path = plot_examples(train_set[0][:64].cpu(), augmentation, args.show_augmentation,
+                                 seed=training.seed or 0)
+            print(f"Wrote {path}")
         return 0
 
     settings = [f"{training.epochs} epochs", f"mini-batch {training.mini_batch_size}", f"eta {training.eta:g}"]
@@ -268,13 +349,33 @@ def cmd_conv(args):
     if augmentation.active:
         settings.append(f"augmented: {augmentation.describe()}")
     where = f"{device}" + (f", {threads} thread{'s' if threads != 1 else ''}" if threads else "")
-    print(f"Training {network.describe()} ({net.n_parameters():,} parameters, init {network.init}, "
-          f"{network.dtype}) on {train_set[0].shape[0]:,} images on {where}: {', '.join(settings)}", flush=True)
+    if world is not None:
+        where += " per process"
+    say(f"Training {network.describe()} ({net.n_parameters():,} parameters, init {network.init}, "
+        f"{network.dtype}) on {train_set[0].shape[0]:,} images on {where}: {', '.join(settings)}", flush=True)
+    if world is not None:
+        say(_describe_world(world, training.mini_batch_size, train_set[0].shape[0], net.n_parameters(),
+                            net.layers[0].weight.element_size()), flush=True)
     run = {"expanded": source, "augmentation": augmentation.to_dict(), "training_size": training_size}
+    if world is not None:
+        run["processes"] = world.world_size
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
     history = train(net, train_set, training, validation_data=validation, test_data=test,
-                    augmentation=augmentation, progress=sys.stderr.isatty() if args.progress is None else args.progress,
-                    on_epoch=lambda h: print(_epoch_line(h), flush=True), checkpoint=checkpoint,
-                    checkpoint_metadata={"run": run}, resume=resume)
+                    augmentation=augmentation, progress=main and progress,
+                    on_epoch=(lambda h: print(_epoch_line(h), flush=True)) if main else None, checkpoint=checkpoint,
+                    checkpoint_metadata={"run": run}, resume=resume, world=world)
+    status = _report_and_save(args, history, net, training, run, checkpoint, validation, test) if main else 0
+    if history.stop_reason == "interrupted":
+        return 130
+    if history.stop_reason == "diverged":
+        return 1
+    return status
+
+
+def _report_and_save(args, history, net, training, run, checkpoint, validation, test):
+    """Print the result and write --save, --history and --predictions; returns 2 if a write failed, else 0."""
+    from nndl.cli import _write_or_rescue
+    from nndl.deep.checkpoint import save_model
     n_epochs = len(history.epochs)
     print(f"Finished ({history.stop_reason}) after {n_epochs} epochs"
           + (f", {history.training_time / n_epochs:.1f} s/epoch of training" if n_epochs else "") + ".")
@@ -286,40 +387,77 @@ def cmd_conv(args):
     if history.message and history.stop_reason != "completed":
         print(f"Note: {history.message}.", file=sys.stderr)
     status = 0
+    kept = "the last network" if args.keep_last else f"the best network (epoch {history.best_epoch})"
+    metadata = {"run": run, "trained": training.to_dict(), "best_epoch": history.best_epoch,
+                "best_validation_accuracy": history.best_accuracy,
+                "test_accuracy": history.best_test_accuracy, "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     if args.save:
-        metadata = {"run": run, "trained": training.to_dict(), "best_epoch": history.best_epoch,
-                    "best_validation_accuracy": history.best_accuracy,
-                    "test_accuracy": history.best_test_accuracy, "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        from nndl.cli import _write_or_rescue
-        status |= _write_or_rescue(lambda path: save_model(net, path, metadata), args.save,
-                                   "the last network" if args.keep_last else
-                                   f"the best network (epoch {history.best_epoch})")
+        status |= _write_or_rescue(lambda path: save_model(net, path, metadata), args.save, kept)
     if args.history:
-        from nndl.cli import _write_or_rescue
         status |= _write_or_rescue(history.save, args.history, "the history")
-    if history.stop_reason == "interrupted":
-        if not (args.save or checkpoint):
-            print("Interrupted; nothing was saved (use --save or --checkpoint).", file=sys.stderr)
-        return 130
-    if history.stop_reason == "diverged":
-        return 1
+    if args.predictions:
+        from nndl.deep.ensemble import save_predictions
+        status |= _write_or_rescue(
+            lambda path: save_predictions(path, net, {"validation": validation, "test": test}, metadata),
+            args.predictions, f"the predictions of {kept}")
+    if history.stop_reason == "interrupted" and not (args.save or checkpoint or args.predictions):
+        print("Interrupted; nothing was saved (use --save or --checkpoint).", file=sys.stderr)
     return 2 if status else 0
+
+
+def _members(paths, device):
+    """Each file as a ConvNetwork (a model or checkpoint) or a Predictions (written by --predictions)."""
+    from nndl.deep.checkpoint import load_model, load_tensors
+    from nndl.deep.ensemble import PREDICTIONS_FORMAT, read_predictions
+    members = []
+    for path in paths:
+        content = load_tensors(path, "an nndl convolutional model or predictions file")
+        if content.get("format") == PREDICTIONS_FORMAT:
+            members.append(read_predictions(path, content))
+        else:
+            members.append(load_model(path, device, content))
+    return members
+
+
+def _ensemble_outputs(args, members):
+    """(log-probabilities of each member, labels) on --split; loads the data only when a member is a network."""
+    from nndl.deep.ensemble import Predictions, fingerprint
+    from nndl.errors import InputError
+    labels = expected = reference = None
+    if not all(isinstance(m, Predictions) for m in members):
+        from nndl.cli import _load_data
+        split = getattr(_load_data(args), args.split)
+        labels, reference = split.labels, f"the {args.split} images of the data given"
+        if any(isinstance(m, Predictions) for m in members):
+            expected = fingerprint(split.images, split.labels)
+    outputs = []
+    for path, member in zip(args.models, members):
+        if not isinstance(member, Predictions):
+            outputs.append(member.log_probabilities(split.images).cpu())
+            continue
+        log_probabilities, member_labels = member.split(args.split)
+        if reference is None:
+            expected, labels, reference = member.fingerprints[args.split], member_labels, path
+        elif member.fingerprints[args.split] != expected:
+            raise InputError(f"{path} holds predictions on other {args.split} images than {reference}: the "
+                             "members of an ensemble must be evaluated on the same images")
+        outputs.append(log_probabilities)
+    return outputs, labels
 
 
 def cmd_ensemble(args):
     from nndl.files.outputs import check_outputs
     check_outputs({"--json": args.json}, inputs=args.models)
-    from nndl.deep.checkpoint import load_model
     from nndl.deep.device import resolve_device
-    from nndl.deep.ensemble import evaluate_ensemble
+    from nndl.deep.ensemble import Predictions, score
     device = resolve_device(args.device)
-    nets = [load_model(path, device) for path in args.models]
-    from nndl.cli import _load_data
-    split = getattr(_load_data(args), args.split)
-    result = evaluate_ensemble(nets, split.images, split.labels)
-    for path, accuracy in zip(args.models, result["members"]):
-        print(f"{path}: {args.split} accuracy {accuracy:.2%}")
-    print(f"majority vote of {len(nets)}: {result['vote']:.2%}")
+    members = _members(args.models, device)
+    outputs, labels = _ensemble_outputs(args, members)
+    result = score(outputs, labels)
+    for path, member, accuracy in zip(args.models, members, result["members"]):
+        print(f"{path}: {args.split} accuracy {accuracy:.2%}"
+              + (" (saved predictions)" if isinstance(member, Predictions) else ""))
+    print(f"majority vote of {len(members)}: {result['vote']:.2%}")
     print(f"average of the probabilities: {result['average']:.2%}")
     if args.json:
         import json

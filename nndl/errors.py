@@ -18,6 +18,10 @@ built-in exception it refines (``ValueError``, ``OSError``,
     |   +-- ModelFileError
     +-- OutputError        an output path that cannot be written (checked before training starts)
     +-- MissingDependencyError  an optional part (PyTorch for chapter 6) is not installed (also an ImportError)
+
+``nndl.deep.distributed.DistributedError`` (an NndlError and a RuntimeError) is
+raised there, beside the PyTorch code it needs: a peer that crashed, hung or
+never joined a run of several processes.
 """
 
 __all__ = ["NndlError", "ConfigError", "InputError", "DataError", "IdxError", "ChecksumError",

@@ -12,7 +12,8 @@ in ``layers`` and ``network``. One module per job:
     augment     shifts, rotations and elastic distortions, on the device
     train       the SGD loop: History, best-validation epoch, schedule, checkpoints, resume
     checkpoint  model and checkpoint files (no pickle), validated against their architecture
-    ensemble    several networks voting or averaging their probabilities
+    ensemble    several networks voting or averaging their probabilities (from models or saved predictions)
+    distributed several processes training one network (torchrun, gloo/nccl): World, init_from_environment
 
 PyTorch is an optional dependency (``pip install 'nndl[deep]'``): ``import
 nndl`` and chapters 1-3 never import it, and this package says how to install

@@ -10,7 +10,8 @@ tensors, numbers and JSON text -- never pickled objects -- read back with
     parameters  {"layers.0.weight": tensor, ...}: the network's state_dict
     training    (checkpoints only) {"epoch": last finished epoch, "eta": float,
                 "history": JSON, "velocities": [tensors], "shuffle_rng": tensor,
-                "dropout_rng": tensor, "best": state_dict or absent}
+                "dropout_rng": tensor, "best": state_dict or absent,
+                "dropout_rngs": [tensor per rank] when written by a distributed run}
 
 Every tensor is checked against the architecture the header declares (names,
 shapes, finite values) before the network is built. Files are written
@@ -30,7 +31,7 @@ from nndl.files.atomic import atomic_writer
 from nndl.files.header import check_header, parse_json
 from nndl.training.config import ConvNetConfig
 
-__all__ = ["save_model", "load_model", "save_checkpoint", "load_checkpoint", "FORMAT", "VERSION"]
+__all__ = ["save_model", "load_model", "save_checkpoint", "load_checkpoint", "load_tensors", "FORMAT", "VERSION"]
 
 FORMAT = "nndl-conv"
 VERSION = 1
@@ -62,8 +63,12 @@ def save_checkpoint(path, net, training_state, metadata=None):
                          "parameters": _cpu_state(net.state_dict()), "training": training_state})
 
 
-def _read(path):
-    """The file's content dict, with every way of failing turned into ModelFileError."""
+def load_tensors(path, what="an nndl convolutional model"):
+    """The dict a ``torch.save`` file of tensors, numbers and text holds, never unpickling objects.
+
+    Every way of failing becomes ModelFileError naming ``what`` the file
+    should have been; a dict without a "format" entry is refused too.
+    """
     source = str(path)
     path = Path(path)
     if path.is_dir():
@@ -71,7 +76,9 @@ def _read(path):
     if not path.exists():
         raise FileNotFoundError(2, "No such file or directory", source)
     if os.path.getsize(path) > MAX_BYTES:
-        raise ModelFileError(f"{source} is larger than {MAX_BYTES // 2**30} GB: not an nndl convolutional model")
+        raise ModelFileError(f"{source} is larger than {MAX_BYTES // 2**30} GB: not {what}")
+    if not zipfile.is_zipfile(path):                     # nndl writes only zip files; refuse the rest unread
+        raise ModelFileError(f"{source} is not {what} (not a PyTorch zip file)")
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -79,10 +86,17 @@ def _read(path):
                              f"(loading them could run code): {str(e).splitlines()[0]}") from None
     except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, KeyError, OSError) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ModelFileError(f"{source} is not an nndl convolutional model (not a readable PyTorch file: "
-                             f"{reason})") from None
+        raise ModelFileError(f"{source} is not {what} (not a readable PyTorch file: {reason})") from None
     if not isinstance(content, dict) or "format" not in content:
-        raise ModelFileError(f"{source} is a PyTorch file but not an nndl convolutional model (no format header)")
+        raise ModelFileError(f"{source} is a PyTorch file but not {what} (no format header)")
+    return content
+
+
+def _read(path, content=None):
+    """(content, ConvNetConfig, metadata) of a model or checkpoint file (``content``: already loaded)."""
+    source = str(path)
+    if content is None:
+        content = load_tensors(path)
     check_header({"format": content.get("format"), "version": content.get("version")}, FORMAT, VERSION, source,
                  error=ModelFileError)
     header = content.get("header")
@@ -115,8 +129,10 @@ def _check_state(state, net, source, what="parameters"):
             raise ModelFileError(f"{source}: {name} must hold finite floating-point numbers")
 
 
-def load_model(path, device="cpu"):
+def load_model(path, device="cpu", content=None):
     """A ConvNetwork from a model or checkpoint file, with ``.metadata`` (a dict) from the file.
+
+    ``content``: the file's dict when ``load_tensors`` has read it already.
 
     Raises
     ------
@@ -124,7 +140,7 @@ def load_model(path, device="cpu"):
     ModelFileError
         For anything that is not a valid nndl convolutional model, saying why.
     """
-    return _network(*_read(path), str(path), device)
+    return _network(*_read(path, content), str(path), device)
 
 
 def _network(content, config, metadata, source, device):

@@ -22,8 +22,15 @@ and early stopping work as in chapter 3. With ``checkpoint`` the complete
 state -- weights, velocities, random generators, History -- is written
 atomically after every epoch, and ``resume`` continues from such a state to
 exactly the result of an uninterrupted run.
+
+With ``world`` (a ``nndl.deep.distributed.World``, from a torchrun launch)
+the same loop runs on every process: each takes its share of every
+mini-batch, the gradients are added up across processes before the update,
+and rank 0 alone writes the checkpoint. The module ``nndl.deep.distributed``
+says why that is the same run as one process with the same mini-batch.
 """
 
+import hashlib
 import json
 import time
 
@@ -32,6 +39,7 @@ import torch.nn.functional as F
 
 from nndl.deep.data import as_tensors
 from nndl.deep.device import fast_kernels
+from nndl.deep.distributed import rank_seed, shard_sizes
 from nndl.errors import ConfigError, ModelFileError
 from nndl.training.config import resolve_training_config
 from nndl.training.history import History
@@ -45,7 +53,8 @@ PROGRESS_EVERY = 250
 
 
 def train(net, training_data, config=None, *, validation_data=None, test_data=None, augmentation=None,
-          progress=False, on_epoch=None, checkpoint=None, checkpoint_metadata=None, resume=None, **settings):
+          progress=False, on_epoch=None, checkpoint=None, checkpoint_metadata=None, resume=None, world=None,
+          **settings):
     """Train ``net`` (a ConvNetwork) on its device.
 
     Parameters
@@ -68,6 +77,14 @@ def train(net, training_data, config=None, *, validation_data=None, test_data=No
     resume : dict, optional
         A training state from ``nndl.deep.checkpoint.load_checkpoint``: go on
         from its last epoch. The config may differ only in ``epochs``.
+    world : nndl.deep.distributed.World, optional
+        Train data-parallel as one of ``world.world_size`` processes (every
+        one calls ``train`` with the same arguments): ``mini_batch_size``
+        is the global mini-batch, shared out between the processes; rank
+        0's parameters are given to all at the start; only rank 0 writes
+        ``checkpoint`` (``progress`` and ``on_epoch`` are the caller's to
+        give to rank 0 alone). Validation and test accuracy are measured on
+        a share per process and added up.
 
     Returns
     -------
@@ -89,7 +106,10 @@ def train(net, training_data, config=None, *, validation_data=None, test_data=No
     divisor = config.lmbda_divisor(n)
     _check_weight_decay(config, divisor)
     monitor = config.monitors(validation is not None)
-    run = _Run(net, config, n, divisor, augmentation)
+    if world is not None:
+        shard_sizes(m, world.world_size)                    # refuses m < N before any message is sent
+        world.broadcast_parameters(net)
+    run = _Run(net, config, n, divisor, augmentation, world)
     history = History(config=config, network=net.config, n_training=n,
                       n_evaluation=0 if validation is None else validation[0].shape[0],
                       n_test=0 if test is None else test[0].shape[0])
@@ -100,7 +120,7 @@ def train(net, training_data, config=None, *, validation_data=None, test_data=No
     best = run.best if restore_best else None
     good = _copy_state(net)
 
-    with fast_kernels(device, m):
+    with fast_kernels(device, run.m_local):
         try:
             for epoch in range(len(history.epochs), config.epochs):
                 epoch_time = run.epoch(x, y, epoch, progress)
@@ -112,7 +132,7 @@ def train(net, training_data, config=None, *, validation_data=None, test_data=No
                     break
                 good = _copy_state(net)
                 start = time.perf_counter()
-                measured = _measure(net, monitor, (x, y), validation, test, config, divisor)
+                measured = _measure(net, monitor, (x, y), validation, test, config, divisor, world)
                 history.record(epoch, run.eta, epoch_time, time.perf_counter() - start, measured)
                 accuracy = history.watched_accuracy()
                 if accuracy is not None and plateau.update(epoch, accuracy):
@@ -155,7 +175,20 @@ def _finite(net):
     return all(bool(torch.isfinite(p).all()) for p in net.parameters())
 
 
-def _measure(net, monitor, training, validation, test, config, divisor):
+def _measure_split(net, data, world):
+    """(accuracy, mean cost) of ``net`` on (images, labels); with ``world``, each rank measures a share."""
+    if world is None:
+        return net.measure(*data)
+    images, labels = data
+    n = images.shape[0]
+    lo, hi = n * world.rank // world.world_size, n * (world.rank + 1) // world.world_size
+    accuracy, cost = net.measure(images[lo:hi], labels[lo:hi]) if hi > lo else (0.0, 0.0)
+    correct, total, count = world.all_reduce_sum([round(accuracy * (hi - lo)), cost * (hi - lo), hi - lo],
+                                                 "adding up the accuracy measured by each process").tolist()
+    return correct / max(1, count), total / max(1, count)
+
+
+def _measure(net, monitor, training, validation, test, config, divisor, world=None):
     """The monitored costs and accuracies after an epoch, and the test accuracy, as a dict by name."""
     measured = {}
     l2 = 0.0
@@ -168,28 +201,39 @@ def _measure(net, monitor, training, validation, test, config, divisor):
                 l2 = config.lmbda / divisor * float(sum(w.abs().sum() for w in weights))
     for prefix, data in (("training", training), ("evaluation", validation)):
         if f"{prefix}_accuracy" in monitor or f"{prefix}_cost" in monitor:
-            accuracy, cost = net.measure(*data)
+            accuracy, cost = _measure_split(net, data, world)
             if f"{prefix}_accuracy" in monitor:
                 measured[f"{prefix}_accuracy"] = accuracy
             if f"{prefix}_cost" in monitor:
                 measured[f"{prefix}_cost"] = cost + l2
     if test is not None:
-        measured["test_accuracy"] = net.measure(*test)[0]
+        measured["test_accuracy"] = _measure_split(net, test, world)[0]
     return measured
 
 
 class _Run:
-    """The state of one training run between epochs: eta, velocities, random generators, progress bar."""
+    """The state of one training run between epochs: eta, velocities, random generators, progress bar.
 
-    def __init__(self, net, config, n, divisor, augmentation):
-        self.net, self.config, self.n, self.divisor = net, config, n, divisor
+    Under ``world``, this rank's part of each global mini-batch of m is the
+    images ``lo:hi`` of it (``m_local`` = hi - lo of them), and its
+    gradient counts with the weight ``share`` = m_local / m.
+    """
+
+    def __init__(self, net, config, n, divisor, augmentation, world=None):
+        self.net, self.config, self.n, self.divisor, self.world = net, config, n, divisor, world
         self.augmentation = augmentation if augmentation is not None and augmentation.active else None
         self.eta = config.eta
         self.m, self.num_batches = config.mini_batch_size, n // config.mini_batch_size
+        rank, sizes = (0, [self.m]) if world is None else (world.rank, shard_sizes(self.m, world.world_size))
+        self.lo, self.hi = sum(sizes[:rank]), sum(sizes[:rank + 1])
+        self.m_local, self.share = self.hi - self.lo, (self.hi - self.lo) / self.m
         seed = config.seed if config.seed is not None else int(torch.randint(0, 2**62, (1,)))
-        # Two streams: the order of the examples (on the CPU), dropout masks and augmentation (on the device).
+        if world is not None:
+            seed = world.broadcast_int(seed)             # one order of the examples for all ranks
+        # Two streams: the order of the examples (on the CPU, the same on every rank), dropout masks and
+        # augmentation (on the device; rank 0's is a single process's, every other rank has its own).
         self.shuffle_rng = torch.Generator().manual_seed(seed)
-        self.dropout_rng = torch.Generator(device=net.device).manual_seed(seed + 1)
+        self.dropout_rng = torch.Generator(device=net.device).manual_seed(rank_seed(seed + 1, rank))
         self.params = list(net.parameters())
         self.weights = net.weights()
         self.is_weight = [any(p is w for w in self.weights) for p in self.params]
@@ -202,10 +246,16 @@ class _Run:
     def epoch(self, x, y, epoch, progress):
         """One pass over the training data; the seconds it took, or None if the cost became inf or nan."""
         net, m = self.net, self.m
+        order = torch.randperm(self.n, generator=self.shuffle_rng).to(x.device) if self.config.shuffle else None
+        # Mini-batch j is images (or order) [j * stride + lo, j * stride + hi).
+        stride, lo, hi = m, self.lo, self.hi
         if self.augmentation is not None:
             from nndl.deep.augment import augment_in_chunks
+            if self.world is not None:                   # augment only this rank's images, in the order it uses them
+                mine = order if order is not None else torch.arange(self.n, device=x.device)
+                mine = mine[:self.num_batches * m].view(self.num_batches, m)[:, lo:hi].reshape(-1)
+                x, y, order, stride, lo, hi = x[mine], y[mine], None, self.m_local, 0, self.m_local
             x = augment_in_chunks(x, self.augmentation, self.dropout_rng)
-        order = torch.randperm(self.n, generator=self.shuffle_rng).to(x.device) if self.config.shuffle else None
         if progress:
             from tqdm import tqdm
             self.bar = tqdm(total=self.num_batches * m, desc=f"epoch {epoch}", unit="img", unit_scale=True,
@@ -215,12 +265,15 @@ class _Run:
         for chunk in range(0, self.num_batches, PROGRESS_EVERY):
             for j in range(chunk, min(chunk + PROGRESS_EVERY, self.num_batches)):
                 if order is None:
-                    xb, yb = x[j * m:(j + 1) * m], y[j * m:(j + 1) * m]
+                    xb, yb = x[j * stride + lo:j * stride + hi], y[j * stride + lo:j * stride + hi]
                 else:
-                    batch = order[j * m:(j + 1) * m]
+                    batch = order[j * stride + lo:j * stride + hi]
                     xb, yb = x[batch], y[batch]
                 cost = self.step(xb, yb)
-            if not bool(torch.isfinite(cost)):
+            diverged = not bool(torch.isfinite(cost))
+            if self.world is not None:                   # every rank stops together, or none does
+                diverged = self.world.any(diverged, "checking the cost on every process")
+            if diverged:
                 self.close()
                 return None
             if self.bar is not None:
@@ -236,6 +289,8 @@ class _Run:
         """One step of gradient descent on the mini-batch xb (m, c, h, w), yb (m,); returns its cost C0."""
         cost = F.nll_loss(self.net(xb, self.dropout_rng), yb)
         grads = torch.autograd.grad(cost, self.params)
+        if self.world is not None:                       # sum of (m_r / m) * mean gradient of rank r's m_r images
+            grads = self.world.all_reduce_gradients(grads, self.share)
         config, eta = self.config, self.eta
         decay = config.lmbda / self.divisor
         with torch.no_grad():
@@ -264,15 +319,37 @@ class _Run:
     # --- checkpoints ---------------------------------------------------------
 
     def save(self, path, history, best, metadata):
-        """Write the complete state after an epoch, so that ``restore`` continues exactly from here."""
+        """Write the complete state after an epoch, so that ``restore`` continues exactly from here.
+
+        Under ``world`` every rank calls it (to hand over its dropout
+        generator) and rank 0 writes.
+        """
         from nndl.deep.checkpoint import save_checkpoint
+        rngs = None if self.world is None else self.world.gather_states(self.dropout_rng.get_state())
+        if self.world is not None and not self.world.is_main:
+            return
         state = {"epoch": history.epochs[-1], "eta": float(self.eta), "history": json.dumps(history.to_dict()),
                  "shuffle_rng": self.shuffle_rng.get_state(), "dropout_rng": self.dropout_rng.get_state().cpu()}
+        if rngs is not None:
+            state["dropout_rngs"] = rngs                 # rank r's generator; dropout_rng is rank 0's
         if self.velocities is not None:
             state["velocities"] = [v.detach().cpu().clone() for v in self.velocities]
         if best is not None:
             state["best"] = {name: t.cpu() for name, t in best.items()}
         save_checkpoint(path, self.net, state, metadata)
+
+    def _rank_rng_state(self, state):
+        """This rank's dropout generator state from a checkpoint written by any number of processes."""
+        rank, size = (0, 1) if self.world is None else (self.world.rank, self.world.world_size)
+        saved = state.get("dropout_rngs")
+        if isinstance(saved, list) and len(saved) == size and isinstance(saved[rank], torch.Tensor):
+            rng = saved[rank]
+        elif rank == 0:
+            rng = state["dropout_rng"]
+        else:                                            # more ranks than the checkpoint had: a stream of its own
+            seed = int.from_bytes(hashlib.sha256(state["dropout_rng"].numpy().tobytes()).digest()[:8], "little") >> 1
+            return torch.Generator(device=self.net.device).manual_seed(rank_seed(seed, rank)).get_state()
+        return rng.cpu()                                 # a generator's state is a CPU ByteTensor, on any device
 
     def restore(self, state, history, plateau):
         """Continue from a saved state: returns its History; sets eta, velocities, generators, best, plateau."""
@@ -280,8 +357,7 @@ class _Run:
             saved = History.from_dict(json.loads(state["history"]), source="the checkpoint's history")
             eta = float(state["eta"])
             self.shuffle_rng.set_state(state["shuffle_rng"])
-            self.dropout_rng.set_state(state["dropout_rng"].to(self.dropout_rng.device)
-                                       if self.net.device.type != "cpu" else state["dropout_rng"])
+            self.dropout_rng.set_state(self._rank_rng_state(state))
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
             raise ModelFileError(f"the checkpoint's training state is incomplete or damaged ({e})") from None
         if saved.network != self.net.config:

@@ -98,12 +98,13 @@ def train_conv(config, context, seed, data, suffix=""):
     from pathlib import Path
 
     from nndl.deep.checkpoint import load_checkpoint
-    from nndl.deep.device import set_threads
+    from nndl.deep.device import SMALL_BATCH, set_threads
     from nndl.deep.network import ConvNetwork
     from nndl.deep.train import train
 
-    if context.threads:
-        set_threads(context.threads)
+    # One thread at the book's small mini-batches: a second one gains little there, and two threads
+    # fighting another process for two cores run many times slower (measured in SCALING.md).
+    set_threads(context.threads or (1 if config.train.mini_batch_size <= SMALL_BATCH else None))
     training_config = config.train.replace(seed=seed)
     metadata = {"experiment": context.name, "config": config.to_dict(), "seed": seed}
     checkpoint, resume = context.checkpoint_path(suffix), None

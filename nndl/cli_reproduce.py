@@ -29,6 +29,10 @@ def add_commands(commands, helpers):
                    help="independent runs in N parallel processes, one CPU thread each")
     r.add_argument("--force", action="store_true", help="run again what is already in OUT")
     r.add_argument("--data", metavar="DIR", help="directory with the MNIST files (default: nndl's usual search)")
+    r.add_argument("--epochs", type=helpers._positive_int, metavar="N",
+                   help="train for N epochs instead of the book's (experiments that train one network, e.g. the "
+                        "chapter 6 rungs on a CPU): kept apart as OUT/ID-eN.json, not compared with the book; a "
+                        "later run of more epochs goes on from its checkpoints")
     r.set_defaults(run=cmd_reproduce)
 
 
@@ -51,7 +55,7 @@ def cmd_reproduce(args):
     out = args.out or ("reproduced-quick" if args.quick else "reproduced")
     seeds = args.seeds or ([1] if args.quick else [1, 2, 3])
     outcome = reproduce(args.ids, seeds=seeds, quick=args.quick, out=out, jobs=args.jobs, force=args.force,
-                        data_dir=args.data, echo=lambda line: print(line, flush=True))
+                        data_dir=args.data, epochs=args.epochs, echo=lambda line: print(line, flush=True))
     print(f"Report: {out}/REPORT.md ({len(outcome.finished)} finished, {len(outcome.skipped)} already done, "
           f"{len(outcome.failed)} failed)")
     if outcome.failed:

@@ -256,6 +256,108 @@ def test_the_report_is_rebuilt_from_the_results_in_the_directory(fake, tmp_path)
     assert report.count("| ch1-fake |") == 1 and "**no**" in report        # 91% is outside 92 +- 0.5
 
 
+def _epochs_run(config, context):
+    Calls.count += 1
+    return {"value": 0.9 + config.train.epochs / 1000, "summary": f"{config.train.epochs} epochs"}
+
+
+@pytest.fixture
+def trained(monkeypatch):
+    """A fake experiment, ch1-trained, with a book configuration of 30 epochs; its value is 0.9 + epochs/1000."""
+    experiments()
+    e = Experiment(id="ch1-trained", title="a fake that trains", run=_epochs_run, config=get("ch1-30-hidden").config,
+                   book="93%", target=0.93, tolerance=0.005)
+    monkeypatch.setitem(registry._REGISTRY, "ch1-trained", e)
+    Calls.count = 0
+    return e
+
+
+def test_fewer_epochs_are_kept_apart_not_compared_and_give_way_to_the_books_run(trained, tmp_path):
+    quiet = dict(out=tmp_path, echo=lambda line: None)
+    reproduce(["ch1-trained"], seeds=[1, 2], epochs=2, **quiet)
+    assert Calls.count == 2
+    short = json.loads((tmp_path / "ch1-trained-e2.json").read_text())
+    assert short["median"] == pytest.approx(0.902) and short["within"] is None
+    assert short["epochs"] == 2 and short["book_epochs"] == 30 and short["config"]["train"]["epochs"] == 2
+    assert short["command"] == "nndl reproduce ch1-trained --seeds 1 2 --epochs 2"
+    assert sorted(p.name for p in (tmp_path / "runs").glob("*.json")) == ["ch1-trained-s1-e2.json",
+                                                                           "ch1-trained-s2-e2.json"]
+    assert not (tmp_path / "ch1-trained.json").exists()
+    row = next(line for line in (tmp_path / "REPORT.md").read_text().splitlines() if line.startswith("| ch1-trained"))
+    assert "not compared: 2 of 30 epochs" in row and "--epochs 2" in row
+    assert reproduce(["ch1-trained"], seeds=[1, 2], epochs=2, **quiet).skipped == ["ch1-trained"]
+    reproduce(["ch1-trained"], seeds=[1, 2], epochs=5, **quiet)             # a longer one: shown instead
+    assert Calls.count == 4 and "not compared: 5 of 30" in (tmp_path / "REPORT.md").read_text()
+    reproduce(["ch1-trained"], seeds=[1, 2], **quiet)                       # the book's own: shown, compared
+    assert Calls.count == 6 and (tmp_path / "ch1-trained-e2.json").exists()
+    report = (tmp_path / "REPORT.md").read_text()
+    assert report.count("| ch1-trained |") == 1 and "not compared" not in report and "| yes |" in report
+    assert reproduce(["ch1-trained"], seeds=[1, 2], epochs=30, **quiet).skipped == ["ch1-trained"]  # = the book's
+
+
+def test_epochs_are_refused_for_experiments_that_do_not_train_for_epochs(trained, tmp_path):
+    with pytest.raises(ConfigError, match="ch1-nand, ch1-adder"):
+        reproduce(["ch1-adder", "ch1-nand", "ch1-trained"], seeds=[1], epochs=3, out=tmp_path, echo=print)
+    with pytest.raises(ConfigError):
+        reproduce(["ch1-trained"], seeds=[1], epochs=0, out=tmp_path, echo=print)
+    assert Calls.count == 0
+
+
+def test_filters_misclassified_and_ensemble_share_the_checkpoints_of_their_rungs():
+    from nndl.experiments.ch6 import _as_run_of, _rung_of
+    for own, rung in (("ch6-filters", "ch6-conv1"), ("ch6-misclassified", "ch6-relu")):
+        for quick in (False, True):
+            assert get(own).settings(quick).to_dict() == get(rung).settings(quick).to_dict()
+        context = Context(seed=2, name=f"{own}-s2-quick", work_dir="w")
+        shared = _as_run_of(context, rung)
+        assert shared.name == f"{rung}-s2-quick" and shared.checkpoint_path() == str(Path("w") / f"{rung}-s2-quick.ckpt")
+    ensemble = get("ch6-ensemble")
+    for quick, epochs in ((False, None), (True, None), (False, 4)):
+        assert _rung_of(ensemble.settings(quick, epochs).replace(members=1)) == "ch6-dropout"
+    assert _rung_of(get("ch6-relu").config.replace(expanded=True)) == "ch6-expanded"
+    assert _as_run_of(Context(seed=2, name="ch6-ensemble-s2"), "ch6-dropout", 7).name == "ch6-dropout-s7"
+
+
+def test_the_ensembles_members_are_the_dropout_rungs_networks(tmp_path):
+    reason = _can_run(get("ch6-ensemble"))
+    if reason:
+        pytest.skip(reason)
+    data = str(real_mnist_dir())
+    quiet = dict(quick=True, out=tmp_path, data_dir=data, echo=lambda line: None)
+    assert reproduce(["ch6-ensemble"], seeds=[1], **quiet).ok
+    checkpoints = sorted(p.name for p in (tmp_path / "runs" / "checkpoints").iterdir())
+    assert checkpoints == ["ch6-dropout-s1-quick.ckpt", "ch6-dropout-s2-quick.ckpt"]
+    stamps = [p.stat().st_mtime_ns for p in sorted((tmp_path / "runs" / "checkpoints").iterdir())]
+    assert reproduce(["ch6-dropout"], seeds=[1, 2], **quiet).ok          # from those checkpoints: no training
+    assert [p.stat().st_mtime_ns for p in sorted((tmp_path / "runs" / "checkpoints").iterdir())] == stamps
+    members = json.loads((tmp_path / "ch6-ensemble.json").read_text())["runs"][0]["members"]
+    dropout = json.loads((tmp_path / "ch6-dropout.json").read_text())["runs"]
+    assert [m["test_accuracy"] for m in members] == [r["value"] for r in dropout]
+
+
+def test_a_chapter6_checkpoint_goes_on_for_more_epochs_and_is_not_overwritten_by_fewer(tmp_path):
+    pytest.importorskip("torch")
+    import numpy as np
+    import torch
+    from nndl.experiments.ch6 import train_conv
+    rng = np.random.default_rng(0)
+    data = [(torch.tensor(rng.random((n, 784)), dtype=torch.float32), torch.tensor(rng.integers(0, 10, n)))
+            for n in (60, 30, 30)]
+    config = get("ch6-conv1").settings(quick=True)
+    context = Context(seed=1, name="ch6-conv1-s1", work_dir=str(tmp_path))
+    net, fresh = train_conv(config.replace(train=config.train.replace(epochs=3)), Context(seed=1), 1, data)
+    _, short = train_conv(config.replace(train=config.train.replace(epochs=2)), context, 1, data)
+    resumed, longer = train_conv(config.replace(train=config.train.replace(epochs=3)), context, 1, data)
+    assert len(short.epochs) == 2 and len(longer.epochs) == 3
+    assert longer.evaluation_accuracy == fresh.evaluation_accuracy and longer.test_accuracy == fresh.test_accuracy
+    for a, b in zip(net.parameters(), resumed.parameters()):
+        assert torch.equal(a, b)                                    # the same network, epoch 3 on from epoch 2
+    before = (tmp_path / "ch6-conv1-s1.ckpt").read_bytes()
+    with pytest.raises(ConfigError, match="holds 3 epochs"):
+        train_conv(config.replace(train=config.train.replace(epochs=2)), context, 1, data)
+    assert (tmp_path / "ch6-conv1-s1.ckpt").read_bytes() == before
+
+
 def test_context_checkpoint_paths(tmp_path):
     assert Context().checkpoint_path() is None
     context = Context(name="ch6-relu-s1", work_dir=str(tmp_path / "w"))

@@ -8,8 +8,13 @@ need PyTorch (``pip install 'nndl[deep]'``); listing them does not.
 
 A rung takes from minutes (fc100) to hours (the expanded-data rungs) on a
 CPU: each run checkpoints after every epoch (in OUT/runs/checkpoints) and an
-interrupted ``nndl reproduce`` resumes it from there. ``--quick`` trains each
-network for one epoch on 1,000 images, in seconds.
+interrupted ``nndl reproduce`` resumes it from there. A checkpoint is the
+run's, whatever its number of epochs: ``--epochs 12`` now and the book's 60
+later train the same network on, epoch 13 onwards. ``ch6-filters`` and
+``ch6-misclassified`` look at the networks of ``ch6-conv1`` and ``ch6-relu``
+and share their checkpoints, so after those rungs they need no training; the
+members of ``ch6-ensemble`` seed 1 are ``ch6-dropout``'s seeds 1 to 5 in the same way.
+``--quick`` trains each network for one epoch on 1,000 images, in seconds.
 """
 
 from dataclasses import dataclass
@@ -39,7 +44,9 @@ class ConvRun(Settings):
     evaluation_size : int, optional
         The first this many validation and test images only (None: all 10,000 of each).
     members : int
-        Networks trained (seeds ``members*(seed-1)+1 ... members*seed``) that vote, as the book's ensemble.
+        Networks trained (seeds ``members*(seed-1)+1 ... members*seed``) that vote, as the book's
+        ensemble. Where a rung trains the same network alone (ch6-dropout for ch6-ensemble), the
+        members are that rung's networks of those seeds, checkpoints shared.
     """
 
     net: ConvNetConfig = None
@@ -88,13 +95,22 @@ def _data(config, context):
     return training, validation, test
 
 
+def _without_epochs(config_data):
+    """A ConvRun's dict with its number of epochs left out (what a checkpoint must match to be resumed)."""
+    train = {k: v for k, v in config_data.get("train", {}).items() if k != "epochs"}
+    return {**config_data, "train": train}
+
+
 def train_conv(config, context, seed, data, suffix=""):
     """Train one network of ``config`` with ``seed`` on ``data``; returns (net, History).
 
     With a ``context.work_dir`` it checkpoints every epoch and resumes from a
-    checkpoint of the same run (same configuration and seed) left by a run
-    that was stopped.
+    checkpoint of the same run (same configuration but for the number of
+    epochs, same seed) left by a run that was stopped or that trained for
+    fewer epochs. A checkpoint of more epochs than asked for is refused
+    rather than overwritten.
     """
+    import json
     from pathlib import Path
 
     from nndl.deep.checkpoint import load_checkpoint
@@ -110,8 +126,14 @@ def train_conv(config, context, seed, data, suffix=""):
     checkpoint, resume = context.checkpoint_path(suffix), None
     if checkpoint and Path(checkpoint).exists():
         net, state, saved = load_checkpoint(checkpoint)
-        if saved.get("experiment") == metadata["experiment"] and saved.get("config") == metadata["config"] \
+        if saved.get("experiment") == metadata["experiment"] and isinstance(saved.get("config"), dict) \
+                and _without_epochs(saved["config"]) == _without_epochs(metadata["config"]) \
                 and saved.get("seed") == seed:
+            done = len(json.loads(state["history"]).get("epochs", []))
+            if done > training_config.epochs:
+                raise ConfigError(f"{checkpoint} holds {done} epochs of this run, more than the "
+                                  f"{training_config.epochs} asked for; ask for at least {done} epochs, or move "
+                                  "the file away to start again")
             resume = state
     if resume is None:
         net = ConvNetwork(config.net, seed=seed)
@@ -128,6 +150,17 @@ def _member_result(history):
             "test_accuracy": history.best_test_accuracy, "history": history.to_dict()}
 
 
+def _rung_of(config):
+    """The id of the rung that trains ``config`` (its book or quick configuration, any number of epochs), or None."""
+    from nndl.experiments.registry import experiments
+    wanted = _without_epochs(config.to_dict())
+    for experiment in experiments().values():
+        if experiment.run is run_rung and wanted in (_without_epochs(experiment.config.to_dict()),
+                                                     _without_epochs(experiment.quick.to_dict())):
+            return experiment.id
+    return None
+
+
 def run_rung(config, context):
     """One seed of a rung: value = test accuracy at the best validation epoch (of the vote, for an ensemble)."""
     data = _data(config, context)
@@ -140,9 +173,14 @@ def run_rung(config, context):
         return result
     from nndl.deep.ensemble import evaluate_ensemble
     seeds = [config.members * ((context.seed or 1) - 1) + i + 1 for i in range(config.members)]
+    single = config.replace(members=1)
+    rung = _rung_of(single)
     nets, members = [], []
     for i, seed in enumerate(seeds):
-        net, history = train_conv(config, context, seed, data, suffix=f"-m{i + 1}")
+        if rung is not None:          # member i is that rung's network of this seed: its checkpoint, shared
+            net, history = train_conv(single, _as_run_of(context, rung, seed), seed, data)
+        else:
+            net, history = train_conv(config, context, seed, data, suffix=f"-m{i + 1}")
         nets.append(net)
         members.append({"seed": seed, **_member_result(history)})
     scores = evaluate_ensemble(nets, *data[2])
@@ -171,8 +209,21 @@ def plot_rung(result, path):
         ax.set_ylabel("Accuracy (%)")
 
 
+def _as_run_of(context, rung, seed=None):
+    """``context`` made the run of experiment ``rung`` with ``seed`` (default: the context's own).
+
+    The name, and so the checkpoint, become the rung's: "ch6-filters-s2-quick" -> "ch6-conv1-s2-quick".
+    """
+    import dataclasses
+    tag = f"-s{context.seed}"
+    rest = context.name.rpartition(tag)[2] if context.seed is not None and tag in context.name else ""
+    seed = context.seed if seed is None else seed
+    return dataclasses.replace(context, seed=seed, name=f"{rung}{'' if seed is None else f'-s{seed}'}{rest}")
+
+
 def run_filters(config, context):
-    """Train the one-conv-layer network and keep its first layer's learned 5x5 filters."""
+    """The conv1 network's first layer: its learned 5x5 filters (the ch6-conv1 run's network, when it exists)."""
+    context = _as_run_of(context, "ch6-conv1")
     net, history = train_conv(config, context, context.seed, _data(config, context))
     weights = net.layers[0].weight.detach().cpu()
     return {"value": history.best_test_accuracy, "filters": weights.reshape(weights.shape[0], -1).tolist(),
@@ -199,10 +250,13 @@ def plot_filters(result, path):
 
 
 def run_misclassified(config, context):
-    """Train a network and keep the test digits it gets wrong (pixels as 0..255 integers), with both labels."""
+    """The ReLU network's test digits it gets wrong (pixels as 0..255 integers), with both labels.
+
+    The network is the ch6-relu run's of the same seed when it exists (its checkpoint).
+    """
     import torch
     data = _data(config, context)
-    net, history = train_conv(config, context, context.seed, data)
+    net, history = train_conv(config, _as_run_of(context, "ch6-relu"), context.seed, data)
     images, labels = data[2]
     predicted = net.predict(images).cpu()
     wrong = torch.nonzero(predicted != labels).flatten()

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from nndl.errors import ConfigError
-from nndl.training.config import Settings
+from nndl.training.config import Settings, TrainingConfig
 
 __all__ = ["Experiment", "Context", "Settings", "register", "experiments", "get", "select", "GROUPS",
            "format_value"]
@@ -106,9 +106,25 @@ class Experiment:
         """The module the experiment belongs to: "ch1" ... "ch6" or "hyper"."""
         return self.id.split("-", 1)[0]
 
-    def settings(self, quick=False):
-        """The configuration to run: the book's, or the quick one."""
-        return self.quick if quick and self.quick is not None else self.config
+    def settings(self, quick=False, epochs=None):
+        """The configuration to run: the book's, or the quick one; trained for ``epochs`` epochs when given.
+
+        ``epochs`` applies to the experiments that train one network, whose
+        configuration has a ``train`` TrainingConfig (a ConfigError for the others).
+        """
+        config = self.quick if quick and self.quick is not None else self.config
+        if epochs is None:
+            return config
+        train = getattr(config, "train", None)
+        if not isinstance(train, TrainingConfig):
+            raise ConfigError(f"{self.id} does not train one network for a number of epochs, so --epochs cannot "
+                              "change it")
+        return config.replace(train=train.replace(epochs=epochs))
+
+    def book_epochs(self, quick=False):
+        """The number of epochs its configuration trains for, or None when it has no such number."""
+        train = getattr(self.settings(quick), "train", None)
+        return train.epochs if isinstance(train, TrainingConfig) else None
 
     def within(self, median, shown=None):
         """Whether a median value reproduces the book: True, False, or None when there is nothing to compare."""

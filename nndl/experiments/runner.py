@@ -17,6 +17,14 @@ so an interrupted command, run again, picks up where it stopped. Quick runs
 and full runs keep separate results: a quick result never stands in for a
 full one.
 
+With ``epochs`` (``--epochs N``) the experiments that train one network train
+it for N epochs instead of the book's -- the chapter 6 rungs on a CPU, say.
+Such a run is kept apart, as ``DIR/ID-eN.json``, ``DIR/ID-eN.png`` and
+``DIR/runs/ID-sS-eN.json``, and its report row says it was not compared
+with the book (REPORT.md shows it only while the book's own run is missing).
+Chapter 6 checkpoints carry over: a later run for more epochs, or the book's
+run, goes on from where the shorter one stopped.
+
 With ``jobs > 1`` the (experiment, seed) runs go to that many worker processes,
 each limited to one CPU thread (independent runs in parallel use a multi-core
 machine better than one run using every core).
@@ -59,8 +67,19 @@ def _seeds(experiment, seeds):
     return list(seeds) if experiment.seeded else [None]
 
 
-def _part_path(out, experiment, seed):
-    return Path(out) / "runs" / f"{experiment.id}-{'once' if seed is None else f's{seed}'}.json"
+def _reduced(experiment, quick, epochs):
+    """``epochs`` when it changes the experiment's own number of epochs, else None."""
+    return None if epochs is None or epochs == experiment.book_epochs(quick) else epochs
+
+
+def _stem(experiment, epochs=None):
+    """The file name of a result: "ID", or "ID-eN" for a run of N epochs instead of the book's."""
+    return experiment.id if epochs is None else f"{experiment.id}-e{epochs}"
+
+
+def _part_path(out, experiment, seed, epochs=None):
+    seed_part = "once" if seed is None else f"s{seed}"
+    return Path(out) / "runs" / f"{experiment.id}-{seed_part}{'' if epochs is None else f'-e{epochs}'}.json"
 
 
 def _read_json(path):
@@ -70,10 +89,10 @@ def _read_json(path):
         return None
 
 
-def _usable(saved, experiment, quick):
+def _usable(saved, experiment, quick, epochs=None):
     """True when a saved result was made by this experiment with this configuration."""
     return (isinstance(saved, dict) and saved.get("id") == experiment.id and saved.get("quick") == quick
-            and saved.get("config") == config_dict(experiment.settings(quick)) and "error" not in saved)
+            and saved.get("config") == config_dict(experiment.settings(quick, epochs)) and "error" not in saved)
 
 
 def _check_needs(chosen, data_dir):
@@ -111,8 +130,10 @@ def _limit_threads(threads):
 _LIMITS = None
 
 
-def run_one(experiment_id, seed, quick, data_dir=None, threads=None, work_dir=None):
+def run_one(experiment_id, seed, quick, data_dir=None, threads=None, work_dir=None, epochs=None):
     """One seed of one experiment (in this process): its result dict, with ``seed`` and ``seconds`` added.
+
+    ``epochs``: train for this many epochs instead of the configuration's (see the module docstring).
 
     An error becomes ``{"error": message}`` so that the other runs go on; a
     problem of the user's (an NndlError) is one line, anything else keeps its
@@ -123,7 +144,7 @@ def run_one(experiment_id, seed, quick, data_dir=None, threads=None, work_dir=No
     context = Context(seed=seed, quick=quick, data_dir=data_dir, threads=threads, name=name, work_dir=work_dir)
     start = time.perf_counter()
     try:
-        result = experiment.run(experiment.settings(quick), context)
+        result = experiment.run(experiment.settings(quick, epochs), context)
     except NndlError as e:
         return {"seed": seed, "error": str(e)}
     except Exception:
@@ -137,8 +158,8 @@ def _worker_init(threads):
     _limit_threads(threads)
 
 
-def _combine(experiment, quick, runs, seeds):
-    """The ID.json document: every run, the median and spread, and the verdict."""
+def _combine(experiment, quick, runs, seeds, epochs=None):
+    """The ID.json document: every run, the median and spread, and the verdict (none for a run of fewer epochs)."""
     values = [r["value"] for r in runs if r.get("value") is not None]
     shown = [r["shown"] for r in runs if r.get("shown") is not None]
     median = statistics.median(values) if values else None
@@ -148,11 +169,13 @@ def _combine(experiment, quick, runs, seeds):
         "format": FORMAT, "version": VERSION,
         "id": experiment.id, "title": experiment.title, "book": experiment.book,
         "target": experiment.target, "tolerance": experiment.tolerance, "better": experiment.better,
-        "unit": experiment.unit, "quick": quick, "config": config_dict(experiment.settings(quick)),
+        "unit": experiment.unit, "quick": quick, "config": config_dict(experiment.settings(quick, epochs)),
+        "epochs": epochs, "book_epochs": experiment.book_epochs(quick) if epochs is not None else None,
         "seeds": [r["seed"] for r in runs], "runs": runs,
         "median": median, "spread": [min(values), max(values)] if values else None,
-        "shown": all_shown, "within": experiment.within(median, all_shown),
-        "command": f"nndl reproduce {experiment.id}{seed_words}{' --quick' if quick else ''}",
+        "shown": all_shown, "within": None if epochs is not None else experiment.within(median, all_shown),
+        "command": f"nndl reproduce {experiment.id}{seed_words}{' --quick' if quick else ''}"
+                   f"{'' if epochs is None else f' --epochs {epochs}'}",
         "seconds": sum(r.get("seconds", 0.0) for r in runs),
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "environment": {"python": platform.python_version(), "machine": platform.machine(),
@@ -171,18 +194,21 @@ def load_result(path):
     return data
 
 
-def _finish(experiment, quick, runs, seeds, out, echo):
-    """Write ID.json and its figure; returns the combined result."""
-    result = _combine(experiment, quick, runs, seeds)
-    atomic_write_text(Path(out) / f"{experiment.id}.json", json.dumps(result, indent=1))
+def _finish(experiment, quick, runs, seeds, out, echo, epochs=None):
+    """Write ID.json (ID-eN.json) and its figure; returns the combined result."""
+    result = _combine(experiment, quick, runs, seeds, epochs)
+    stem = _stem(experiment, epochs)
+    atomic_write_text(Path(out) / f"{stem}.json", json.dumps(result, indent=1))
     if experiment.plot is not None:
         try:
-            experiment.plot(result, Path(out) / f"{experiment.id}.png")
+            experiment.plot(result, Path(out) / f"{stem}.png")
         except Exception as e:                       # a figure must not lose the result it draws
             echo(f"{experiment.id}: the figure failed ({type(e).__name__}: {e}); the result is kept")
     verdict = {True: "reproduces the book", False: "does not reproduce the book", None: ""}[result["within"]]
     if quick:
         verdict = "a quick run, not compared with the book"
+    elif epochs is not None:
+        verdict = f"{epochs} of the book's {result['book_epochs']} epochs, not compared with the book"
     ours = format_value(result["median"], experiment.unit) if result["median"] is not None else \
         runs[0].get("summary", "")
     echo(f"{experiment.id}: {ours}{' (median)' if len(runs) > 1 and result['median'] is not None else ''}"
@@ -191,8 +217,11 @@ def _finish(experiment, quick, runs, seeds, out, echo):
 
 
 def reproduce(ids, *, seeds=(1, 2, 3), quick=False, out="reproduced", jobs=1, force=False, data_dir=None,
-              echo=print):
+              epochs=None, echo=print):
     """Run the experiments ``ids`` (ids, groups or "all") for ``seeds``; see the module docstring.
+
+    ``epochs``: train each for this many epochs instead of the book's (only
+    experiments that train one network; the others are a ConfigError, before any run).
 
     Returns
     -------
@@ -202,6 +231,9 @@ def reproduce(ids, *, seeds=(1, 2, 3), quick=False, out="reproduced", jobs=1, fo
     from nndl.files.outputs import check_outputs
 
     chosen = select(ids)
+    if epochs is not None:
+        _check_epochs(chosen, quick, epochs)
+    reduced = {e.id: _reduced(e, quick, epochs) for e in chosen}
     out = Path(out)
     check_outputs({"--out": str(out / "REPORT.md")})
     _check_needs(chosen, data_dir)
@@ -211,14 +243,15 @@ def reproduce(ids, *, seeds=(1, 2, 3), quick=False, out="reproduced", jobs=1, fo
     pending, done = {}, {}              # id -> seeds still to run; id -> {seed: result}
     for experiment in chosen:
         wanted = _seeds(experiment, seeds)
-        final = _read_json(out / f"{experiment.id}.json")
-        if not force and _usable(final, experiment, quick) and set(final["seeds"]) == set(wanted):
+        e = reduced[experiment.id]
+        final = _read_json(out / f"{_stem(experiment, e)}.json")
+        if not force and _usable(final, experiment, quick, e) and set(final["seeds"]) == set(wanted):
             outcome.skipped.append(experiment.id)
             continue
         done[experiment.id] = {}
         for seed in wanted:
-            part = _read_json(_part_path(out, experiment, seed))
-            if not force and _usable(part, experiment, quick):
+            part = _read_json(_part_path(out, experiment, seed, e))
+            if not force and _usable(part, experiment, quick, e):
                 done[experiment.id][seed] = part
             else:
                 pending.setdefault(experiment.id, []).append(seed)
@@ -235,8 +268,10 @@ def reproduce(ids, *, seeds=(1, 2, 3), quick=False, out="reproduced", jobs=1, fo
             outcome.failed[experiment_id] = result["error"].strip().splitlines()[-1]
             echo(f"[{k}/{total}] {experiment_id}{_seed_words(seed)} failed: {result['error'].strip()}")
             return
-        result = {**result, "id": experiment_id, "quick": quick, "config": config_dict(experiment.settings(quick))}
-        atomic_write_text(_part_path(out, experiment, seed), json.dumps(result, indent=1))
+        e = reduced[experiment_id]
+        result = {**result, "id": experiment_id, "quick": quick,
+                  "config": config_dict(experiment.settings(quick, e))}
+        atomic_write_text(_part_path(out, experiment, seed, e), json.dumps(result, indent=1))
         done[experiment_id][seed] = result
         echo(f"[{k}/{total}] {experiment_id}{_seed_words(seed)}: {_run_words(experiment, result)} "
              f"({result['seconds']:.1f} s)")
@@ -248,7 +283,7 @@ def reproduce(ids, *, seeds=(1, 2, 3), quick=False, out="reproduced", jobs=1, fo
         if experiment_id in outcome.failed or set(done[experiment_id]) != set(wanted):
             return
         runs = [_strip(done[experiment_id][s]) for s in wanted]
-        _finish(experiment, quick, runs, wanted, out, echo)
+        _finish(experiment, quick, runs, wanted, out, echo, reduced[experiment_id])
         outcome.finished.append(experiment_id)
         write_report(out)
 
@@ -258,11 +293,13 @@ def reproduce(ids, *, seeds=(1, 2, 3), quick=False, out="reproduced", jobs=1, fo
     try:
         if jobs <= 1 or total <= 1:
             for k, (experiment_id, seed) in enumerate(tasks, 1):
-                settle(experiment_id, seed, run_one(experiment_id, seed, quick, data_dir, None, work), k)
+                settle(experiment_id, seed,
+                       run_one(experiment_id, seed, quick, data_dir, None, work, reduced[experiment_id]), k)
         else:
             with ProcessPoolExecutor(max_workers=min(jobs, total), mp_context=get_context("spawn"),
                                      initializer=_worker_init, initargs=(1,)) as pool:
-                futures = {pool.submit(run_one, i, s, quick, data_dir, 1, work): (i, s) for i, s in tasks}
+                futures = {pool.submit(run_one, i, s, quick, data_dir, 1, work, reduced[i]): (i, s)
+                           for i, s in tasks}
                 try:
                     for k, future in enumerate(as_completed(futures), 1):
                         experiment_id, seed = futures[future]
@@ -280,6 +317,17 @@ def reproduce(ids, *, seeds=(1, 2, 3), quick=False, out="reproduced", jobs=1, fo
              "run the same command again to go on from there")
         raise
     return outcome
+
+
+def _check_epochs(chosen, quick, epochs):
+    """Refuse --epochs for experiments without a number of epochs, naming them all, before any run."""
+    from nndl.errors import ConfigError
+    cannot = [e.id for e in chosen if e.book_epochs(quick) is None]
+    if cannot:
+        raise ConfigError(f"--epochs changes the experiments that train one network; these do not: "
+                          f"{', '.join(cannot)}")
+    for experiment in chosen:
+        experiment.settings(quick, epochs)               # validates the number itself
 
 
 def _strip(result):
@@ -302,6 +350,8 @@ def _run_words(experiment, result):
 def _verdict(result):
     if result.get("quick"):
         return "quick run: not compared"
+    if result.get("epochs") is not None:
+        return f"not compared: {result['epochs']} of {result.get('book_epochs')} epochs"
     within = result.get("within")
     if result.get("target") is None:
         return {True: "shown", False: "**not shown**", None: "-"}[result.get("shown")]
@@ -326,7 +376,7 @@ def write_report(out):
     results = {}
     for path in sorted(out.glob("*.json")):
         data = _read_json(path)
-        if isinstance(data, dict) and data.get("format") == FORMAT:
+        if isinstance(data, dict) and data.get("format") == FORMAT and _preferred(data, results.get(data["id"])):
             results[data["id"]] = data
     order = list(experiments())
     rows = sorted(results.values(), key=lambda r: (order.index(r["id"]) if r["id"] in order else len(order), r["id"]))
@@ -349,6 +399,16 @@ def write_report(out):
                      f"{_verdict(r)} | `{r['command']}` |")
     atomic_write_text(out / "REPORT.md", "\n".join(lines) + "\n")
     return out / "REPORT.md"
+
+
+def _preferred(result, other):
+    """Whether the report shows ``result`` rather than ``other`` for the same id: the book's run, else the longest."""
+    if other is None:
+        return True
+    mine, theirs = result.get("epochs"), other.get("epochs")
+    if mine is None or theirs is None:
+        return mine is None and theirs is not None
+    return mine > theirs
 
 
 def _cell(text):

@@ -285,6 +285,7 @@ def test_fewer_epochs_are_kept_apart_not_compared_and_give_way_to_the_books_run(
     assert not (tmp_path / "ch1-trained.json").exists()
     row = next(line for line in (tmp_path / "REPORT.md").read_text().splitlines() if line.startswith("| ch1-trained"))
     assert "not compared: 2 of 30 epochs" in row and "--epochs 2" in row
+    assert "was trained for N epochs instead of the book's M" in (tmp_path / "REPORT.md").read_text()
     assert reproduce(["ch1-trained"], seeds=[1, 2], epochs=2, **quiet).skipped == ["ch1-trained"]
     reproduce(["ch1-trained"], seeds=[1, 2], epochs=5, **quiet)             # a longer one: shown instead
     assert Calls.count == 4 and "not compared: 5 of 30" in (tmp_path / "REPORT.md").read_text()
@@ -292,6 +293,7 @@ def test_fewer_epochs_are_kept_apart_not_compared_and_give_way_to_the_books_run(
     assert Calls.count == 6 and (tmp_path / "ch1-trained-e2.json").exists()
     report = (tmp_path / "REPORT.md").read_text()
     assert report.count("| ch1-trained |") == 1 and "not compared" not in report and "| yes |" in report
+    assert "instead of the book's" not in report
     assert reproduce(["ch1-trained"], seeds=[1, 2], epochs=30, **quiet).skipped == ["ch1-trained"]  # = the book's
 
 

@@ -381,6 +381,7 @@ def write_report(out):
     order = list(experiments())
     rows = sorted(results.values(), key=lambda r: (order.index(r["id"]) if r["id"] in order else len(order), r["id"]))
     quick = any(r.get("quick") for r in rows)
+    reduced = any(r.get("epochs") is not None for r in rows)
     lines = [
         "# The book's experiments, reproduced",
         "",
@@ -388,7 +389,9 @@ def write_report(out):
         f"{'; rows marked quick ran the small --quick configuration and are not comparable with the book' if quick else ''}). "
         "\"ours\" is the median over seeds, with the lowest and highest in brackets; \"within tolerance\" "
         "compares it with the book's number (yes also when better), or says whether the behaviour the book "
-        "describes was shown. Each row's command runs it again.",
+        "describes was shown. Each row's command runs it again."
+        + (" A row \"not compared: N of M epochs\" was trained for N epochs instead of the book's M (`--epochs N`); "
+           "the book's own run replaces it when it is done." if reduced else ""),
         "",
         "| id | what | book | ours | within tolerance? | command |",
         "| --- | --- | --- | --- | --- | --- |",

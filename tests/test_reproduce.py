@@ -422,7 +422,10 @@ def test_cli_bad_input_is_one_plain_line(tmp_path):
     blocker.write_text("x")
     for args, needle in ((["ch1-nand", "--out", str(blocker / "out")], "--out"),
                          (["ch1-nand", "--jobs", "0"], "--jobs"),
-                         (["ch1-nand", "--seeds", "one"], "--seeds")):
+                         (["ch1-nand", "--seeds", "one"], "--seeds"),
+                         (["ch6-relu", "--epochs", "0"], "--epochs"),
+                         (["ch6-relu", "ch1-nand", "--epochs", "3", "--out", str(tmp_path / "o")],
+                          "these do not: ch1-nand")):
         result = _nndl("reproduce", *args)
         assert result.returncode == 2 and needle in result.stderr and "Traceback" not in result.stderr
     bad = tmp_path / "bad.json"

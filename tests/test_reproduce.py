@@ -337,6 +337,19 @@ def test_the_ensembles_members_are_the_dropout_rungs_networks(tmp_path):
     assert [m["test_accuracy"] for m in members] == [r["value"] for r in dropout]
 
 
+def test_neighbour_correlation_tells_spatial_structure_from_noise():
+    import numpy as np
+    from nndl.experiments.ch6 import neighbour_correlation
+    rng = np.random.default_rng(3)
+    noise = rng.normal(size=(200, 5, 5))
+    assert abs(neighbour_correlation(noise)) < 0.1
+    y, x = np.mgrid[0:5, 0:5]
+    edges = np.stack([np.cos(a) * x + np.sin(a) * y for a in rng.uniform(0, 2 * np.pi, 20)])   # ramps: smooth
+    assert neighbour_correlation(edges + 0.1 * rng.normal(size=edges.shape)) > 0.8
+    checkers = np.stack([(-1.0) ** (x + y)] * 5)
+    assert neighbour_correlation(checkers) == pytest.approx(-1.0)
+
+
 def test_a_chapter6_checkpoint_goes_on_for_more_epochs_and_is_not_overwritten_by_fewer(tmp_path):
     pytest.importorskip("torch")
     import numpy as np

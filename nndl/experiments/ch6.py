@@ -279,29 +279,39 @@ def plot_filters(result, path):
             ax.grid(False)
 
 
-def run_misclassified(config, context):
-    """The ReLU network's test digits it gets wrong (pixels as 0..255 integers), with both labels.
+#: Misclassified digits drawn (and kept as pixels in the result; the rest by their test-set index).
+SHOWN = 40
 
-    The network is the ch6-relu run's of the same seed when it exists (its checkpoint).
+
+def run_misclassified(config, context):
+    """The ReLU network's test digits it gets wrong: every index, both labels, and the first SHOWN as pixels.
+
+    The network is the ch6-relu run's of the same seed when it exists (its
+    checkpoint). ``images`` are base64 text of 784 bytes (0..255, row by row).
     """
+    import base64
+
     import torch
     data = _data(config, context)
     net, history = train_conv(config, _as_run_of(context, "ch6-relu"), context.seed, data)
     images, labels = data[2]
     predicted = net.predict(images).cpu()
     wrong = torch.nonzero(predicted != labels).flatten()
-    pixels = (images[wrong].reshape(len(wrong), -1) * 255).round().to(torch.uint8)
+    pixels = (images[wrong[:SHOWN]].reshape(-1, 784) * 255).round().to(torch.uint8).numpy()
     return {"value": float((predicted == labels).float().mean()), "n_test": int(labels.shape[0]),
             "indices": wrong.tolist(), "labels": labels[wrong].tolist(), "predicted": predicted[wrong].tolist(),
-            "images": pixels.tolist(), "history": history.to_dict(),
+            "images": [base64.b64encode(row.tobytes()).decode("ascii") for row in pixels],
+            "history": history.to_dict(),
             "summary": f"{len(wrong)} of {labels.shape[0]:,} test digits misclassified (last epoch's network)"}
 
 
 def plot_misclassified(result, path):
-    """Up to 40 misclassified test digits, each titled 'true -> predicted'."""
+    """The first SHOWN misclassified test digits, each titled 'true -> predicted'."""
+    import base64
+
     import numpy as np
     run = result["runs"][0]
-    shown = min(len(run["indices"]), 40)
+    shown = min(len(run["images"]), SHOWN)
     columns = 10
     rows = max(1, -(-shown // columns))
     with figure(path, nrows=rows, ncols=columns, size=(1.0, 1.15),
@@ -312,7 +322,8 @@ def plot_misclassified(result, path):
             ax.set_yticks([])
             ax.grid(False)
             if k < shown:
-                ax.imshow(np.asarray(run["images"][k]).reshape(28, 28), cmap="Greys", interpolation="nearest")
+                image = np.frombuffer(base64.b64decode(run["images"][k]), dtype=np.uint8).reshape(28, 28)
+                ax.imshow(image, cmap="Greys", interpolation="nearest")
                 ax.set_title(f"{run['labels'][k]} -> {run['predicted'][k]}", fontsize=8)
 
 

@@ -192,8 +192,11 @@ def run_rung(config, context):
 
 def plot_rung(result, path):
     """Validation and test accuracy against epoch, one pair of lines per seed (or member)."""
-    with figure(path, title=f"{result['id']}: {result['title']}", size=(6.0, 4.0),
-                caption=f"book: {result['book']}; test accuracy is read at the best validation epoch") as (ax,):
+    from matplotlib.ticker import MaxNLocator
+    caption = f"book: {result['book']}; test accuracy is read at the best validation epoch"
+    if result.get("epochs") is not None:
+        caption += f"; trained for {result['epochs']} of the book's {result['book_epochs']} epochs"
+    with figure(path, title=f"{result['id']}: {result['title']}", size=(6.0, 4.0), caption=caption) as (ax,):
         for run in result["runs"]:
             nets = run.get("members") or [run]
             for k, member in enumerate(nets):
@@ -203,8 +206,11 @@ def plot_rung(result, path):
                                 label=f"{label} validation")
                 ax.plot(history["epochs"], [100 * a for a in history["test_accuracy"]], linestyle="--",
                         color=line.get_color(), label=f"{label} test")
+            if "vote" in run:
+                ax.axhline(100 * run["vote"], color="black", linestyle="-.", label=f"ensemble {run['seed']}: vote (test)")
         if result.get("target") is not None:
             ax.axhline(100 * result["target"], color="0.3", linestyle=":", label="book (test)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("Epoch")
         ax.set_ylabel("Accuracy (%)")
 

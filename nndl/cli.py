@@ -19,7 +19,6 @@ traceback and cause chain; anything else is a bug and shows its traceback.
 """
 
 import argparse
-import signal
 import sys
 import time
 import traceback
@@ -425,7 +424,8 @@ def main(argv=None):
         args = parser.parse_args(argv)
     except SystemExit as e:    # --help, --version, or a usage mistake already reported
         return e.code
-    previous = _stop_on_sigterm()
+    from nndl.training import interrupt
+    restore_signals = interrupt.install()
     try:
         return args.run(args)
     except KeyboardInterrupt:
@@ -436,21 +436,7 @@ def main(argv=None):
     except MemoryError as e:
         return _report(e, args.debug, "not enough memory for this command (try smaller sizes or less data)")
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
-def _stop_on_sigterm():
-    """Treat SIGTERM (kill, a job scheduler, the end of a session) like Ctrl-C: stop between
-    mini-batches and save what was asked. Returns the previous handler (None when not in the main thread)."""
-    import threading
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    return signal.signal(signal.SIGTERM, _interrupt)
+        restore_signals()
 
 
 def _report(error, debug, message=None):

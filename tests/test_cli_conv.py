@@ -113,14 +113,20 @@ def test_ctrl_c_saves_what_was_asked_and_keeps_the_last_checkpoint(idx_dataset, 
     command = [sys.executable, "-m", "nndl", "conv", *map(str, data_args(idx_dataset)), "--conv", "4:5:2",
                "--fc", "10", "--epochs", "1000", "--threads", "1", "--device", "cpu", "--no-progress",
                "--save", str(model), "--checkpoint", str(checkpoint)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = dict(os.environ, PYTHONFAULTHANDLER="1")       # SIGABRT then prints where it was
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         deadline = time.monotonic() + 120
         while not checkpoint.exists() and time.monotonic() < deadline:
             time.sleep(0.2)
         assert checkpoint.exists(), "no checkpoint was written"
         process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=120)
+        try:
+            out, err = process.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGABRT)
+            out, err = process.communicate(timeout=30)
+            pytest.fail(f"Ctrl-C did not stop training within 120 s\n--- stdout\n{out}\n--- stderr\n{err}")
     finally:
         if process.poll() is None:
             process.kill()

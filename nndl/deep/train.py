@@ -42,6 +42,7 @@ from nndl.deep.device import fast_kernels
 from nndl.deep.distributed import rank_seed, shard_sizes
 from nndl.errors import ConfigError, ModelFileError
 from nndl.training.config import resolve_training_config
+from nndl.training import interrupt
 from nndl.training.history import History
 from nndl.training.loop import _check_weight_decay, _plateau_rules
 from nndl.training.plateau import Plateau
@@ -270,6 +271,7 @@ class _Run:
                     batch = order[j * stride + lo:j * stride + hi]
                     xb, yb = x[batch], y[batch]
                 cost = self.step(xb, yb)
+            interrupt.check()
             diverged = not bool(torch.isfinite(cost))
             if self.world is not None:                   # every rank stops together, or none does
                 diverged = self.world.any(diverged, "checking the cost on every process")

@@ -19,6 +19,7 @@ from nndl.engine.feedforward import as_labels, check_inputs
 from nndl.engine.optimizers import SGD
 from nndl.engine.regularizers import get_regularizer
 from nndl.errors import ConfigError, InputError
+from nndl.training import interrupt
 from nndl.training.config import NetworkConfig, resolve_training_config
 from nndl.training.history import History
 from nndl.training.plateau import Plateau
@@ -132,6 +133,7 @@ def train(net, training_data, config=None, *, evaluation_data=None, progress=Fal
         try:
             for epoch in range(config.epochs):
                 epoch_time = epochs.run(epoch)
+                interrupt.check()
                 if not net.parameters_finite():
                     net.restore_params(good_params)
                     history.stop("diverged", f"training diverged in epoch {epoch}: weights became inf or nan "

@@ -1,0 +1,65 @@
+"""Stopping training on Ctrl-C or SIGTERM, reliably.
+
+Python turns Ctrl-C into a ``KeyboardInterrupt`` raised wherever the main
+thread happens to be. Raised inside a destructor, a weakref callback or some
+callbacks from C code, it is only printed ("Exception ignored in ...") and
+training goes on as if nothing happened. The handler installed here also
+remembers that a stop was asked for, and the training loops call ``check()``
+between mini-batches, which raises the ``KeyboardInterrupt`` again if the first
+one was lost. The loops catch it, keep the finished epochs and save what was
+asked, as before.
+
+Used by the command line (``nndl.cli.main``); a library user's own program
+keeps Python's usual Ctrl-C, and ``check()`` is then a no-op.
+"""
+
+import signal
+import threading
+
+__all__ = ["install", "check", "requested"]
+
+_requested = False
+
+
+def _stop(signum, frame):
+    global _requested
+    _requested = True
+    raise KeyboardInterrupt
+
+
+def install():
+    """Handle Ctrl-C and SIGTERM (kill, a job scheduler) as a remembered ``KeyboardInterrupt``.
+
+    A SIGINT that is ignored (``nohup``, a background job) or handled by someone
+    else stays so. Returns a function that puts the previous handlers back and forgets
+    the request; in a thread other than the main one, where handlers cannot be
+    set, nothing is installed.
+    """
+    global _requested
+    _requested = False
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        current = signal.getsignal(signum)
+        if signum == signal.SIGINT and current is not signal.default_int_handler:
+            continue
+        previous[signum] = signal.signal(signum, _stop)
+
+    def restore():
+        global _requested
+        _requested = False
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return restore
+
+
+def requested():
+    """True once Ctrl-C or SIGTERM has arrived since ``install()``."""
+    return _requested
+
+
+def check():
+    """Raise ``KeyboardInterrupt`` if a stop was asked for (its first one may have been lost)."""
+    if _requested:
+        raise KeyboardInterrupt

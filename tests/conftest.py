@@ -10,6 +10,16 @@ from nndl.data.idx import write_idx
 from nndl.data.mnist import FILES
 
 
+def default_sigint():
+    """``preexec_fn`` for a process the tests press Ctrl-C in: SIGINT as a terminal gives it.
+
+    A test run started in the background (``pytest &``, a script's job) ignores
+    SIGINT, and its children would inherit that.
+    """
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def real_mnist_dir():
     """The directory of the real MNIST files, or None: $NNDL_DATA, then ../shared/data/mnist."""
     candidates = []

@@ -10,6 +10,7 @@ import time
 import pytest
 import torch
 
+from conftest import default_sigint
 from test_cli import data_args, run
 
 
@@ -114,7 +115,8 @@ def test_ctrl_c_saves_what_was_asked_and_keeps_the_last_checkpoint(idx_dataset, 
                "--fc", "10", "--epochs", "1000", "--threads", "1", "--device", "cpu", "--no-progress",
                "--save", str(model), "--checkpoint", str(checkpoint)]
     env = dict(os.environ, PYTHONFAULTHANDLER="1")       # SIGABRT then prints where it was
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                               preexec_fn=default_sigint)
     try:
         deadline = time.monotonic() + 120
         while not checkpoint.exists() and time.monotonic() < deadline:

@@ -10,7 +10,15 @@ from nndl.training import interrupt, train
 
 
 @pytest.fixture
-def installed():
+def terminal_sigint():
+    """SIGINT as in a terminal, also when the tests run in a background job (which ignores it)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+@pytest.fixture
+def installed(terminal_sigint):
     restore = interrupt.install()
     yield
     restore()
@@ -24,7 +32,7 @@ def lose_an_interrupt(signum=signal.SIGINT):
         pass
 
 
-def test_install_handles_both_signals_and_restore_puts_the_old_handlers_back():
+def test_install_handles_both_signals_and_restore_puts_the_old_handlers_back(terminal_sigint):
     before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     restore = interrupt.install()
     try:

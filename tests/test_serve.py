@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import default_sigint
 from nndl.cli import main
 from nndl.engine.feedforward import FeedforwardNetwork
 from nndl.files.modelfile import save
@@ -420,7 +421,7 @@ def test_importing_nndl_and_the_serve_modules_does_not_import_the_web_framework(
 def test_serve_binds_to_localhost_says_how_to_expose_it_and_stops_on_ctrl_c(random_model):
     process = subprocess.Popen([sys.executable, "-m", "nndl", "serve", str(random_model), "--port", "0"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-                               env={**os.environ, "PYTHONPATH": str(ROOT)})
+                               env={**os.environ, "PYTHONPATH": str(ROOT)}, preexec_fn=default_sigint)
     try:
         lines = []
         for line in process.stdout:

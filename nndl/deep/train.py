@@ -41,8 +41,8 @@ from nndl.deep.data import as_tensors
 from nndl.deep.device import fast_kernels
 from nndl.deep.distributed import rank_seed, shard_sizes
 from nndl.errors import ConfigError, ModelFileError
-from nndl.training.config import resolve_training_config
 from nndl.training import interrupt
+from nndl.training.config import resolve_training_config
 from nndl.training.history import History
 from nndl.training.loop import _check_weight_decay, _plateau_rules
 from nndl.training.plateau import Plateau

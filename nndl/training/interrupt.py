@@ -16,7 +16,7 @@ keeps Python's usual Ctrl-C, and ``check()`` is then a no-op.
 import signal
 import threading
 
-__all__ = ["install", "check", "requested"]
+__all__ = ["install", "check"]
 
 _requested = False
 
@@ -52,11 +52,6 @@ def install():
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     return restore
-
-
-def requested():
-    """True once Ctrl-C or SIGTERM has arrived since ``install()``."""
-    return _requested
 
 
 def check():

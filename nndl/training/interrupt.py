@@ -5,8 +5,8 @@ thread happens to be. Raised inside a destructor, a weakref callback or some
 callbacks from C code, it is only printed ("Exception ignored in ...") and
 training goes on as if nothing happened. The handler installed here also
 remembers that a stop was asked for, and the training loops call ``check()``
-between mini-batches, which raises the ``KeyboardInterrupt`` again if the first
-one was lost. The loops catch it, keep the finished epochs and save what was
+(the convolutional one every 250 mini-batches, the NumPy one after each epoch),
+which raises the ``KeyboardInterrupt`` again if the first one was lost. The loops catch it, keep the finished epochs and save what was
 asked, as before.
 
 Used by the command line (``nndl.cli.main``); a library user's own program

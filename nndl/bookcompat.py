@@ -24,6 +24,8 @@ import numpy as np
 from scipy.special import expit
 
 from nndl.errors import ConfigError, InputError
+from nndl.engine.optimizers import SGD
+from nndl.engine.regularizers import get_regularizer
 
 __all__ = ["sigmoid", "sigmoid_prime", "vectorized_result", "draw_seed", "private_rng", "check_sizes", "check_dtype",
            "plain", "check_number", "from_book_pairs", "labels_of", "targets_of", "ParameterList", "BookNetwork"]
@@ -393,16 +395,11 @@ class BookNetwork:
             b -> b - (eta / m) sum_x dC_x/db
 
         The m examples go through the engine's backpropagation as one
-        matrix; its gradients are the sums over the examples.
+        matrix; its gradients are the sums over the examples, which the
+        engine's optimiser (``nndl.engine.optimizers.SGD``) applies.
         """
         eta = check_number(eta, "the learning rate eta")
         x, y = self._data(mini_batch, "mini_batch")
-        m = x.shape[0]
         nabla_w, nabla_b = self.engine.backprop(x, y)                # sums over the m examples
-        decay = 1.0 - eta * (lmbda / n)
-        for p, nw, nb in zip(self.engine.params, nabla_w, nabla_b):
-            w, b = p[:, :-1], p[:, -1]                               # (n_out, n_in), (n_out,)
-            if decay != 1.0:
-                w *= decay
-            w -= (eta / m) * nw
-            b -= (eta / m) * np.reshape(nb, -1)
+        grads = [np.hstack([nw, np.reshape(nb, (-1, 1))]) for nw, nb in zip(nabla_w, nabla_b)]   # [dW | db]
+        SGD(self.engine.params, eta, weight_decay=get_regularizer("l2", lmbda), n=n).step(grads, m=x.shape[0])

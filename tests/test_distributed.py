@@ -116,7 +116,7 @@ def _worker(spec_path):
             torch.save({"params": params(net)}, out / f"D-rank{rank}.pt")
         else:                                                     # "crash" or "hang": rank 1 fails at step 5
             import nndl.deep.train as train_module
-            step, calls = train_module._Run.step, []
+            step, calls = train_module.TorchEngine.step, []
 
             def failing_step(self, xb, yb):
                 calls.append(1)
@@ -126,7 +126,7 @@ def _worker(spec_path):
                     time.sleep(10 * spec["timeout"])
                 return step(self, xb, yb)
 
-            train_module._Run.step = failing_step
+            train_module.TorchEngine.step = failing_step
             train(ConvNetwork(NETWORK, seed=1), data(400, 0), TrainingConfig(epochs=1, mini_batch_size=4, eta=0.1,
                                                                               seed=1), world=world)
     except NndlError as e:

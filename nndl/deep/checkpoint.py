@@ -9,9 +9,11 @@ tensors, numbers and JSON text -- never pickled objects -- read back with
     header      JSON: {"network": ConvNetConfig as a dict, "metadata": {...}}
     parameters  {"layers.0.weight": tensor, ...}: the network's state_dict
     training    (checkpoints only) {"epoch": last finished epoch, "eta": float,
-                "history": JSON, "velocities": [tensors], "shuffle_rng": tensor,
-                "dropout_rng": tensor, "best": state_dict or absent,
-                "dropout_rngs": [tensor per rank] when written by a distributed run}
+                "history": JSON, "optimizer": BookSGD's state_dict (learning rate,
+                velocities), "shuffle_rng": tensor, "dropout_rng": tensor,
+                "best": state_dict or absent, "dropout_rngs": [tensor per rank]
+                when written by a distributed run}. Checkpoints of nndl 0.1 have
+                "velocities": [tensors] instead of "optimizer"; they still resume.
 
 Every tensor is checked against the architecture the header declares (names,
 shapes, finite values) before the network is built. Files are written

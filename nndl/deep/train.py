@@ -1,4 +1,4 @@
-"""Training a ConvNetwork by mini-batch stochastic gradient descent, as network3 does or better.
+"""The PyTorch engine: a ConvNetwork trained by mini-batch SGD, as network3 does or better.
 
 Each epoch takes ``n // m`` mini-batches of m images (the book's
 ``num_training_batches``; the last n mod m images are left out of that
@@ -11,10 +11,14 @@ the book's update, on every weight w and bias b:
 the gradient of C = C0 + (lambda / 2d) sum w^2 with C0 the mean
 log-likelihood of the mini-batch and d the number of mini-batches per epoch
 (network3's scaling, ``lmbda_scale="batches"``) or n (network2's). With
-momentum mu > 0: v -> mu v - eta dC/dp, p -> p + v, as in chapter 3.
+momentum mu > 0: v -> mu v - eta dC/dp, p -> p + v, as in chapter 3. The
+update is ``nndl.deep.optimizer.BookSGD``; the epochs, measurements, best
+epoch, schedule and checkpoints are the one loop ``nndl.training.fit``.
 
 After each epoch the validation accuracy decides the best epoch -- an
-accuracy equal to the best so far counts as a new best, as in network3 --
+accuracy equal to the best so far counts as a new best, as in network3
+(``best_on_tie``), and the last n mod m images are left out of each epoch
+(``last_batch="drop"``), unless the TrainingConfig says otherwise --
 and the test accuracy at that epoch is the result chapter 6 reports. The run
 is recorded in a ``History`` (``evaluation_accuracy`` is the validation
 accuracy, ``test_accuracy`` the test accuracy); the halve-on-plateau schedule
@@ -30,9 +34,11 @@ and rank 0 alone writes the checkpoint. The module ``nndl.deep.distributed``
 says why that is the same run as one process with the same mini-batch.
 """
 
+from __future__ import annotations
+
 import hashlib
-import json
-import time
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -40,22 +46,22 @@ import torch.nn.functional as F
 from nndl.deep.data import as_tensors
 from nndl.deep.device import fast_kernels
 from nndl.deep.distributed import rank_seed, shard_sizes
+from nndl.deep.optimizer import BookSGD
 from nndl.errors import ConfigError, ModelFileError
-from nndl.training import interrupt
-from nndl.training.config import resolve_training_config
+from nndl.training.config import TrainingConfig, resolve_training_config
+from nndl.training.fit import PROGRESS_EVERY, Progress, check_weight_decay, fit
 from nndl.training.history import History
-from nndl.training.loop import _check_weight_decay, _plateau_rules
-from nndl.training.plateau import Plateau
 
-__all__ = ["train", "PROGRESS_EVERY"]
+__all__ = ["train", "TorchEngine", "PROGRESS_EVERY"]
 
-#: Mini-batches between two progress-bar updates (and two checks for divergence).
-PROGRESS_EVERY = 250
+#: network3's conventions: the last partial mini-batch is left out, and a tie is a new best epoch.
+LAST_BATCH, BEST_ON_TIE = "drop", True
 
 
-def train(net, training_data, config=None, *, validation_data=None, test_data=None, augmentation=None,
-          progress=False, on_epoch=None, checkpoint=None, checkpoint_metadata=None, resume=None, world=None,
-          **settings):
+def train(net: Any, training_data: Any, config: TrainingConfig | None = None, *, validation_data: Any = None,
+          test_data: Any = None, augmentation: Any = None, progress: bool = False, on_epoch: Any = None,
+          checkpoint: str | None = None, checkpoint_metadata: dict[str, Any] | None = None,
+          resume: dict[str, Any] | None = None, world: Any = None, **settings: Any) -> History:
     """Train ``net`` (a ConvNetwork) on its device.
 
     Parameters
@@ -94,73 +100,25 @@ def train(net, training_data, config=None, *, validation_data=None, test_data=No
         schedule", "diverged" (the weights of the last good epoch are kept)
         or "interrupted" (Ctrl-C, between two mini-batches).
     """
-    config = resolve_training_config(config, settings)
+    config = resolve_training_config(config, settings).with_conventions(LAST_BATCH, BEST_ON_TIE)
     _check_supported(config)
     shape, k, device, dtype = net.config.input_shape, net.config.n_outputs, net.device, net.dtype
     x, y = as_tensors(training_data, shape, k, device, dtype, "training data")
     validation = None if validation_data is None else as_tensors(validation_data, shape, k, device, dtype,
                                                                   "validation data")
     test = None if test_data is None else as_tensors(test_data, shape, k, device, dtype, "test data")
-    n, m = x.shape[0], config.mini_batch_size
-    if m > n:
-        raise ConfigError(f"the mini-batch size {m} is larger than the {n} training images")
-    divisor = config.lmbda_divisor(n)
-    _check_weight_decay(config, divisor)
     monitor = config.monitors(validation is not None)
-    if world is not None:
-        shard_sizes(m, world.world_size)                    # refuses m < N before any message is sent
-        world.broadcast_parameters(net)
-    run = _Run(net, config, n, divisor, augmentation, world)
-    history = History(config=config, network=net.config, n_training=n,
+    engine = TorchEngine(net, (x, y), config, validation, test, augmentation=augmentation, world=world)
+    history = History(config=config, network=net.config, n_training=x.shape[0],
                       n_evaluation=0 if validation is None else validation[0].shape[0],
                       n_test=0 if test is None else test[0].shape[0])
-    plateau = Plateau(ties=True)
-    if resume is not None:
-        history = run.restore(resume, history, plateau)
-    restore_best = config.restore_best if config.restore_best is not None else config.early_stopping is not None
-    best = run.best if restore_best else None
-    good = _copy_state(net)
-
-    with fast_kernels(device, run.m_local):
-        try:
-            for epoch in range(len(history.epochs), config.epochs):
-                epoch_time = run.epoch(x, y, epoch, progress)
-                if epoch_time is None:
-                    net.load_state_dict(good)
-                    history.stop("diverged", f"training diverged in epoch {epoch}: the cost became inf or nan "
-                                             f"(eta = {run.eta:g} is probably too large); the weights from the end "
-                                             "of the previous epoch were kept")
-                    break
-                good = _copy_state(net)
-                start = time.perf_counter()
-                measured = _measure(net, monitor, (x, y), validation, test, config, divisor, world)
-                history.record(epoch, run.eta, epoch_time, time.perf_counter() - start, measured)
-                accuracy = history.watched_accuracy()
-                if accuracy is not None and plateau.update(epoch, accuracy):
-                    history.best_epoch, history.best_accuracy = epoch, accuracy
-                    if restore_best:
-                        best = _copy_state(net)
-                reason = _plateau_rules(config, plateau, run)
-                if reason:
-                    history.stop(*reason)
-                if checkpoint is not None:
-                    run.save(checkpoint, history, best, checkpoint_metadata)
-                if on_epoch is not None:
-                    on_epoch(history)
-                if reason:
-                    break
-        except KeyboardInterrupt:
-            history.stop("interrupted", f"interrupted by the user after {len(history.epochs)} complete epochs")
-            if not _finite(net):
-                net.load_state_dict(good)
-        finally:
-            run.close()
-    if restore_best and best is not None:
-        net.load_state_dict(best)
+    with fast_kernels(device, engine.m_local):
+        [history] = fit(engine, config, [history], monitor=monitor, progress=progress, on_epoch=on_epoch,
+                        checkpoint=checkpoint, checkpoint_metadata=checkpoint_metadata, resume=resume)
     return history
 
 
-def _check_supported(config):
+def _check_supported(config: TrainingConfig) -> None:
     if config.p_dropout:
         raise ConfigError("dropout is set per layer in a convolutional network (p_dropout of a layer), not in the "
                           "training settings")
@@ -168,18 +126,18 @@ def _check_supported(config):
         raise ConfigError("Nesterov's momentum is not available for convolutional networks; use momentum")
 
 
-def _copy_state(net):
+def _copy_state(net: Any) -> dict[str, torch.Tensor]:
     return {name: t.detach().clone() for name, t in net.state_dict().items()}
 
 
-def _finite(net):
+def _finite(net: Any) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in net.parameters())
 
 
-def _measure_split(net, data, world):
+def _measure_split(net: Any, data: tuple[torch.Tensor, torch.Tensor], world: Any) -> tuple[float, float]:
     """(accuracy, mean cost) of ``net`` on (images, labels); with ``world``, each rank measures a share."""
     if world is None:
-        return net.measure(*data)
+        return net.measure(*data)  # type: ignore[no-any-return]
     images, labels = data
     n = images.shape[0]
     lo, hi = n * world.rank // world.world_size, n * (world.rank + 1) // world.world_size
@@ -189,45 +147,46 @@ def _measure_split(net, data, world):
     return correct / max(1, count), total / max(1, count)
 
 
-def _measure(net, monitor, training, validation, test, config, divisor, world=None):
-    """The monitored costs and accuracies after an epoch, and the test accuracy, as a dict by name."""
-    measured = {}
-    l2 = 0.0
-    if any(name.endswith("cost") for name in monitor) and config.lmbda:
-        with torch.no_grad():
-            weights = net.weights()
-            if config.regularization == "l2":
-                l2 = 0.5 * config.lmbda / divisor * float(sum((w * w).sum() for w in weights))
-            else:
-                l2 = config.lmbda / divisor * float(sum(w.abs().sum() for w in weights))
-    for prefix, data in (("training", training), ("evaluation", validation)):
-        if f"{prefix}_accuracy" in monitor or f"{prefix}_cost" in monitor:
-            accuracy, cost = _measure_split(net, data, world)
-            if f"{prefix}_accuracy" in monitor:
-                measured[f"{prefix}_accuracy"] = accuracy
-            if f"{prefix}_cost" in monitor:
-                measured[f"{prefix}_cost"] = cost + l2
-    if test is not None:
-        measured["test_accuracy"] = _measure_split(net, test, world)[0]
-    return measured
+class TorchEngine:
+    """One ConvNetwork on its device: the engine ``fit`` drives for chapter 6.
 
-
-class _Run:
-    """The state of one training run between epochs: eta, velocities, random generators, progress bar.
-
-    Under ``world``, this rank's part of each global mini-batch of m is the
-    images ``lo:hi`` of it (``m_local`` = hi - lo of them), and its
-    gradient counts with the weight ``share`` = m_local / m.
+    Holds the optimiser (``BookSGD``), the two random streams (the order of
+    the examples, on the CPU; dropout masks and augmentation, on the device)
+    and the data. Under ``world``, this rank's part of each global
+    mini-batch of m is the images ``lo:hi`` of it (``m_local`` = hi - lo of
+    them), and its gradient counts with the weight ``share`` = m_local / m.
     """
 
-    def __init__(self, net, config, n, divisor, augmentation, world=None):
-        self.net, self.config, self.n, self.divisor, self.world = net, config, n, divisor, world
+    members = 1
+    divergence = "the cost"
+
+    def __init__(self, net: Any, training: tuple[torch.Tensor, torch.Tensor], config: TrainingConfig,
+                 validation: tuple[torch.Tensor, torch.Tensor] | None = None,
+                 test: tuple[torch.Tensor, torch.Tensor] | None = None, *, augmentation: Any = None,
+                 world: Any = None) -> None:
+        x, y = training
+        n, m = x.shape[0], config.mini_batch_size
+        if config.last_batch == "drop" and m > n:
+            raise ConfigError(f"the mini-batch size {m} is larger than the {n} training images")
+        if config.last_batch == "train" and world is not None and n % m:
+            raise ConfigError("training the last partial mini-batch (last_batch 'train') is not available across "
+                              f"processes: {n} images are not a whole number of mini-batches of {m}")
+        m = min(m, n)                  # (with last_batch "train": a mini-batch larger than the data is all of it)
+        divisor = config.lmbda_divisor(n)
+        check_weight_decay(config, divisor)
+        if world is not None:
+            shard_sizes(m, world.world_size)                 # refuses m < N before any message is sent
+            world.broadcast_parameters(net)
+        self.net, self.config, self.n, self.world = net, config, n, world
+        self.x, self.y, self.validation, self.test = x, y, validation, test
+        self.divisor = divisor
         self.augmentation = augmentation if augmentation is not None and augmentation.active else None
-        self.eta = config.eta
-        self.m, self.num_batches = config.mini_batch_size, n // config.mini_batch_size
-        rank, sizes = (0, [self.m]) if world is None else (world.rank, shard_sizes(self.m, world.world_size))
+        self.m = m
+        self.num_batches = n // m if config.last_batch == "drop" else -(-n // m)
+        self.images_per_epoch = min(n, self.num_batches * m)
+        rank, sizes = (0, [m]) if world is None else (world.rank, shard_sizes(m, world.world_size))
         self.lo, self.hi = sum(sizes[:rank]), sum(sizes[:rank + 1])
-        self.m_local, self.share = self.hi - self.lo, (self.hi - self.lo) / self.m
+        self.m_local, self.share = self.hi - self.lo, (self.hi - self.lo) / m
         seed = config.seed if config.seed is not None else int(torch.randint(0, 2**62, (1,)))
         if world is not None:
             seed = world.broadcast_int(seed)             # one order of the examples for all ranks
@@ -236,17 +195,17 @@ class _Run:
         self.shuffle_rng = torch.Generator().manual_seed(seed)
         self.dropout_rng = torch.Generator(device=net.device).manual_seed(rank_seed(seed + 1, rank))
         self.params = list(net.parameters())
-        self.weights = net.weights()
-        self.is_weight = [any(p is w for w in self.weights) for p in self.params]
-        self.velocities = [torch.zeros_like(p) for p in self.params] if config.momentum else None
-        self.best = None
-        self.bar = None
+        weights = net.weights()
+        biases = [p for p in self.params if not any(p is w for w in weights)]
+        self.optimizer = BookSGD([{"params": weights}, {"params": biases, "weight_decay": 0.0}], lr=config.eta,
+                                 momentum=config.momentum, weight_decay=config.lmbda / divisor,
+                                 regularization=config.regularization)
 
-    # --- one epoch ---------------------------------------------------------
+    # --- the epoch -------------------------------------------------------------------------------
 
-    def epoch(self, x, y, epoch, progress):
-        """One pass over the training data; the seconds it took, or None if the cost became inf or nan."""
-        net, m = self.net, self.m
+    def run_epoch(self, epoch: int, active: Sequence[bool], progress: Progress) -> list[bool]:
+        """One pass over the training data; [False] when the cost or the weights became inf or nan."""
+        net, m, x, y = self.net, self.m, self.x, self.y
         order = torch.randperm(self.n, generator=self.shuffle_rng).to(x.device) if self.config.shuffle else None
         # Mini-batch j is images (or order) [j * stride + lo, j * stride + hi).
         stride, lo, hi = m, self.lo, self.hi
@@ -257,12 +216,7 @@ class _Run:
                 mine = mine[:self.num_batches * m].view(self.num_batches, m)[:, lo:hi].reshape(-1)
                 x, y, order, stride, lo, hi = x[mine], y[mine], None, self.m_local, 0, self.m_local
             x = augment_in_chunks(x, self.augmentation, self.dropout_rng)
-        if progress:
-            from tqdm import tqdm
-            self.bar = tqdm(total=self.num_batches * m, desc=f"epoch {epoch}", unit="img", unit_scale=True,
-                            leave=False, dynamic_ncols=True, mininterval=0.2)
         net.train()
-        start = time.perf_counter()
         for chunk in range(0, self.num_batches, PROGRESS_EVERY):
             for j in range(chunk, min(chunk + PROGRESS_EVERY, self.num_batches)):
                 if order is None:
@@ -271,57 +225,82 @@ class _Run:
                     batch = order[j * stride + lo:j * stride + hi]
                     xb, yb = x[batch], y[batch]
                 cost = self.step(xb, yb)
-            interrupt.check()
             diverged = not bool(torch.isfinite(cost))
             if self.world is not None:                   # every rank stops together, or none does
                 diverged = self.world.any(diverged, "checking the cost on every process")
             if diverged:
-                self.close()
-                return None
-            if self.bar is not None:
-                self.bar.update(min(PROGRESS_EVERY, self.num_batches - chunk) * m)
-        if not _finite(net):                                 # the last update itself may have overflowed
-            self.close()
-            return None
-        elapsed = time.perf_counter() - start
-        self.close()
-        return elapsed
+                return [False]
+            progress(min(min(PROGRESS_EVERY, self.num_batches - chunk) * m, self.images_per_epoch - chunk * m))
+        return [True]
 
-    def step(self, xb, yb):
+    def step(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
         """One step of gradient descent on the mini-batch xb (m, c, h, w), yb (m,); returns its cost C0."""
         cost = F.nll_loss(self.net(xb, self.dropout_rng), yb)
         grads = torch.autograd.grad(cost, self.params)
         if self.world is not None:                       # sum of (m_r / m) * mean gradient of rank r's m_r images
             grads = self.world.all_reduce_gradients(grads, self.share)
-        config, eta = self.config, self.eta
-        decay = config.lmbda / self.divisor
-        with torch.no_grad():
-            if self.velocities is None:
-                if decay and config.regularization == "l2":
-                    torch._foreach_mul_(self.weights, 1.0 - eta * decay)      # the book's weight decay
-                elif decay:
-                    torch._foreach_add_(self.weights, torch._foreach_sign(self.weights), alpha=-eta * decay)
-                torch._foreach_add_(self.params, grads, alpha=-eta)
-            else:
-                grads = list(grads)
-                if decay:                                                   # the penalty joins the velocity
-                    for i, (w, is_weight) in enumerate(zip(self.params, self.is_weight)):
-                        if is_weight:
-                            grads[i] = grads[i] + decay * (w if config.regularization == "l2" else w.sign())
-                torch._foreach_mul_(self.velocities, config.momentum)
-                torch._foreach_add_(self.velocities, grads, alpha=-eta)
-                torch._foreach_add_(self.params, self.velocities)
+        for p, g in zip(self.params, grads):
+            p.grad = g
+        self.optimizer.step()
         return cost.detach()
 
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
+    # --- what fit asks between epochs -----------------------------------------------------------
 
-    # --- checkpoints ---------------------------------------------------------
+    def finite(self, i: int) -> bool:
+        return _finite(self.net)
 
-    def save(self, path, history, best, metadata):
-        """Write the complete state after an epoch, so that ``restore`` continues exactly from here.
+    def measure(self, i: int, monitor: Sequence[str]) -> dict[str, float]:
+        """The monitored costs and accuracies after an epoch, and the test accuracy, as a dict by name."""
+        net, config, world = self.net, self.config, self.world
+        measured: dict[str, float] = {}
+        penalty = 0.0
+        if any(name.endswith("cost") for name in monitor) and config.lmbda:
+            with torch.no_grad():
+                weights = net.weights()
+                if config.regularization == "l2":
+                    penalty = 0.5 * config.lmbda / self.divisor * float(sum((w * w).sum() for w in weights))
+                else:
+                    penalty = config.lmbda / self.divisor * float(sum(w.abs().sum() for w in weights))
+        for prefix, data in (("training", (self.x, self.y)), ("evaluation", self.validation)):
+            if f"{prefix}_accuracy" in monitor or f"{prefix}_cost" in monitor:
+                assert data is not None
+                accuracy, cost = _measure_split(net, data, world)
+                if f"{prefix}_accuracy" in monitor:
+                    measured[f"{prefix}_accuracy"] = accuracy
+                if f"{prefix}_cost" in monitor:
+                    measured[f"{prefix}_cost"] = cost + penalty
+        if self.test is not None:
+            measured["test_accuracy"] = _measure_split(net, self.test, world)[0]
+        return measured
+
+    def copy_params(self, i: int) -> dict[str, torch.Tensor]:
+        return _copy_state(self.net)
+
+    def restore_params(self, i: int, params: dict[str, torch.Tensor]) -> None:
+        self.net.load_state_dict(params)
+
+    def params_from_state(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {name: t.to(self.net.device) for name, t in params.items()}
+
+    def get_eta(self, i: int) -> float:
+        return self.optimizer.eta
+
+    def set_eta(self, i: int, eta: float) -> None:
+        self.optimizer.eta = eta
+
+    def network_config(self) -> Any:
+        return self.net.config
+
+    def saturation(self, i: int) -> float | None:
+        return None
+
+    def close(self) -> None:
+        pass
+
+    # --- checkpoints -----------------------------------------------------------------------------
+
+    def write_checkpoint(self, path: str, state: dict[str, Any], metadata: dict[str, Any] | None) -> None:
+        """Write the complete state after an epoch, so that ``load_state`` continues exactly from here.
 
         Under ``world`` every rank calls it (to hand over its dropout
         generator) and rank 0 writes.
@@ -330,17 +309,15 @@ class _Run:
         rngs = None if self.world is None else self.world.gather_states(self.dropout_rng.get_state())
         if self.world is not None and not self.world.is_main:
             return
-        state = {"epoch": history.epochs[-1], "eta": float(self.eta), "history": json.dumps(history.to_dict()),
+        state = {**state, "eta": float(self.optimizer.eta), "optimizer": _cpu(self.optimizer.state_dict()),
                  "shuffle_rng": self.shuffle_rng.get_state(), "dropout_rng": self.dropout_rng.get_state().cpu()}
         if rngs is not None:
             state["dropout_rngs"] = rngs                 # rank r's generator; dropout_rng is rank 0's
-        if self.velocities is not None:
-            state["velocities"] = [v.detach().cpu().clone() for v in self.velocities]
-        if best is not None:
-            state["best"] = {name: t.cpu() for name, t in best.items()}
+        if "best" in state:
+            state["best"] = {name: t.cpu() for name, t in state["best"].items()}
         save_checkpoint(path, self.net, state, metadata)
 
-    def _rank_rng_state(self, state):
+    def _rank_rng_state(self, state: dict[str, Any]) -> torch.Tensor:
         """This rank's dropout generator state from a checkpoint written by any number of processes."""
         rank, size = (0, 1) if self.world is None else (self.world.rank, self.world.world_size)
         saved = state.get("dropout_rngs")
@@ -353,35 +330,40 @@ class _Run:
             return torch.Generator(device=self.net.device).manual_seed(rank_seed(seed, rank)).get_state()
         return rng.cpu()                                 # a generator's state is a CPU ByteTensor, on any device
 
-    def restore(self, state, history, plateau):
-        """Continue from a saved state: returns its History; sets eta, velocities, generators, best, plateau."""
+    def load_state(self, state: dict[str, Any]) -> None:
+        """The optimiser (learning rate, velocities) and the random generators from a checkpoint."""
         try:
-            saved = History.from_dict(json.loads(state["history"]), source="the checkpoint's history")
             eta = float(state["eta"])
             self.shuffle_rng.set_state(state["shuffle_rng"])
             self.dropout_rng.set_state(self._rank_rng_state(state))
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
             raise ModelFileError(f"the checkpoint's training state is incomplete or damaged ({e})") from None
-        if saved.network != self.net.config:
-            raise ConfigError(f"the checkpoint is of a different network ({saved.network.describe()}) than the one "
-                              f"given ({self.net.config.describe()})")
-        if saved.config.replace(epochs=self.config.epochs) != self.config:
-            changed = [f"{k}: {v!r} -> {getattr(self.config, k)!r}" for k, v in saved.config.to_dict().items()
-                       if k != "epochs" and v != self.config.to_dict()[k]]
-            raise ConfigError("resuming needs the training settings of the checkpoint (only the number of epochs may "
-                              f"change); changed: {', '.join(changed)}")
-        if saved.stop_reason not in ("completed", "interrupted"):
-            raise ConfigError(f"the checkpoint's run has already ended ({saved.stop_reason}: {saved.message})")
-        if self.velocities is not None:
+        if "optimizer" in state:
+            try:
+                self.optimizer.load_state_dict(state["optimizer"])
+            except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as e:
+                raise ModelFileError(f"the checkpoint's optimiser state does not fit this run ({e})") from None
+            for group in self.optimizer.param_groups:
+                for p in group["params"]:
+                    buffer = self.optimizer.state.get(p, {}).get("momentum_buffer")
+                    if self.config.momentum and (buffer is None or buffer.shape != p.shape):
+                        raise ModelFileError("the checkpoint has no velocities for this momentum run")
+        elif self.config.momentum:                       # a checkpoint of nndl 0.1: velocities saved by hand
             velocities = state.get("velocities")
-            if not isinstance(velocities, list) or len(velocities) != len(self.params):
+            if not isinstance(velocities, list) or len(velocities) != len(self.params) or any(
+                    not isinstance(v, torch.Tensor) or v.shape != p.shape for v, p in zip(velocities, self.params)):
                 raise ModelFileError("the checkpoint has no velocities for this momentum run")
-            self.velocities = [v.to(p.device, p.dtype) for v, p in zip(velocities, self.params)]
-        if "best" in state:
-            self.best = {name: t.to(self.net.device) for name, t in state["best"].items()}
-        self.eta = eta
-        for epoch, accuracy in zip(saved.epochs, saved.evaluation_accuracy or saved.training_accuracy):
-            plateau.update(epoch, accuracy)
-        saved.config = self.config
-        saved.stop("completed", "")
-        return saved
+            for v, p in zip(velocities, self.params):
+                self.optimizer.state[p]["momentum_buffer"] = v.to(p.device, p.dtype)
+        self.optimizer.eta = eta
+
+
+def _cpu(value: Any) -> Any:
+    """An optimiser's state_dict with every tensor on the CPU (checkpoints load on any device)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().clone()
+    if isinstance(value, dict):
+        return {k: _cpu(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_cpu(v) for v in value]
+    return value

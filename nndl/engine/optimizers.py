@@ -101,13 +101,17 @@ class SGD:
 
     # --- the plain rule -----------------------------------------------------
 
-    def step(self, grads):
-        """One update from the mean gradients of a mini-batch.
+    def step(self, grads, m=1):
+        """One update from the gradients of a mini-batch of m examples.
 
         Parameters
         ----------
         grads : list of ndarray
-            ``grads[l]`` shaped like ``params[l]``: (1/m) sum_x dC_x/dP.
+            ``grads[l]`` shaped like ``params[l]``: sum_x dC_x/dP over the
+            mini-batch, or its mean (1/m) sum_x dC_x/dP with ``m=1``.
+        m : int
+            The number of examples the gradients are summed over: the step
+            is (eta / m) times them, in the book's order of operations.
         """
         if len(grads) != len(self.params):
             raise ConfigError(f"expected {len(self.params)} gradients, one per parameter matrix, got {len(grads)}")
@@ -119,14 +123,15 @@ class SGD:
                 g[:, :-1] += self.weight_decay.gradient(p[:, :-1], self.n)  # joins the velocity
             elif self.weight_decay is not None:
                 self.weight_decay.decay(p[:, :-1], self.eta, self.n)         # the book's w -> (1 - eta lambda/n) w
+            eta = self.eta / m if m != 1 else self.eta
             if self.velocities is None:
-                p -= self.eta * g                                            # w -> w - eta g
+                p -= eta * g                                                 # w -> w - eta g
                 continue
             v = self.velocities[l]
             v *= self.momentum
-            v -= self.eta * g                                                # v -> v' = mu v - eta g
+            v -= eta * g                                                     # v -> v' = mu v - eta g
             if self.nesterov:
-                p += self.momentum * v - self.eta * g                        # w -> w + mu v' - eta g
+                p += self.momentum * v - eta * g                             # w -> w + mu v' - eta g
             else:
                 p += v                                                       # w -> w + v'
 

@@ -1,5 +1,5 @@
 """Training: the typed configuration, the SGD loop, its per-epoch History, plateau rules."""
 
-from nndl.training.loop import train
+from nndl.training.numpy_engine import train
 
 __all__ = ["train"]

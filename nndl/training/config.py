@@ -24,7 +24,7 @@ from nndl.lookup import normalise
 from nndl.validate import MAX_PARAMETERS, layer_sizes, real_number, whole_number
 
 __all__ = ["Settings", "NetworkConfig", "ConvNetConfig", "TrainingConfig", "network_config_from_dict", "resolve_training_config", "MONITORS", "SCHEDULES",
-           "REGULARIZATIONS", "LMBDA_SCALES"]
+           "REGULARIZATIONS", "LMBDA_SCALES", "LAST_BATCHES"]
 
 #: The per-epoch measurements that can be monitored.
 MONITORS = ("training_cost", "training_accuracy", "evaluation_cost", "evaluation_accuracy")
@@ -33,6 +33,11 @@ SCHEDULES = ("constant", "halve")
 REGULARIZATIONS = ("l2", "l1")
 #: What lambda is divided by: the training-set size n (network2) or the number of mini-batches (network3).
 LMBDA_SCALES = ("n", "batches")
+#: What an epoch does with the last n mod m examples: train them as a smaller mini-batch (network,
+#: network2) or leave them out of that epoch (network3).
+LAST_BATCHES = ("train", "drop")
+#: TrainingConfig fields whose None means "the engine's chapter default".
+_ENGINE_CONVENTIONS = ("last_batch", "best_on_tie")
 
 
 def _choice(value, choices, what, canon=normalise):
@@ -212,6 +217,18 @@ class TrainingConfig(Settings):
         Shuffle the training data every epoch (network and network2 do);
         False takes the mini-batches in stored order every epoch, as the
         book's network3 does.
+    last_batch : {"train", "drop"} or None
+        The last n mod m examples of an epoch: "train" them as a smaller
+        mini-batch (the book's network and network2; a mini-batch larger
+        than the data is then the whole data), or "drop" them from that
+        epoch (network3's ``n // m`` mini-batches). None: the engine's
+        chapter default -- "train" for the NumPy networks of chapters 1-3,
+        "drop" for the convolutional networks of chapter 6.
+    best_on_tie : bool or None
+        Whether an accuracy equal to the best so far makes a new best epoch
+        (network3 keeps the last of equal epochs; network2's early stopping
+        waits for a strictly better one). None: the engine's chapter
+        default -- False for chapters 1-3, True for chapter 6.
     """
 
     epochs: int = 30
@@ -231,6 +248,8 @@ class TrainingConfig(Settings):
     restore_best: bool = None
     seed: int = None
     shuffle: bool = True
+    last_batch: str | None = None
+    best_on_tie: bool | None = None
 
     def __post_init__(self):
         def put(name, value):
@@ -261,6 +280,10 @@ class TrainingConfig(Settings):
                                                for m in monitor)))
         if not isinstance(self.shuffle, bool):
             raise ConfigError(f"shuffle must be true or false, got {self.shuffle!r}")
+        if self.last_batch is not None:
+            put("last_batch", _choice(self.last_batch, LAST_BATCHES, "last mini-batch rule"))
+        if self.best_on_tie is not None and not isinstance(self.best_on_tie, bool):
+            raise ConfigError(f"best_on_tie must be true, false or null, got {self.best_on_tie!r}")
         if self.restore_best is not None and not isinstance(self.restore_best, bool):
             raise ConfigError(f"restore_best must be true, false or null, got {self.restore_best!r}")
         if self.seed is not None:
@@ -276,6 +299,27 @@ class TrainingConfig(Settings):
     def lmbda_divisor(self, n):
         """What lambda is divided by for a training set of n examples: n, or the number of mini-batches."""
         return n if self.lmbda_scale == "n" else max(1, n // min(self.mini_batch_size, n))
+
+    def to_dict(self):
+        """The settings as a JSON-ready dict; a convention left to the engine (None) is not written.
+
+        So the dict of an unresolved configuration is the same as nndl 0.1
+        wrote, and results and checkpoints saved before still match it.
+        """
+        data = super().to_dict()
+        for name in _ENGINE_CONVENTIONS:
+            if data[name] is None:
+                del data[name]
+        return data
+
+    def with_conventions(self, last_batch, best_on_tie):
+        """This config with ``last_batch`` and ``best_on_tie`` set to an engine's defaults where they are None."""
+        changes = {}
+        if self.last_batch is None:
+            changes["last_batch"] = last_batch
+        if self.best_on_tie is None:
+            changes["best_on_tie"] = best_on_tie
+        return self.replace(**changes) if changes else self
 
     def monitors(self, has_evaluation):
         """What to measure after each epoch, given whether there is evaluation data."""

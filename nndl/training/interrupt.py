@@ -4,10 +4,10 @@ Python turns Ctrl-C into a ``KeyboardInterrupt`` raised wherever the main
 thread happens to be. Raised inside a destructor, a weakref callback or some
 callbacks from C code, it is only printed ("Exception ignored in ...") and
 training goes on as if nothing happened. The handler installed here also
-remembers that a stop was asked for, and the training loops call ``check()``
-(the convolutional one every 250 mini-batches, the NumPy one after each epoch),
-which raises the ``KeyboardInterrupt`` again if the first one was lost. The loops catch it, keep the finished epochs and save what was
-asked, as before.
+remembers that a stop was asked for, and the training loop
+(``nndl.training.fit``) calls ``check()`` every 250 mini-batches and after
+each epoch, which raises the ``KeyboardInterrupt`` again if the first one was
+lost. The loop catches it, keeps the finished epochs and saves what was asked.
 
 Used by the command line (``nndl.cli.main``); a library user's own program
 keeps Python's usual Ctrl-C, and ``check()`` is then a no-op.

@@ -1,4 +1,9 @@
-"""Activation functions sigma(z), each with the backward rule it needs.
+"""Activation functions sigma(z), each with the backward rule it needs (chapters 1 and 3).
+
+- sigmoid, 1 / (1 + e^-z): equation (3), the neuron of chapter 1;
+- tanh and ReLU, max(0, z): chapter 3's other models of neuron;
+- softmax, e^{z_j} / sum_k e^{z_k}: equation (78), for the output layer only;
+- linear, the identity.
 
 Every activation works on a mini-batch at once: ``z`` has shape ``(m, n)``,
 one row per example. Two methods are used by backpropagation:

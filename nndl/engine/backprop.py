@@ -1,4 +1,4 @@
-"""Backpropagation over a whole mini-batch at once (chapter 2).
+"""Backpropagation over a whole mini-batch at once: the forward pass (25) and BP1-BP4 (chapter 2).
 
 This is the "fully matrix-based" backpropagation of the book's chapter 2
 problem: the m examples of a mini-batch are the rows of one matrix, so each
@@ -17,9 +17,9 @@ forward pass is one matrix product per layer, and BP3 and BP4 are the single
 product ``delta.T [a | 1]``, the gradient of ``P``.
 
 ``Backprop`` owns preallocated buffers for one mini-batch size. Training
-calls it thousands of times an epoch, and at these sizes (10 x 784 x 30)
-the time goes to allocating temporaries and to per-call overhead, not to
-arithmetic; reusing the buffers removes the allocations.
+calls it thousands of times an epoch, and at the book's small sizes the time
+goes to allocating temporaries and to per-call overhead, not to arithmetic;
+reusing the buffers removes the allocations.
 """
 
 import numpy as np

@@ -1,4 +1,8 @@
-"""Cost functions C(a, y) and the output error delta^L they give (equation BP1).
+"""Cost functions C(a, y) and the output error delta^L they give (BP1; chapters 1 and 3).
+
+- quadratic, 1/2 ||a - y||^2 per example: equations (6) and (26)-(27);
+- cross-entropy, -sum_j [y_j ln a_j + (1 - y_j) ln(1 - a_j)]: (57) and (63);
+- log-likelihood, -ln a_y: (80).
 
 ``a`` is the output activation and ``y`` the desired output, both of shape
 ``(m, k)``, one row per example; ``y`` is one-hot for classification (the
@@ -15,10 +19,10 @@ network converts integer labels). Each cost has:
 
 Simplified deltas and the output activation each one assumes:
 
-- quadratic, any activation: (a - y) * sigma'(z)  (no simplification);
-- cross-entropy with a **sigmoid** output: a - y (the sigma'(z) of the
-  quadratic cost cancels: the "learning slowdown" goes away);
-- log-likelihood with a **softmax** output: a - y.
+- quadratic, any activation: (a - y) * sigma'(z), equation (30) (no simplification);
+- cross-entropy with a **sigmoid** output: a - y, equation (66) (the sigma'(z)
+  of the quadratic cost cancels: the "learning slowdown" goes away);
+- log-likelihood with a **softmax** output: a - y, equation (84).
 """
 
 import numpy as np

@@ -1,4 +1,7 @@
-"""The feedforward network: layers of neurons, their parameters, and what they compute.
+"""The feedforward network of chapters 1-3: layers of neurons, their parameters, and what they compute.
+
+Each layer computes a' = sigma(w a + b), equation (22), and layer after layer
+that is (25); backpropagation (BP1-BP4) is in ``nndl.engine.backprop``.
 
 Rows are examples throughout: inputs have shape (n, sizes[0]), outputs
 (n, sizes[-1]). Layer l has weights W of shape (sizes[l], sizes[l-1]) -- as

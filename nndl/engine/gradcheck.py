@@ -1,4 +1,4 @@
-"""Checking backpropagation against finite differences (chapter 2).
+"""Checking backpropagation (BP1-BP4) against finite differences (chapter 2).
 
 Backpropagation computes dC/dw for every weight in one backward pass. The
 slow, obvious alternative perturbs one parameter at a time:

@@ -1,5 +1,9 @@
 """Weight initialisation (chapters 1 and 3).
 
+- "large": weights and biases N(0, 1), as in chapter 1;
+- "default": weights N(0, 1/n_in) and biases N(0, 1), chapter 3's "weight
+  initialization", which keeps the sigmoids from starting saturated.
+
 Each initialiser fills a layer's parameters: weights of shape
 ``(n_out, n_in)`` and biases of shape ``(n_out,)``, drawn from a seeded
 ``numpy.random.Generator`` so the same seed gives the same network.

@@ -1,4 +1,4 @@
-"""Gradient-descent update rules: plain SGD, momentum and Nesterov momentum.
+"""Update rules of chapters 1 and 3: plain SGD (20)-(21), momentum (107)-(108) and Nesterov momentum.
 
 An optimiser turns the deltas of one mini-batch (computed by
 ``nndl.engine.backprop.Backprop``) into a change of the parameters. With m examples

@@ -2,8 +2,8 @@
 
 Both add a penalty on the weights (never the biases) to the cost:
 
-    L2:  C = C0 + lambda/(2n) sum_w w^2
-    L1:  C = C0 + lambda/n    sum_w |w|
+    L2:  C = C0 + lambda/(2n) sum_w w^2        equations (85)-(87)
+    L1:  C = C0 + lambda/n    sum_w |w|        equation (95)
 
 where **n is the size of the whole training set**, as in the book's
 ``network2.py``. (The book's ``network3.py`` scales differently: it adds
@@ -12,11 +12,11 @@ mini-batch, so the same lambda means a different strength there.)
 
 During training the gradient step becomes, for L2, the book's "weight decay"
 
-    w -> (1 - eta lambda / n) w - (eta / m) sum_x dC_x/dw
+    w -> (1 - eta lambda / n) w - (eta / m) sum_x dC_x/dw           (93)
 
 and for L1
 
-    w -> w - (eta lambda / n) sgn(w) - (eta / m) sum_x dC_x/dw
+    w -> w - (eta lambda / n) sgn(w) - (eta / m) sum_x dC_x/dw      (97)
 
 with sgn(0) = 0.
 """

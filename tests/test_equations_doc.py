@@ -34,10 +34,6 @@ REQUIRED = {
     "(125)", "(126)", "max-pooling", "network3 L2", "network3 update", "network3 init",
 }
 
-#: nndl/deep/optimizer.py (``BookSGD``, the PyTorch update rule of chapter 6) is being written on
-#: another branch. Until that file exists, this one reference may point at nothing; as soon as the
-#: file exists it is checked like every other reference. Remove this once the file is merged.
-PENDING = {("nndl/deep/optimizer.py", "BookSGD.step")}
 
 
 def references(text):
@@ -97,14 +93,12 @@ def is_defined(source, dotted):
     return True
 
 
-def check_references(refs, root=ROOT, pending=PENDING):
+def check_references(refs, root=ROOT):
     """One line per reference that does not resolve under ``root``; empty when all do."""
     problems, sources = [], {}
     for path, name, lineno in refs:
         file = root / path
         if not file.is_file():
-            if (path, name) in pending:
-                continue                                           # not merged yet (see PENDING)
             problems.append(f"line {lineno}: {path} does not exist (for {name})")
             continue
         if path not in sources:
@@ -147,21 +141,11 @@ def test_the_checker_reports_made_up_references():
         "| (2) | x | y | `nndl/engine/no_such_module.py` · `f` |\n"
         "| (3) | x | y | `nndl/engine/costs.py` · `NoSuchCost` |\n"
         "| (4) | x | y | `nndl/engine/costs.py` · `get_cost.inner` |\n"       # a function has no members
-        "| (5) | x | y | `nndl/deep/optimizer.py` · `BookSGD.no_such` |\n"      # not the one pending name
+        "| (5) | x | y | `nndl/deep/optimizer.py` · `BookSGD.no_such` |\n"
         "| (6) | x | y | `nndl/engine/costs.py` · `CrossEntropyCost.delta` |\n"  # real: not reported
     )
     problems = check_references(references(made_up))
     assert [p.split(":")[0] for p in problems] == ["line 1", "line 2", "line 3", "line 4", "line 5"]
-
-
-def test_the_pending_reference_is_checked_once_its_file_exists(tmp_path):
-    ref = [("nndl/deep/optimizer.py", "BookSGD.step", 1)]
-    assert check_references(ref, root=tmp_path) == []                  # not there yet: allowed
-    (tmp_path / "nndl" / "deep").mkdir(parents=True)
-    (tmp_path / "nndl" / "deep" / "optimizer.py").write_text("class BookSGD:\n    def other(self): ...\n")
-    assert len(check_references(ref, root=tmp_path)) == 1             # there, without step: reported
-    (tmp_path / "nndl" / "deep" / "optimizer.py").write_text("class BookSGD:\n    def step(self): ...\n")
-    assert check_references(ref, root=tmp_path) == []
 
 
 def test_module_level_constants_and_nested_classes_resolve():

@@ -26,6 +26,7 @@ from scipy.special import expit
 from nndl.errors import ConfigError, InputError
 from nndl.engine.optimizers import SGD
 from nndl.engine.regularizers import get_regularizer
+from nndl.validate import float_dtype, layer_sizes
 
 __all__ = ["sigmoid", "sigmoid_prime", "vectorized_result", "draw_seed", "private_rng", "check_sizes", "check_dtype",
            "plain", "check_number", "from_book_pairs", "labels_of", "targets_of", "ParameterList", "BookNetwork"]
@@ -79,26 +80,15 @@ def private_rng(seed):
 
 
 def check_sizes(sizes):
-    """``sizes`` as a list of ints, or ConfigError: at least two layers of at least one neuron each."""
+    """``sizes`` (any iterable of layer sizes) as a list of ints, or ConfigError: see ``nndl.validate.layer_sizes``."""
     if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__iter__"):
-        raise ConfigError(f"sizes must be a list of layer sizes such as [784, 30, 10], got {sizes!r}")
-    sizes = list(sizes)
-    if any(isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1 for n in sizes):
-        raise ConfigError(f"every layer size must be a whole number of at least 1, got sizes {sizes}")
-    if len(sizes) < 2:
-        raise ConfigError(f"a network needs at least an input and an output layer, got sizes {sizes}")
-    return [int(n) for n in sizes]
+        return list(layer_sizes(sizes))                      # refused there, in its words
+    return list(layer_sizes(list(sizes)))
 
 
 def check_dtype(dtype):
     """float64 or float32 as a NumPy dtype, or ConfigError."""
-    try:
-        dtype = np.dtype(dtype)
-    except TypeError:
-        raise ConfigError(f"dtype must be float64 or float32, got {dtype!r}") from None
-    if dtype not in (np.dtype(np.float64), np.dtype(np.float32)):
-        raise ConfigError(f"dtype must be float64 or float32, got {dtype}")
-    return dtype
+    return float_dtype(dtype)
 
 
 def plain(value):

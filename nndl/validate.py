@@ -1,7 +1,11 @@
-"""Checks of single settings, shared by the engine and the configurations.
+"""Checks of single settings: every configuration error message of the engine is written here, once.
 
-Each returns the value as a plain Python number (NumPy scalars included)
-or raises ``ConfigError`` with a message that names the setting.
+The typed configurations (``nndl.training.config``) check a whole run with
+these; the engine's public constructors (``FeedforwardNetwork``, ``SGD``,
+the regularisers) and the book's facades call the same functions, so a
+setting that is wrong anywhere gets the same words. Each returns the value
+as a plain Python number (NumPy scalars included) or raises ``ConfigError``
+with a message that names the setting.
 """
 
 import math
@@ -9,7 +13,8 @@ import numbers
 
 from nndl.errors import ConfigError
 
-__all__ = ["whole_number", "real_number", "layer_sizes", "MAX_PARAMETERS"]
+__all__ = ["whole_number", "real_number", "layer_sizes", "float_dtype", "learning_rate", "momentum", "lmbda",
+           "nesterov", "MAX_PARAMETERS"]
 
 #: More weights and biases than this is a typo, not a network (about 8 GB of float64).
 MAX_PARAMETERS = 1_000_000_000
@@ -48,3 +53,39 @@ def layer_sizes(sizes):
         raise ConfigError(f"sizes {list(sizes)} make {n_params:,} weights and biases, more than the "
                           f"{MAX_PARAMETERS:,} nndl allows")
     return sizes
+
+
+def float_dtype(value):
+    """float64 or float32 as a NumPy dtype (from a dtype, a type or a name)."""
+    import numpy as np
+    try:
+        dtype = np.dtype(value)
+    except (TypeError, ValueError):
+        dtype = None
+    if dtype is None or dtype not in (np.dtype(np.float64), np.dtype(np.float32)):
+        raise ConfigError(f"dtype must be float64 or float32, got {value!r}")
+    return dtype
+
+
+def learning_rate(value):
+    """The learning rate eta: a finite number > 0."""
+    return real_number(value, "the learning rate eta", low_open=True)
+
+
+def momentum(value):
+    """The momentum co-efficient mu, in [0, 1)."""
+    return real_number(value, "the momentum co-efficient mu", high=1.0)
+
+
+def lmbda(value):
+    """The regularisation parameter lambda >= 0."""
+    return real_number(value, "the regularisation parameter lambda")
+
+
+def nesterov(value, mu):
+    """Whether to use Nesterov's momentum: a bool, and only with mu > 0."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"nesterov must be true or false, got {value!r}")
+    if value and mu == 0.0:
+        raise ConfigError("Nesterov's momentum needs a momentum co-efficient mu > 0")
+    return value

@@ -18,7 +18,7 @@ from nndl.engine.backprop import Backprop
 from nndl.engine.costs import get_cost
 from nndl.engine.initializers import get_initializer
 from nndl.errors import ConfigError, InputError
-from nndl.validate import layer_sizes, whole_number
+from nndl.validate import float_dtype, layer_sizes, whole_number
 
 __all__ = ["FeedforwardNetwork", "one_hot", "as_labels", "check_inputs"]
 
@@ -152,12 +152,7 @@ class FeedforwardNetwork:
     def __init__(self, sizes, activations="sigmoid", cost="cross-entropy", init="default", seed=None,
                  dtype=np.float64):
         self.sizes = sizes = list(layer_sizes(sizes))
-        try:
-            self.dtype = np.dtype(dtype)
-        except (TypeError, ValueError):
-            self.dtype = None
-        if self.dtype is None or self.dtype not in (np.dtype(np.float64), np.dtype(np.float32)):
-            raise ConfigError(f"dtype must be float64 or float32, got {dtype!r}")
+        self.dtype = float_dtype(dtype)
         if isinstance(activations, (str, type)) or hasattr(activations, "fn"):
             activations = [activations] * (len(sizes) - 1)
         if not isinstance(activations, (list, tuple)):

@@ -22,6 +22,7 @@ gradient joins g so it builds up velocity like the rest.
 import numpy as np
 from scipy.linalg.blas import get_blas_funcs
 
+from nndl import validate
 from nndl.errors import ConfigError
 
 __all__ = ["SGD"]
@@ -73,14 +74,9 @@ class SGD:
     """
 
     def __init__(self, params, eta, *, momentum=0.0, nesterov=False, weight_decay=None, n=None):
-        eta = float(eta)
-        if not eta > 0.0 or not np.isfinite(eta):
-            raise ConfigError(f"the learning rate eta must be a positive number, got {eta}")
-        momentum = float(momentum)
-        if not 0.0 <= momentum < 1.0:
-            raise ConfigError(f"the momentum co-efficient mu must be in [0, 1), got {momentum}")
-        if nesterov and momentum == 0.0:
-            raise ConfigError("Nesterov's momentum needs a momentum co-efficient mu > 0")
+        eta = validate.learning_rate(eta)
+        momentum = validate.momentum(momentum)
+        validate.nesterov(bool(nesterov), momentum)
         if weight_decay is not None and (n is None or int(n) < 1):
             raise ConfigError("weight decay needs n, the size of the training set (lambda is divided by n)")
         self.params = list(params)

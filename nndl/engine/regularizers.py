@@ -23,6 +23,7 @@ with sgn(0) = 0.
 
 import numpy as np
 
+from nndl import validate
 from nndl.errors import ConfigError
 
 __all__ = ["Regularizer", "L2", "L1", "get_regularizer"]
@@ -34,10 +35,7 @@ class Regularizer:
     name = "none"
 
     def __init__(self, lmbda):
-        lmbda = float(lmbda)
-        if not lmbda >= 0.0:  # also rejects nan
-            raise ConfigError(f"the regularisation parameter lambda must be >= 0, got {lmbda}")
-        self.lmbda = lmbda
+        self.lmbda = validate.lmbda(lmbda)
 
     def cost(self, weights, n):
         """The term added to the cost, for weight matrices ``weights`` and training-set size n."""

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from nndl.errors import ConfigError
 from nndl.lookup import normalise
+from nndl import validate
 from nndl.validate import MAX_PARAMETERS, layer_sizes, real_number, whole_number
 
 __all__ = ["Settings", "NetworkConfig", "ConvNetConfig", "TrainingConfig", "network_config_from_dict", "resolve_training_config", "MONITORS", "SCHEDULES",
@@ -151,7 +152,7 @@ class NetworkConfig(Settings):
         object.__setattr__(self, "cost", cost.name)
         if self.init is not None:
             object.__setattr__(self, "init", _choice(self.init, tuple(INITIALIZERS), "weight initialisation"))
-        object.__setattr__(self, "dtype", _choice(self.dtype, ("float64", "float32"), "dtype"))
+        object.__setattr__(self, "dtype", validate.float_dtype(self.dtype).name)
 
     def build(self, seed=None):
         """A new ``FeedforwardNetwork`` with freshly drawn weights (seeded by ``seed``)."""
@@ -257,15 +258,12 @@ class TrainingConfig(Settings):
 
         put("epochs", whole_number(self.epochs, "the number of epochs"))
         put("mini_batch_size", whole_number(self.mini_batch_size, "the mini-batch size"))
-        put("eta", real_number(self.eta, "the learning rate eta", low_open=True))
-        put("lmbda", real_number(self.lmbda, "the regularisation parameter lambda"))
+        put("eta", validate.learning_rate(self.eta))
+        put("lmbda", validate.lmbda(self.lmbda))
         put("lmbda_scale", _choice(self.lmbda_scale, LMBDA_SCALES, "lambda scale"))
         put("regularization", _choice(self.regularization, REGULARIZATIONS, "regularisation"))
-        put("momentum", real_number(self.momentum, "the momentum co-efficient mu", high=1.0))
-        if not isinstance(self.nesterov, bool):
-            raise ConfigError(f"nesterov must be true or false, got {self.nesterov!r}")
-        if self.nesterov and self.momentum == 0.0:
-            raise ConfigError("Nesterov's momentum needs a momentum co-efficient mu > 0")
+        put("momentum", validate.momentum(self.momentum))
+        validate.nesterov(self.nesterov, self.momentum)
         put("p_dropout", real_number(self.p_dropout, "the dropout probability p", high=1.0))
         put("schedule", _choice(self.schedule, SCHEDULES, "learning-rate schedule"))
         put("patience", whole_number(self.patience, "the schedule's patience"))

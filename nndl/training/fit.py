@@ -147,7 +147,8 @@ def fit(engine: Engine, config: TrainingConfig, histories: Sequence[History], *,
     config : TrainingConfig
         Checked, with the engine's conventions resolved (``last_batch``, ``best_on_tie``).
     histories : sequence of History
-        One fresh History per member (their config, network and data sizes filled in).
+        One fresh History per member (their config, network and data sizes
+        filled in). Members' configs are ``config`` but for their seeds.
     monitor : sequence of str
         What to measure after each epoch (``TrainingConfig.monitors``).
     progress : bool
@@ -287,14 +288,15 @@ def _resume(engine: Engine, config: TrainingConfig, members: list[_Member], stat
     """Continue from a checkpoint: each member's History, plateau counter and best parameters, then the engine's state."""
     saved = _saved_histories(state, len(members))
     network = engine.network_config()
-    for history in saved:
+    for history, member in zip(saved, members):
         if history.network != network:
             raise ConfigError(f"the checkpoint is of a different network ({_describe(history.network)}) than the "
                               f"one given ({_describe(network)})")
-        before = _resolved_like(history.config, config)
-        if before.replace(epochs=config.epochs) != config:
-            changed = [f"{k}: {v!r} -> {getattr(config, k)!r}" for k, v in before.to_dict().items()
-                       if k != "epochs" and v != config.to_dict()[k]]
+        wanted = member.history.config                   # config, with this member's seed
+        before = _resolved_like(history.config, wanted)
+        if before.replace(epochs=wanted.epochs) != wanted:
+            changed = [f"{k}: {v!r} -> {getattr(wanted, k)!r}" for k, v in before.to_dict().items()
+                       if k != "epochs" and v != wanted.to_dict()[k]]
             raise ConfigError("resuming needs the training settings of the checkpoint (only the number of epochs may "
                               f"change); changed: {', '.join(changed)}")
         if history.stop_reason not in ("completed", "interrupted"):
@@ -304,7 +306,7 @@ def _resume(engine: Engine, config: TrainingConfig, members: list[_Member], stat
     for member, history, best in zip(members, saved, bests):
         for epoch, accuracy in zip(history.epochs, history.evaluation_accuracy or history.training_accuracy):
             member.plateau.update(epoch, accuracy)
-        history.config = config
+        history.config = member.history.config
         history.stop("completed", "")
         member.history = history
         if best is not None:

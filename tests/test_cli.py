@@ -275,8 +275,8 @@ def test_errors_are_one_line_and_debug_shows_the_cause(capsys, tmp_path):
 
 
 def test_a_bug_is_not_disguised_as_a_user_error(capsys, idx_dataset, monkeypatch):
-    import nndl.cli
-    monkeypatch.setattr(nndl.cli, "_load_data", lambda args: 1 / 0)
+    import nndl.cli.train
+    monkeypatch.setattr(nndl.cli.train, "load_data", lambda args: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         main(["train", *map(str, data_args(idx_dataset))])
 

@@ -354,12 +354,12 @@ def test_nndl_read_reports_a_bad_image_in_one_line(capsys, trained, files):
 
 
 def test_the_commands_name_the_methods_and_threshold_of_the_modules():
-    from nndl.cli_digits import _METHODS, _MIN_CONFIDENCE
+    from nndl.cli.digits import _METHODS, _MIN_CONFIDENCE
     assert _METHODS == METHODS and _MIN_CONFIDENCE == f"{MIN_CONFIDENCE:.0%}"
 
 
 def test_importing_the_modules_imports_nothing_heavy():
-    code = ("import sys, nndl, nndl.cli, nndl.cli_digits, nndl.serve, nndl.serve.predict, nndl.serve.read, "
+    code = ("import sys, nndl, nndl.cli, nndl.cli.digits, nndl.serve, nndl.serve.predict, nndl.serve.read, "
             "nndl.data.images\n"
             "nndl.cli.build_parser()\n"
             "print(sorted(m for m in ('torch', 'matplotlib', 'PIL', 'scipy', 'starlette', 'fastapi', 'uvicorn')\n"

@@ -1,101 +1,23 @@
-"""The ``nndl`` command line.
+"""The chapter 1-3 commands: ``nndl train``, ``evaluate``, ``expand`` and ``plot``.
 
-    nndl train                 train the chapter 1 network on MNIST
-    nndl evaluate MODEL        accuracy of a saved network
-    nndl expand OUTPUT         expanded training data (1-pixel shifts, rotations)
-    nndl plot HISTORY.json     cost and accuracy curves of a training run
-    nndl conv                  train a convolutional network (chapter 6; needs PyTorch)
-    nndl ensemble MODEL...     several convolutional networks voting
-    nndl reproduce ID...       the book's experiments, with their figures and the book's numbers
-    nndl predict MODEL IMAGE   which digit is in each image (your own handwriting)
-    nndl read MODEL IMAGE      a whole number written in one image
-    nndl serve MODEL           a web page to draw digits on, and its JSON API
-
-Mistakes in the input (missing data, a corrupt file, a bad option, an
-output that cannot be written) end with a one-line ``nndl: error: ...``
-message and exit status 2, not a traceback: exactly the ``nndl.errors``
-exceptions, missing files and permission errors. ``--debug`` shows their
-traceback and cause chain; anything else is a bug and shows its traceback.
+NumPy, the engine and matplotlib are imported when a command runs, not when
+the parser is built.
 """
 
 import argparse
 import sys
 import time
-import traceback
 from pathlib import Path
 
-from nndl.errors import ConfigError, NndlError
+from nndl.cli._common import (add_data_options, load_data, non_negative_float, positive_float, positive_int, split,
+                              write_or_rescue)
+from nndl.errors import ConfigError
 
-__all__ = ["main", "build_parser"]
-
-#: Besides NndlError: problems with files the user named, shown as one line too.
-FILE_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
-
-
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+__all__ = ["add_commands", "cmd_train", "cmd_evaluate", "cmd_expand", "cmd_plot"]
 
 
-def _finite_float(text, allow_zero):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (value >= 0 if allow_zero else value > 0) or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be {'zero or ' if allow_zero else ''}a positive number, got {text}")
-    return value
-
-
-def _positive_float(text):
-    return _finite_float(text, allow_zero=False)
-
-
-def _non_negative_float(text):
-    return _finite_float(text, allow_zero=True)
-
-
-def _sizes(values):
-    """Layer sizes from "784 30 10" or "784,30,10"."""
-    sizes = []
-    for v in values:
-        for part in str(v).replace(",", " ").split():
-            try:
-                n = int(part)
-            except ValueError:
-                raise ConfigError(f"--sizes takes whole numbers, got {part!r}") from None
-            if n < 1:
-                raise ConfigError(f"every layer needs at least one neuron, got {n} in --sizes")
-            sizes.append(n)
-    if len(sizes) < 2:
-        raise ConfigError(f"--sizes needs at least an input and an output layer, got {sizes}")
-    return sizes
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage mistake is one line (with a pointer to --help), not the whole usage."""
-
-    def error(self, message):
-        self.exit(2, f"nndl: error: {message} (see '{self.prog} --help')\n")
-
-
-def build_parser():
-    parser = _Parser(
-        prog="nndl",
-        description="Neural networks that learn to read handwritten digits (MNIST), "
-                    "after Michael Nielsen's 'Neural Networks and Deep Learning'.")
-    from nndl import __version__
-    parser.add_argument("--version", action="version", version=f"nndl {__version__}")
-    parser.add_argument("--debug", action="store_true",
-                        help="show the full traceback and its causes when a command fails")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    commands.required = True
-
+def add_commands(commands) -> None:
+    """Add ``train``, ``evaluate``, ``expand`` and ``plot`` to the sub-command parsers ``commands``."""
     t = commands.add_parser(
         "train", help="train a network on MNIST",
         description="Train a feedforward network by mini-batch stochastic gradient descent. The defaults "
@@ -117,10 +39,10 @@ def build_parser():
     g.add_argument("--load", metavar="MODEL", help="continue training a saved network (its sizes, "
                    "activations and cost are used)")
     g = t.add_argument_group("training")
-    g.add_argument("--epochs", type=_positive_int, default=30, help="number of epochs")
-    g.add_argument("--mini-batch-size", "-m", type=_positive_int, default=10, help="examples per mini-batch")
-    g.add_argument("--eta", type=_positive_float, default=3.0, help="learning rate")
-    g.add_argument("--lmbda", "--lambda", dest="lmbda", type=_non_negative_float, default=0.0,
+    g.add_argument("--epochs", type=positive_int, default=30, help="number of epochs")
+    g.add_argument("--mini-batch-size", "-m", type=positive_int, default=10, help="examples per mini-batch")
+    g.add_argument("--eta", type=positive_float, default=3.0, help="learning rate")
+    g.add_argument("--lmbda", "--lambda", dest="lmbda", type=non_negative_float, default=0.0,
                    help="regularisation parameter lambda, scaled by the training-set size n as in the book's "
                         "network2")
     g.add_argument("--regularization", choices=["l2", "l1"], default="l2", help="kind of regularisation")
@@ -131,16 +53,16 @@ def build_parser():
     g.add_argument("--schedule", choices=["constant", "halve"], default="constant",
                    help="learning-rate schedule: halve = halve eta after --patience epochs without improvement "
                         "in evaluation accuracy, stop at 1/128 of the start")
-    g.add_argument("--patience", type=_positive_int, default=10,
+    g.add_argument("--patience", type=positive_int, default=10,
                    help="epochs without improvement before the schedule halves eta")
-    g.add_argument("--early-stopping", type=_positive_int, metavar="N",
+    g.add_argument("--early-stopping", type=positive_int, metavar="N",
                    help="stop after N epochs without improvement in evaluation accuracy, keeping the best weights")
     g.add_argument("--seed", type=int, default=None, help="seed for weights, shuffling and dropout")
     g.add_argument("--keep-last", action="store_true",
                    help="keep the weights of the last epoch (default: those of the best epoch)")
     g = t.add_argument_group("data and output")
-    _add_data_options(g)
-    g.add_argument("--training-size", type=_positive_int, metavar="N",
+    add_data_options(g)
+    g.add_argument("--training-size", type=positive_int, metavar="N",
                    help="train on only the first N training images (e.g. 1000 for the overfitting run)")
     g.add_argument("--expanded", metavar="FILE", help="train on an expanded training set written by nndl expand")
     g.add_argument("--evaluate-on", choices=["test", "validation", "none"], default="test",
@@ -160,7 +82,7 @@ def build_parser():
                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     e.add_argument("model", metavar="MODEL", help="a model file written by nndl train --save (or network2.save)")
     e.add_argument("--split", choices=["test", "validation", "training"], default="test", help="which data")
-    _add_data_options(e)
+    add_data_options(e)
     e.set_defaults(run=cmd_evaluate)
 
     x = commands.add_parser("expand", help="write an expanded training set",
@@ -174,16 +96,8 @@ def build_parser():
                    help="add one rotated copy of each image per angle, e.g. --rotations -10 10")
     x.add_argument("--no-shuffle", dest="shuffle", action="store_false", help="keep each image's copies together")
     x.add_argument("--seed", type=int, default=0, help="seed for the shuffle")
-    _add_data_options(x)
+    add_data_options(x)
     x.set_defaults(run=cmd_expand)
-
-    from nndl.cli_conv import add_commands
-    add_commands(commands, sys.modules[__name__])
-    from nndl import cli_reproduce
-    cli_reproduce.add_commands(commands, sys.modules[__name__])
-    from nndl import cli_digits, cli_serve
-    cli_digits.add_commands(commands, sys.modules[__name__])
-    cli_serve.add_commands(commands, sys.modules[__name__])
 
     p = commands.add_parser("plot", help="draw the curves of a training history, or an experiment's figure",
                             description="Draw cost and accuracy against epoch, training and evaluation data, "
@@ -195,27 +109,28 @@ def build_parser():
     p.add_argument("--output", "-o", metavar="PNG", help="image to write (default: HISTORY with .png)")
     p.add_argument("--title", help="figure title")
     p.set_defaults(run=cmd_plot)
-    return parser
 
 
-def _add_data_options(group):
-    group.add_argument("--data", metavar="DIR",
-                       help="directory with the four MNIST idx files (default: $NNDL_DATA, ./data/mnist, "
-                            "the user cache, else download)")
-    group.add_argument("--dataset", choices=["mnist", "idx"], default="mnist",
-                       help="mnist: the official files, checksum-verified; idx: any data set in the same "
-                            "four-file layout (e.g. Fashion-MNIST), structure-checked only (needs --data)")
-    group.add_argument("--validation-size", type=int, default=10000, metavar="N",
-                       help="with --dataset idx: how many of the last training images form the validation split")
+# ---------------------------------------------------------------------------
+# nndl train
+# ---------------------------------------------------------------------------
 
 
-def _load_data(args):
-    from nndl.data.mnist import load_mnist, load_idx_dataset
-    if args.dataset == "idx":
-        if not args.data:
-            raise ConfigError("--dataset idx needs --data DIR")
-        return load_idx_dataset(args.data, validation_size=args.validation_size)
-    return load_mnist(args.data, progress=sys.stderr.isatty())
+def _sizes(values):
+    """Layer sizes from "784 30 10" or "784,30,10"."""
+    sizes = []
+    for v in values:
+        for part in str(v).replace(",", " ").split():
+            try:
+                n = int(part)
+            except ValueError:
+                raise ConfigError(f"--sizes takes whole numbers, got {part!r}") from None
+            if n < 1:
+                raise ConfigError(f"every layer needs at least one neuron, got {n} in --sizes")
+            sizes.append(n)
+    if len(sizes) < 2:
+        raise ConfigError(f"--sizes needs at least an input and an output layer, got {sizes}")
+    return sizes
 
 
 def _network_config(args):
@@ -262,16 +177,7 @@ def _epoch_line(history, evaluation_name, n_eval):
     return f"Epoch {j}: " + "  ".join(parts)
 
 
-def _split(data, name, option):
-    """One split of the data, refusing an empty one with a message naming the options that made it so."""
-    split = getattr(data, name)
-    if len(split) == 0:
-        raise ConfigError(f"{option} {name}: the {name} split is empty (--validation-size "
-                          f"{len(data.validation)} of {len(data.training) + len(data.validation)} training images)")
-    return split
-
-
-def cmd_train(args):
+def cmd_train(args: argparse.Namespace) -> int:
     from nndl.files.modelfile import load
     from nndl.files.outputs import check_outputs
     from nndl.training import train
@@ -287,7 +193,7 @@ def cmd_train(args):
     else:
         net = _network_config(args).build(seed=args.seed)
 
-    data = _load_data(args)
+    data = load_data(args)
     training = (data.training.images, data.training.labels)
     if args.expanded:
         from nndl.data.expand import load_expanded
@@ -295,7 +201,7 @@ def cmd_train(args):
         training = (images, labels)
     if args.training_size:
         training = (training[0][:args.training_size], training[1][:args.training_size])
-    evaluation = None if args.evaluate_on == "none" else _split(data, args.evaluate_on, "--evaluate-on")
+    evaluation = None if args.evaluate_on == "none" else split(data, args.evaluate_on, "--evaluate-on")
     del data
     if evaluation is None and config.monitor and any(m.startswith("evaluation") for m in config.monitor):
         raise ConfigError("--monitor evaluation_* needs --evaluate-on test or validation")
@@ -324,37 +230,15 @@ def cmd_train(args):
         metadata = {"network": history.network.to_dict(), "trained": config.to_dict(),
                     "best_epoch": history.best_epoch, "best_accuracy": history.best_accuracy,
                     "evaluated_on": args.evaluate_on, "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        status |= _write_or_rescue(lambda path: save(net, path, metadata=metadata), args.save,
-                                   f"the {kept} network")
+        status |= write_or_rescue(lambda path: save(net, path, metadata=metadata), args.save,
+                                  f"the {kept} network")
     if args.history:
-        status |= _write_or_rescue(history.save, args.history, "the history")
+        status |= write_or_rescue(history.save, args.history, "the history")
     if history.stop_reason == "interrupted":
         if not args.save:
             print("Interrupted; nothing was saved (use --save to keep the network).", file=sys.stderr)
         return 130
     return 2 if status else 0
-
-
-def _write_or_rescue(write, path, what):
-    """Write an output after training; if that fails (disk full, directory gone), write it to a
-    rescue file in the temporary directory instead and say where. Returns 0, or 1 on failure."""
-    from nndl.files.outputs import rescue_path
-    try:
-        write(path)
-        print(f"Saved {what} to {path}")
-        return 0
-    except OSError as e:
-        reason = e.strerror or str(e)
-    rescue = rescue_path(path)
-    try:
-        write(rescue)
-    except OSError as e:
-        print(f"nndl: error: could not write {what} to {path} ({reason}), nor to {rescue} "
-              f"({e.strerror or e}); it is lost", file=sys.stderr)
-        return 1
-    print(f"nndl: error: could not write {what} to {path} ({reason}); saved it to {rescue} instead",
-          file=sys.stderr)
-    return 1
 
 
 def _with_dtype(net, dtype):
@@ -365,7 +249,12 @@ def _with_dtype(net, dtype):
     return other
 
 
-def cmd_evaluate(args):
+# ---------------------------------------------------------------------------
+# nndl evaluate, nndl expand, nndl plot
+# ---------------------------------------------------------------------------
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
     from nndl.files.modelfile import is_conv_model, load
     if is_conv_model(args.model):
         from nndl.deep.checkpoint import load_model
@@ -374,33 +263,32 @@ def cmd_evaluate(args):
     else:
         net = load(args.model)
         evaluate = lambda images, labels: net.evaluate(images, labels) / len(labels)    # noqa: E731
-    data = _load_data(args)
-    split = _split(data, args.split, "--split")
-    correct = round(evaluate(split.images, split.labels) * len(split))
-    print(f"{args.split} accuracy: {correct / len(split):.2%} ({correct} / {len(split)})")
+    data = load_data(args)
+    part = split(data, args.split, "--split")
+    correct = round(evaluate(part.images, part.labels) * len(part))
+    print(f"{args.split} accuracy: {correct / len(part):.2%} ({correct} / {len(part)})")
     return 0
 
 
-def cmd_expand(args):
+def cmd_expand(args: argparse.Namespace) -> int:
     from nndl.data.expand import expand_mnist_file
     from nndl.files.outputs import check_outputs
     if not args.shifts and not args.rotations:
         raise ConfigError("nothing to do: --no-shifts and no --rotations")
     check_outputs({"OUTPUT": args.output})
-    path = expand_mnist_file(args.output, data=_load_data(args), shifts=args.shifts, rotations=tuple(args.rotations),
+    path = expand_mnist_file(args.output, data=load_data(args), shifts=args.shifts, rotations=tuple(args.rotations),
                              seed=args.seed, shuffle=args.shuffle, progress=sys.stderr.isatty())
     print(f"Wrote {path}")
     return 0
 
 
-def cmd_plot(args):
-    from nndl.plot import plot_histories
+def cmd_plot(args: argparse.Namespace) -> int:
     from nndl.files.outputs import check_outputs
+    from nndl.plot import plot_histories
     output = args.output if args.output is not None else str(Path(args.history[0]).with_suffix(".png"))
     check_outputs({"--output": output}, inputs=args.history)
     if len(args.history) == 1 and _is_experiment_result(args.history[0]):
-        from nndl.cli_reproduce import plot_result
-        path = plot_result(args.history[0], output)
+        path = _plot_result(args.history[0], output)
     else:
         path = plot_histories(args.history, output, title=args.title)
     print(f"Wrote {path}")
@@ -417,40 +305,13 @@ def _is_experiment_result(path):
         return False
 
 
-def main(argv=None):
-    """Run the command line; returns the exit status."""
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as e:    # --help, --version, or a usage mistake already reported
-        return e.code
-    from nndl.training import interrupt
-    restore_signals = interrupt.install()
-    try:
-        return args.run(args)
-    except KeyboardInterrupt:
-        print("nndl: interrupted", file=sys.stderr)
-        return 130
-    except (NndlError, *FILE_ERRORS) as e:
-        return _report(e, args.debug)
-    except MemoryError as e:
-        return _report(e, args.debug, "not enough memory for this command (try smaller sizes or less data)")
-    finally:
-        restore_signals()
-
-
-def _report(error, debug, message=None):
-    """One line for the user; with --debug the traceback and every cause before it."""
-    if debug:
-        traceback.print_exception(error)
-    if message is None:
-        if isinstance(error, OSError) and not isinstance(error, NndlError) and error.filename and error.strerror:
-            message = f"{error.filename}: {error.strerror.lower()}"
-        else:
-            message = str(error) or type(error).__name__
-    print(f"nndl: error: {message}", file=sys.stderr)
-    return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def _plot_result(path, output):
+    """Draw an experiment's figure again from its ID.json; returns the PNG's path."""
+    from nndl.experiments.registry import get
+    from nndl.experiments.runner import load_result
+    result = load_result(path)
+    experiment = get(result["id"])
+    if experiment.plot is None:
+        raise ConfigError(f"{result['id']} has no figure")
+    experiment.plot(result, output)
+    return output

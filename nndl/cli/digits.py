@@ -4,12 +4,14 @@
     nndl predict net.npz *.png --json               one JSON object per image, one per line
     nndl read net.npz number.png --show boxes.png   504192
 
-Kept apart from ``nndl.cli`` like the other command groups; Pillow, SciPy
-and matplotlib are imported only when a command runs.
+Pillow, SciPy and matplotlib are imported only when a command runs.
 """
 
+import argparse
 import json
 import sys
+
+from nndl.cli._common import FILE_ERRORS, error_message, report_error
 
 __all__ = ["add_commands", "cmd_predict", "cmd_read"]
 
@@ -20,8 +22,8 @@ _METHODS = ("scored", "components")
 _MIN_CONFIDENCE = "70%"
 
 
-def add_commands(commands, helpers):
-    """Add ``predict`` and ``read`` to the sub-command parsers ``commands``; ``helpers`` is :mod:`nndl.cli`."""
+def add_commands(commands) -> None:
+    """Add ``predict`` and ``read`` to the sub-command parsers ``commands``."""
     p = commands.add_parser(
         "predict", help="which digit is in each image",
         description="Predict the digit in each image (PNG, JPEG, GIF, BMP, TIFF, WebP, ...) with a saved network. "
@@ -69,26 +71,25 @@ def _describe(name, prediction):
     return line if prediction.confident else f"{line}   {prediction.message}"
 
 
-def cmd_predict(args):
+def cmd_predict(args: argparse.Namespace) -> int:
     from nndl.data.images import prepare
     from nndl.errors import InputError
     from nndl.files.outputs import check_outputs
     from nndl.serve.predict import Classifier, predict, show_predictions
-    from nndl import cli as helpers
     check_outputs({"--show": args.show}, inputs=[args.model, *args.images])
     classifier = Classifier.load(args.model)
     prepared, failed = {}, {}
     for k, path in enumerate(args.images):
         try:
             prepared[k] = prepare(path)
-        except (InputError, *helpers.FILE_ERRORS) as e:
+        except (InputError, *FILE_ERRORS) as e:
             failed[k] = e
     predictions = dict(zip(prepared, predict(classifier, list(prepared.values())))) if prepared else {}
     for k, path in enumerate(args.images):
         if k in failed:
-            helpers._report(failed[k], args.debug)                          # one line on stderr
+            report_error(failed[k], args.debug)                             # one line on stderr
             if args.json:
-                print(json.dumps({"file": path, "error": _message(failed[k])}), flush=True)
+                print(json.dumps({"file": path, "error": error_message(failed[k])}), flush=True)
         elif args.json:
             print(json.dumps({"file": path, **predictions[k].to_dict()}), flush=True)
         else:
@@ -100,15 +101,7 @@ def cmd_predict(args):
     return 2 if failed else 0
 
 
-def _message(error):
-    """The message of an error as ``nndl.cli._report`` words it, for JSON."""
-    from nndl.errors import NndlError
-    if isinstance(error, OSError) and not isinstance(error, NndlError) and error.filename and error.strerror:
-        return f"{error.filename}: {error.strerror.lower()}"
-    return str(error)
-
-
-def cmd_read(args):
+def cmd_read(args: argparse.Namespace) -> int:
     from nndl.files.outputs import check_outputs
     from nndl.serve.predict import Classifier
     from nndl.serve.read import read_number, show_reading

@@ -1,4 +1,5 @@
-"""What the ``nndl`` commands share: argument types, the data options, checked outputs, one-line errors.
+"""What the ``nndl`` commands share: argument types, the data options, checked outputs, one-line errors,
+and the lines a training run prints.
 
 Private to :mod:`nndl.cli`. The command modules import from here and from
 the library, never from ``nndl.cli`` itself, so the imports of the command
@@ -10,6 +11,7 @@ functions that use it.
 import argparse
 import sys
 import traceback
+from collections.abc import Sequence
 
 from nndl.errors import ConfigError, NndlError
 
@@ -131,3 +133,94 @@ def report_error(error: BaseException, debug: bool, message: str | None = None) 
         traceback.print_exception(error)
     print(f"nndl: error: {message if message is not None else error_message(error)}", file=sys.stderr)
     return 2
+
+
+# ---------------------------------------------------------------------------
+# The lines of a training run: the same words for nndl train and nndl conv
+# ---------------------------------------------------------------------------
+
+
+def training_header(network: str, details: Sequence[str], n_images: int, config, *, where: str | None = None,
+                    extra: Sequence[str] = ()) -> str:
+    """The line before the first epoch: what is trained, on how many images, where, and how.
+
+    ``network`` names the network ("[784, 30, 10]", or its layers); ``details``
+    say what else makes it ("sigmoid/sigmoid", "quadratic cost", "float64");
+    ``where`` is the device of a command that has a choice; ``extra`` are
+    settings of the command's own (augmentation). Of ``config``, a
+    TrainingConfig, the line names what shapes the run and leaves out what
+    is off (no lambda, no dropout, no momentum, shuffled mini-batches), so
+    that two runs that differ show it.
+    """
+    settings = [f"{config.epochs} epochs", f"mini-batch {config.mini_batch_size}", f"eta {config.eta:g}"]
+    if config.lmbda:
+        settings.append(f"lambda {config.lmbda:g} ({config.regularization})")
+    if config.p_dropout:
+        settings.append(f"dropout {config.p_dropout:g}")
+    if config.momentum:
+        settings.append(f"momentum {config.momentum:g}{' (Nesterov)' if config.nesterov else ''}")
+    if not config.shuffle:
+        settings.append("stored order")
+    settings.extend(extra)
+    on = f" on {where}" if where else ""
+    return f"Training {network} ({', '.join(details)}) on {n_images:,} images{on}: {', '.join(settings)}"
+
+
+def _accuracy(label, fraction, n):
+    """ "test accuracy 95.12% (9512 / 10000)": the count too, when the size of the data is known."""
+    return f"{label} {fraction:.2%}" + (f" ({round(fraction * n)} / {n})" if n else "")
+
+
+def epoch_line(history, evaluation_name: str) -> str:
+    """The line after each epoch of a History: what was measured, whether the epoch is the best so far,
+    a changed eta, and the epoch's seconds of training.
+
+    ``evaluation_name`` is what the evaluation data is ("test" or
+    "validation"); a chapter 6 run measures the test accuracy beside the
+    validation accuracy, and it follows.
+    """
+    j = history.epochs[-1]
+    parts = []
+    if history.evaluation_accuracy:
+        parts.append(_accuracy(f"{evaluation_name} accuracy", history.evaluation_accuracy[-1], history.n_evaluation))
+    if history.test_accuracy:
+        parts.append(_accuracy("test accuracy", history.test_accuracy[-1], history.n_test))
+    if history.training_accuracy:
+        parts.append(f"training accuracy {history.training_accuracy[-1]:.2%}")
+    if history.training_cost:
+        parts.append(f"training cost {history.training_cost[-1]:.4f}")
+    if history.evaluation_cost:
+        parts.append(f"{evaluation_name} cost {history.evaluation_cost[-1]:.4f}")
+    if history.best_epoch == j:
+        parts.append("(best to date)")
+    if len(history.eta) > 1 and history.eta[-1] != history.eta[-2]:
+        parts.append(f"eta {history.eta[-1]:g}")
+    parts.append(f"[{history.epoch_time[-1]:.2f} s]")
+    return f"Epoch {j}: " + "  ".join(parts)
+
+
+def summary_lines(history, evaluation_name: str) -> list[str]:
+    """The lines after training: why it stopped and how long it took; the best epoch and its accuracy
+    (and, for a chapter 6 run, the test accuracy of that epoch, the number the book reports)."""
+    n = len(history.epochs)
+    finished = f"Finished ({history.stop_reason}) after {n} epoch{'s' if n != 1 else ''}"
+    if n:
+        finished += f" in {history.training_time:.1f} s of training ({history.training_time / n:.2f} s/epoch)"
+    lines = [finished + "."]
+    if history.best_epoch is not None:
+        which = evaluation_name if history.evaluation_accuracy else "training"
+        best = f"Best: epoch {history.best_epoch}, {which} accuracy {history.best_accuracy:.2%}"
+        if history.best_test_accuracy is not None:
+            best += f"; the corresponding test accuracy is {history.best_test_accuracy:.2%}"
+        lines.append(best + ".")
+    return lines
+
+
+def print_summary(history, evaluation_name: str) -> None:
+    """Print :func:`summary_lines` and the run's note: on stderr when training went wrong (diverged,
+    saturated), where a script that keeps only the errors still sees it; else on stdout."""
+    for line in summary_lines(history, evaluation_name):
+        print(line)
+    if history.message:
+        went_wrong = history.stop_reason in ("diverged", "saturated")
+        print(f"Note: {history.message}.", file=sys.stderr if went_wrong else sys.stdout)

@@ -12,8 +12,8 @@ import argparse
 import sys
 import time
 
-from nndl.cli._common import (add_data_options, load_data, non_negative_float, positive_float, positive_int,
-                              write_or_rescue)
+from nndl.cli._common import (add_data_options, epoch_line, load_data, non_negative_float, positive_float,
+                              positive_int, print_summary, training_header, write_or_rescue)
 from nndl.errors import ConfigError
 
 __all__ = ["add_commands", "cmd_conv", "cmd_ensemble"]
@@ -202,25 +202,6 @@ def _list_presets():
     return 0
 
 
-def _epoch_line(history):
-    j = history.epochs[-1]
-    parts = [f"Epoch {j}:"]
-    if history.evaluation_accuracy:
-        parts.append(f"validation accuracy {history.evaluation_accuracy[-1]:.2%}")
-    if history.test_accuracy:
-        parts.append(f"test accuracy {history.test_accuracy[-1]:.2%}")
-    for name in ("training_accuracy", "training_cost", "evaluation_cost"):
-        values = getattr(history, name)
-        if values:
-            parts.append(f"{name.replace('_', ' ')} {values[-1]:.4g}")
-    if history.best_epoch == j:
-        parts.append("(best to date)")
-    if len(history.eta) > 1 and history.eta[-1] != history.eta[-2]:
-        parts.append(f"eta {history.eta[-1]:g}")
-    parts.append(f"[{history.epoch_time[-1]:.1f} s]")
-    return " ".join(parts)
-
-
 def _resumed(args, device, say=print):
     """(net, training state, TrainingConfig, run) from --resume's checkpoint; run: the data the run used."""
     import json
@@ -341,19 +322,13 @@ def _conv(args, augmentation, world):
             print(f"Wrote {path}")
         return 0
 
-    settings = [f"{training.epochs} epochs", f"mini-batch {training.mini_batch_size}", f"eta {training.eta:g}"]
-    if training.lmbda:
-        settings.append(f"lambda {training.lmbda:g}")
-    if training.momentum:
-        settings.append(f"momentum {training.momentum:g}")
-    settings.append("shuffled" if training.shuffle else "stored order")
-    if augmentation.active:
-        settings.append(f"augmented: {augmentation.describe()}")
     where = f"{device}" + (f", {threads} thread{'s' if threads != 1 else ''}" if threads else "")
     if world is not None:
         where += " per process"
-    say(f"Training {network.describe()} ({net.n_parameters():,} parameters, init {network.init}, "
-        f"{network.dtype}) on {train_set[0].shape[0]:,} images on {where}: {', '.join(settings)}", flush=True)
+    details = [f"{net.n_parameters():,} parameters", f"init {network.init}", network.dtype]
+    extra = [f"augmented: {augmentation.describe()}"] if augmentation.active else []
+    say(training_header(network.describe(), details, train_set[0].shape[0], training, where=where, extra=extra),
+        flush=True)
     if world is not None:
         say(_describe_world(world, training.mini_batch_size, train_set[0].shape[0], net.n_parameters(),
                             net.layers[0].weight.element_size()), flush=True)
@@ -363,8 +338,8 @@ def _conv(args, augmentation, world):
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     history = train(net, train_set, training, validation_data=validation, test_data=test,
                     augmentation=augmentation, progress=main and progress,
-                    on_epoch=(lambda h: print(_epoch_line(h), flush=True)) if main else None, checkpoint=checkpoint,
-                    checkpoint_metadata={"run": run}, resume=resume, world=world)
+                    on_epoch=(lambda h: print(epoch_line(h, "validation"), flush=True)) if main else None,
+                    checkpoint=checkpoint, checkpoint_metadata={"run": run}, resume=resume, world=world)
     status = _report_and_save(args, history, net, training, run, checkpoint, validation, test) if main else 0
     if history.stop_reason == "interrupted":
         return 130
@@ -376,16 +351,7 @@ def _conv(args, augmentation, world):
 def _report_and_save(args, history, net, training, run, checkpoint, validation, test):
     """Print the result and write --save, --history and --predictions; returns 2 if a write failed, else 0."""
     from nndl.deep.checkpoint import save_model
-    n_epochs = len(history.epochs)
-    print(f"Finished ({history.stop_reason}) after {n_epochs} epochs"
-          + (f", {history.training_time / n_epochs:.1f} s/epoch of training" if n_epochs else "") + ".")
-    if history.best_epoch is not None:
-        line = f"Best validation accuracy {history.best_accuracy:.2%} at epoch {history.best_epoch}"
-        if history.best_test_accuracy is not None:
-            line += f"; the corresponding test accuracy is {history.best_test_accuracy:.2%}"
-        print(line + ".")
-    if history.message and history.stop_reason != "completed":
-        print(f"Note: {history.message}.", file=sys.stderr)
+    print_summary(history, "validation")
     status = 0
     kept = "the last network" if args.keep_last else f"the best network (epoch {history.best_epoch})"
     metadata = {"run": run, "trained": training.to_dict(), "best_epoch": history.best_epoch,

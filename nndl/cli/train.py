@@ -9,8 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from nndl.cli._common import (add_data_options, load_data, non_negative_float, positive_float, positive_int, split,
-                              write_or_rescue)
+from nndl.cli._common import (add_data_options, epoch_line, load_data, non_negative_float, positive_float,
+                              positive_int, print_summary, split, training_header, write_or_rescue)
 from nndl.errors import ConfigError
 
 __all__ = ["add_commands", "cmd_train", "cmd_evaluate", "cmd_expand", "cmd_plot"]
@@ -148,35 +148,6 @@ def _training_config(args):
                           restore_best=not args.keep_last, seed=args.seed)
 
 
-def _describe(net, config, n):
-    settings = [f"{config.epochs} epochs", f"mini-batch {config.mini_batch_size}", f"eta {config.eta:g}"]
-    if config.lmbda:
-        settings.append(f"lambda {config.lmbda:g} ({config.regularization})")
-    if config.p_dropout:
-        settings.append(f"dropout {config.p_dropout:g}")
-    if config.momentum:
-        settings.append(f"momentum {config.momentum:g}{' (Nesterov)' if config.nesterov else ''}")
-    return (f"Training {net.sizes} ({'/'.join(l.name for l in net.layers)}, {net.cost.name} cost, "
-            f"{net.dtype.name}) on {n:,} images: {', '.join(settings)}")
-
-
-def _epoch_line(history, evaluation_name, n_eval):
-    j = history.epochs[-1]
-    parts = []
-    if history.evaluation_accuracy:
-        acc = history.evaluation_accuracy[-1]
-        parts.append(f"{evaluation_name} accuracy {acc:.2%} ({round(acc * n_eval)} / {n_eval})")
-    for name in ("training_accuracy", "training_cost", "evaluation_cost"):
-        values = getattr(history, name)
-        if values:
-            label = name.replace("_", " ").replace("evaluation", evaluation_name)
-            parts.append(f"{label} {values[-1]:.2%}" if name.endswith("accuracy") else f"{label} {values[-1]:.4f}")
-    if len(history.eta) > 1 and history.eta[-1] != history.eta[-2]:
-        parts.append(f"eta {history.eta[-1]:g}")
-    parts.append(f"[{history.epoch_time[-1]:.2f} s]")
-    return f"Epoch {j}: " + "  ".join(parts)
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     from nndl.files.modelfile import load
     from nndl.files.outputs import check_outputs
@@ -205,24 +176,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     del data
     if evaluation is None and config.monitor and any(m.startswith("evaluation") for m in config.monitor):
         raise ConfigError("--monitor evaluation_* needs --evaluate-on test or validation")
-    print(_describe(net, config, training[0].shape[0]), flush=True)
+    details = ['/'.join(l.name for l in net.layers), f"{net.cost.name} cost", net.dtype.name]
+    print(training_header(str(net.sizes), details, training[0].shape[0], config), flush=True)
 
-    n_eval = len(evaluation) if evaluation is not None else 0
     history = train(net, training, config, evaluation_data=evaluation,
                     progress=sys.stderr.isatty() if args.progress is None else args.progress,
-                    on_epoch=lambda h: print(_epoch_line(h, args.evaluate_on, n_eval), flush=True))
-
-    n_epochs = len(history.epochs)
-    summary = f"Finished ({history.stop_reason}) after {n_epochs} epoch{'s' if n_epochs != 1 else ''}"
-    if n_epochs:
-        summary += f" in {history.training_time:.1f} s of training ({history.training_time / n_epochs:.2f} s/epoch)"
-    print(summary + ".")
-    if history.best_epoch is not None:
-        which = args.evaluate_on if history.evaluation_accuracy else "training"
-        print(f"Best: epoch {history.best_epoch}, {which} accuracy {history.best_accuracy:.2%}.")
-    if history.message:
-        print(f"Note: {history.message}.", file=sys.stderr if history.stop_reason in ("diverged", "saturated")
-              else sys.stdout)
+                    on_epoch=lambda h: print(epoch_line(h, args.evaluate_on), flush=True))
+    print_summary(history, args.evaluate_on)
     status = 0
     if args.save:
         from nndl.files.modelfile import save

@@ -15,15 +15,16 @@ from nndl.cli._common import FILE_ERRORS, error_message, report_error
 
 __all__ = ["add_commands", "cmd_predict", "cmd_read"]
 
-#: The segmentation methods of ``nndl read`` and the confidence threshold of ``nndl predict``
-#: (``nndl.serve.read.METHODS``, ``nndl.serve.predict.MIN_CONFIDENCE``), written here so that building the
-#: parser imports nothing; a test checks they agree.
-_METHODS = ("scored", "components")
-_MIN_CONFIDENCE = "70%"
-
 
 def add_commands(commands) -> None:
-    """Add ``predict`` and ``read`` to the sub-command parsers ``commands``."""
+    """Add ``predict`` and ``read`` to the sub-command parsers ``commands``.
+
+    The methods ``read`` offers and the threshold ``predict`` names are the
+    library's own, so the two cannot disagree; importing their modules here
+    costs NumPy, nothing heavier (Pillow, SciPy and matplotlib come later).
+    """
+    from nndl.serve.predict import MIN_CONFIDENCE
+    from nndl.serve.read import METHODS
     p = commands.add_parser(
         "predict", help="which digit is in each image",
         description="Predict the digit in each image (PNG, JPEG, GIF, BMP, TIFF, WebP, ...) with a saved network. "
@@ -31,7 +32,7 @@ def add_commands(commands) -> None:
                     "cropped to the ink; scaled to fit 20x20 keeping its aspect ratio; centred by its centre of "
                     "mass in 28x28. Prints the digit and the three most probable digits with their "
                     "probabilities; a blank image, or one with no clear digit (top probability below "
-                    f"{_MIN_CONFIDENCE}), says so. A network with sigmoid outputs gives its outputs normalised to sum "
+                    f"{MIN_CONFIDENCE:.0%}), says so. A network with sigmoid outputs gives its outputs normalised to sum "
                     "to 1.")
     p.add_argument("model", metavar="MODEL",
                    help="a model taking 28x28 images: nndl train --save (.json, .npz) or nndl conv --save (.pt)")
@@ -53,7 +54,7 @@ def add_commands(commands) -> None:
     r.add_argument("model", metavar="MODEL",
                    help="a model taking 28x28 images: nndl train --save (.json, .npz) or nndl conv --save (.pt)")
     r.add_argument("image", metavar="IMAGE", help="an image of the digits written side by side on one line")
-    r.add_argument("--method", choices=_METHODS, default="scored",
+    r.add_argument("--method", choices=METHODS, default="scored",
                    help="how the image is split into digits (default: scored)")
     r.add_argument("--json", action="store_true",
                    help="print the reading as one JSON object: file, text, digits (one prediction each), boxes, "

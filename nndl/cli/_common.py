@@ -11,9 +11,15 @@ functions that use it.
 import argparse
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from nndl.errors import ConfigError, NndlError
+
+if TYPE_CHECKING:                               # for the annotations only: these import NumPy
+    from nndl.data.mnist import MnistData, Split
+    from nndl.training.config import TrainingConfig
+    from nndl.training.history import History
 
 #: Besides NndlError: problems with files the user named, shown as one line too.
 FILE_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
@@ -72,8 +78,8 @@ def add_data_options(group) -> None:
                        help="with --dataset idx: how many of the last training images form the validation split")
 
 
-def load_data(args: argparse.Namespace):
-    """The data set the options of :func:`add_data_options` name (an ``nndl.data.mnist`` data set)."""
+def load_data(args: argparse.Namespace) -> "MnistData":
+    """The data set the options of :func:`add_data_options` name."""
     from nndl.data.mnist import load_idx_dataset, load_mnist
     if args.dataset == "idx":
         if not args.data:
@@ -82,7 +88,7 @@ def load_data(args: argparse.Namespace):
     return load_mnist(args.data, progress=sys.stderr.isatty())
 
 
-def split(data, name: str, option: str):
+def split(data: "MnistData", name: str, option: str) -> "Split":
     """One split of the data, refusing an empty one with a message naming the options that made it so."""
     part = getattr(data, name)
     if len(part) == 0:
@@ -96,7 +102,7 @@ def split(data, name: str, option: str):
 # ---------------------------------------------------------------------------
 
 
-def write_or_rescue(write, path: str, what: str) -> int:
+def write_or_rescue(write: Callable[[str], object], path: str, what: str) -> int:
     """Write an output after training; if that fails (disk full, directory gone), write it to a
     rescue file in the temporary directory instead and say where: hours of training are not lost
     to a full disk. Returns 0, or 1 on failure."""
@@ -140,8 +146,8 @@ def report_error(error: BaseException, debug: bool, message: str | None = None) 
 # ---------------------------------------------------------------------------
 
 
-def training_header(network: str, details: Sequence[str], n_images: int, config, *, where: str | None = None,
-                    extra: Sequence[str] = ()) -> str:
+def training_header(network: str, details: Sequence[str], n_images: int, config: "TrainingConfig", *,
+                    where: str | None = None, extra: Sequence[str] = ()) -> str:
     """The line before the first epoch: what is trained, on how many images, where, and how.
 
     ``network`` names the network ("[784, 30, 10]", or its layers); ``details``
@@ -167,11 +173,11 @@ def training_header(network: str, details: Sequence[str], n_images: int, config,
 
 
 def _accuracy(label, fraction, n):
-    """ "test accuracy 95.12% (9512 / 10000)": the count too, when the size of the data is known."""
+    """An accuracy as "test accuracy 95.12% (9512 / 10000)", the count only when the data's size is known."""
     return f"{label} {fraction:.2%}" + (f" ({round(fraction * n)} / {n})" if n else "")
 
 
-def epoch_line(history, evaluation_name: str) -> str:
+def epoch_line(history: "History", evaluation_name: str) -> str:
     """The line after each epoch of a History: what was measured, whether the epoch is the best so far,
     a changed eta, and the epoch's seconds of training.
 
@@ -199,7 +205,7 @@ def epoch_line(history, evaluation_name: str) -> str:
     return f"Epoch {j}: " + "  ".join(parts)
 
 
-def summary_lines(history, evaluation_name: str) -> list[str]:
+def summary_lines(history: "History", evaluation_name: str) -> list[str]:
     """The lines after training: why it stopped and how long it took; the best epoch and its accuracy
     (and, for a chapter 6 run, the test accuracy of that epoch, the number the book reports)."""
     n = len(history.epochs)
@@ -216,7 +222,7 @@ def summary_lines(history, evaluation_name: str) -> list[str]:
     return lines
 
 
-def print_summary(history, evaluation_name: str) -> None:
+def print_summary(history: "History", evaluation_name: str) -> None:
     """Print :func:`summary_lines` and the run's note: on stderr when training went wrong (diverged,
     saturated), where a script that keeps only the errors still sees it; else on stdout."""
     for line in summary_lines(history, evaluation_name):

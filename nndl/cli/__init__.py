@@ -69,8 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-    except SystemExit as e:    # --help, --version, or a usage mistake already reported
-        return e.code
+    except SystemExit as e:    # --help, --version (status 0), or a usage mistake already reported (2)
+        return int(e.code or 0)
     from nndl.training import interrupt
     restore_signals = interrupt.install()
     try:

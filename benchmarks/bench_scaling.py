@@ -269,7 +269,7 @@ def _test_accuracy(output):
 
 
 def _epoch_seconds(output):
-    found = re.search(r", ([0-9.]+) s/epoch of training", output)
+    found = re.search(r"\(([0-9.]+) s/epoch\)", output)
     return float(found.group(1)) if found else None
 
 

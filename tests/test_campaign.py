@@ -495,7 +495,7 @@ USAGE_CASES = [
 
 @pytest.mark.parametrize("args", [c[1] for c in USAGE_CASES], ids=[c[0] for c in USAGE_CASES])
 def test_usage_errors_use_the_documented_prefix(capsys, args):
-    """nndl/cli.py promises one ``nndl: error: ...`` line for every mistake, usage mistakes included."""
+    """nndl.cli promises one ``nndl: error: ...`` line for every mistake, usage mistakes included."""
     line = user_error(cli(capsys, *args))
     assert line.startswith("nndl: error: "), f"usage error spelled differently: {line!r}"
 

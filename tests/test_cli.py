@@ -275,8 +275,8 @@ def test_errors_are_one_line_and_debug_shows_the_cause(capsys, tmp_path):
 
 
 def test_a_bug_is_not_disguised_as_a_user_error(capsys, idx_dataset, monkeypatch):
-    import nndl.cli
-    monkeypatch.setattr(nndl.cli, "_load_data", lambda args: 1 / 0)
+    import nndl.cli.train
+    monkeypatch.setattr(nndl.cli.train, "load_data", lambda args: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         main(["train", *map(str, data_args(idx_dataset))])
 
@@ -297,3 +297,60 @@ def test_sigterm_stops_training_like_ctrl_c_and_saves(idx_dataset, tmp_path):
     assert process.returncode == 130, err
     assert "Finished (interrupted)" in out and f"to {model}" in out
     assert json.loads(history.read_text())["stop_reason"] == "interrupted"
+
+
+# --- the lines of a training run: one formatter for train and conv -------------------
+
+
+def _history(**fields):
+    from nndl.training.history import History
+    return History(**{"epochs": [0, 1], "eta": [0.5, 0.25], "epoch_time": [1.25, 1.0], "monitor_time": [0.1, 0.1],
+                      **fields})
+
+
+def test_an_epoch_line_says_what_was_measured_in_one_form_for_train_and_conv():
+    from nndl.cli._common import epoch_line
+    train = _history(evaluation_accuracy=[0.9, 0.95], training_cost=[0.51234, 0.4], n_evaluation=300,
+                     best_epoch=1, best_accuracy=0.95)
+    assert epoch_line(train, "test") == ("Epoch 1: test accuracy 95.00% (285 / 300)  training cost 0.4000  "
+                                         "(best to date)  eta 0.25  [1.00 s]")
+    conv = _history(evaluation_accuracy=[0.95, 0.9], test_accuracy=[0.94, 0.92], n_evaluation=200, n_test=300,
+                    best_epoch=0, best_accuracy=0.95)
+    assert epoch_line(conv, "validation") == ("Epoch 1: validation accuracy 90.00% (180 / 200)  "
+                                              "test accuracy 92.00% (276 / 300)  eta 0.25  [1.00 s]")
+    costs_only = _history(training_cost=[1.0, 0.5], evaluation_cost=[1.5, 0.75], eta=[0.5, 0.5])
+    assert epoch_line(costs_only, "validation") == "Epoch 1: training cost 0.5000  validation cost 0.7500  [1.00 s]"
+
+
+def test_the_summary_says_why_training_stopped_and_which_epoch_was_best(capsys):
+    from nndl.cli._common import print_summary, summary_lines
+    conv = _history(evaluation_accuracy=[0.95, 0.9], test_accuracy=[0.94, 0.92], best_epoch=0, best_accuracy=0.95)
+    conv.stop("early stopping", "no improvement in validation accuracy for 1 epochs")
+    assert summary_lines(conv, "validation") == [
+        "Finished (early stopping) after 2 epochs in 2.2 s of training (1.12 s/epoch).",
+        "Best: epoch 0, validation accuracy 95.00%; the corresponding test accuracy is 94.00%."]
+    print_summary(conv, "validation")
+    out, err = capsys.readouterr()
+    assert out.endswith("Note: no improvement in validation accuracy for 1 epochs.\n") and err == ""
+    diverged = _history(epochs=[0], eta=[100.0], epoch_time=[0.5], training_accuracy=[0.1], best_epoch=0,
+                        best_accuracy=0.1)
+    diverged.stop("diverged", "training diverged in epoch 1")
+    print_summary(diverged, "test")
+    out, err = capsys.readouterr()
+    assert out == ("Finished (diverged) after 1 epoch in 0.5 s of training (0.50 s/epoch).\n"
+                   "Best: epoch 0, training accuracy 10.00%.\n")
+    assert err == "Note: training diverged in epoch 1.\n"
+
+
+def test_the_header_names_the_settings_that_shape_the_run():
+    from nndl.cli._common import training_header
+    from nndl.training.config import TrainingConfig
+    config = TrainingConfig(epochs=3, eta=0.5, lmbda=5.0, momentum=0.9, nesterov=True)
+    assert training_header("[784, 30, 10]", ["sigmoid/sigmoid", "cross-entropy cost", "float64"], 50000, config) == (
+        "Training [784, 30, 10] (sigmoid/sigmoid, cross-entropy cost, float64) on 50,000 images: 3 epochs, "
+        "mini-batch 10, eta 0.5, lambda 5 (l2), momentum 0.9 (Nesterov)")
+    book = TrainingConfig(epochs=60, eta=0.03, lmbda=0.1, lmbda_scale="batches", shuffle=False)
+    assert training_header("softmax 10", ["7,850 parameters"], 1000, book, where="cpu, 1 thread",
+                           extra=["augmented: shifts up to 1 px"]) == (
+        "Training softmax 10 (7,850 parameters) on 1,000 images on cpu, 1 thread: 60 epochs, mini-batch 10, "
+        "eta 0.03, lambda 0.1 (l2), stored order, augmented: shifts up to 1 px")

@@ -353,13 +353,17 @@ def test_nndl_read_reports_a_bad_image_in_one_line(capsys, trained, files):
         assert status == 2 and out == "" and err.count("\n") == 1 and words in err, err
 
 
-def test_the_commands_name_the_methods_and_threshold_of_the_modules():
-    from nndl.cli_digits import _METHODS, _MIN_CONFIDENCE
-    assert _METHODS == METHODS and _MIN_CONFIDENCE == f"{MIN_CONFIDENCE:.0%}"
+def test_the_commands_offer_the_methods_and_name_the_threshold_of_the_library(capsys, trained, files):
+    status, out, err = nndl(capsys, "read", "--help")
+    assert status == 0 and "{" + ",".join(METHODS) + "}" in out
+    status, out, err = nndl(capsys, "predict", "--help")
+    assert status == 0 and f"below {MIN_CONFIDENCE:.0%})" in " ".join(out.split())
+    status, out, err = nndl(capsys, "read", trained[0], files["blank"], "--method", "nonsense")
+    assert status == 2 and out == "" and "invalid choice: 'nonsense'" in err and all(repr(m) in err for m in METHODS)
 
 
 def test_importing_the_modules_imports_nothing_heavy():
-    code = ("import sys, nndl, nndl.cli, nndl.cli_digits, nndl.serve, nndl.serve.predict, nndl.serve.read, "
+    code = ("import sys, nndl, nndl.cli, nndl.cli.digits, nndl.serve, nndl.serve.predict, nndl.serve.read, "
             "nndl.data.images\n"
             "nndl.cli.build_parser()\n"
             "print(sorted(m for m in ('torch', 'matplotlib', 'PIL', 'scipy', 'starlette', 'fastapi', 'uvicorn')\n"

@@ -370,7 +370,7 @@ def test_serve_refuses_a_missing_or_wrong_model_before_serving(capsys, tmp_path)
 
 @needs_web
 def test_serve_refuses_a_port_in_use_in_one_line(capsys, random_model):
-    from nndl.cli_serve import bind
+    from nndl.cli.serve import bind
     taken = bind("127.0.0.1", 0)
     try:
         port = taken.getsockname()[1]
@@ -407,7 +407,7 @@ def test_serve_without_the_web_extra_says_what_to_install(tmp_path):
 
 
 def test_importing_nndl_and_the_serve_modules_does_not_import_the_web_framework():
-    code = ("import sys, nndl, nndl.cli, nndl.cli_serve, nndl.serve.predict, nndl.serve.read, nndl.data.images\n"
+    code = ("import sys, nndl, nndl.cli, nndl.cli.serve, nndl.serve.predict, nndl.serve.read, nndl.data.images\n"
             "nndl.cli.build_parser()\n"
             "print(sorted(m for m in ('starlette', 'uvicorn', 'fastapi', 'multipart', 'python_multipart', 'torch',\n"
             "                         'matplotlib') if m in sys.modules))")
@@ -445,7 +445,7 @@ def test_serve_binds_to_localhost_says_how_to_expose_it_and_stops_on_ctrl_c(rand
 
 
 def test_the_url_printed_and_which_hosts_are_this_computer_only():
-    from nndl.cli_serve import _is_loopback, _url
+    from nndl.cli.serve import _is_loopback, _url
     assert _url("127.0.0.1", 8000) == "http://127.0.0.1:8000/"
     assert _url("0.0.0.0", 8000) == "http://127.0.0.1:8000/" and _url("::", 80) == "http://[::1]:80/"
     assert _url("192.168.1.20", 8080) == "http://192.168.1.20:8080/"
@@ -471,7 +471,7 @@ def live_server(page_model):
     if WEB_MISSING:
         pytest.skip(WEB_MISSING)
     import uvicorn
-    from nndl.cli_serve import bind
+    from nndl.cli.serve import bind
     from nndl.serve.app import create_app
     sock = bind("127.0.0.1", 0)
     server = uvicorn.Server(uvicorn.Config(create_app(page_model), log_level="warning", lifespan="off"))

@@ -4,24 +4,27 @@
     nndl predict net.npz *.png --json               one JSON object per image, one per line
     nndl read net.npz number.png --show boxes.png   504192
 
-Kept apart from ``nndl.cli`` like the other command groups; Pillow, SciPy
-and matplotlib are imported only when a command runs.
+Pillow, SciPy and matplotlib are imported only when a command runs.
 """
 
+import argparse
 import json
 import sys
 
+from nndl.cli._common import FILE_ERRORS, error_message, report_error
+
 __all__ = ["add_commands", "cmd_predict", "cmd_read"]
 
-#: The segmentation methods of ``nndl read`` and the confidence threshold of ``nndl predict``
-#: (``nndl.serve.read.METHODS``, ``nndl.serve.predict.MIN_CONFIDENCE``), written here so that building the
-#: parser imports nothing; a test checks they agree.
-_METHODS = ("scored", "components")
-_MIN_CONFIDENCE = "70%"
 
+def add_commands(commands) -> None:
+    """Add ``predict`` and ``read`` to the sub-command parsers ``commands``.
 
-def add_commands(commands, helpers):
-    """Add ``predict`` and ``read`` to the sub-command parsers ``commands``; ``helpers`` is :mod:`nndl.cli`."""
+    The methods ``read`` offers and the threshold ``predict`` names are the
+    library's own, so the two cannot disagree; importing their modules here
+    costs NumPy, nothing heavier (Pillow, SciPy and matplotlib come later).
+    """
+    from nndl.serve.predict import MIN_CONFIDENCE
+    from nndl.serve.read import METHODS
     p = commands.add_parser(
         "predict", help="which digit is in each image",
         description="Predict the digit in each image (PNG, JPEG, GIF, BMP, TIFF, WebP, ...) with a saved network. "
@@ -29,7 +32,7 @@ def add_commands(commands, helpers):
                     "cropped to the ink; scaled to fit 20x20 keeping its aspect ratio; centred by its centre of "
                     "mass in 28x28. Prints the digit and the three most probable digits with their "
                     "probabilities; a blank image, or one with no clear digit (top probability below "
-                    f"{_MIN_CONFIDENCE}), says so. A network with sigmoid outputs gives its outputs normalised to sum "
+                    f"{MIN_CONFIDENCE:.0%}), says so. A network with sigmoid outputs gives its outputs normalised to sum "
                     "to 1.")
     p.add_argument("model", metavar="MODEL",
                    help="a model taking 28x28 images: nndl train --save (.json, .npz) or nndl conv --save (.pt)")
@@ -51,7 +54,7 @@ def add_commands(commands, helpers):
     r.add_argument("model", metavar="MODEL",
                    help="a model taking 28x28 images: nndl train --save (.json, .npz) or nndl conv --save (.pt)")
     r.add_argument("image", metavar="IMAGE", help="an image of the digits written side by side on one line")
-    r.add_argument("--method", choices=_METHODS, default="scored",
+    r.add_argument("--method", choices=METHODS, default="scored",
                    help="how the image is split into digits (default: scored)")
     r.add_argument("--json", action="store_true",
                    help="print the reading as one JSON object: file, text, digits (one prediction each), boxes, "
@@ -69,26 +72,25 @@ def _describe(name, prediction):
     return line if prediction.confident else f"{line}   {prediction.message}"
 
 
-def cmd_predict(args):
+def cmd_predict(args: argparse.Namespace) -> int:
     from nndl.data.images import prepare
     from nndl.errors import InputError
     from nndl.files.outputs import check_outputs
     from nndl.serve.predict import Classifier, predict, show_predictions
-    from nndl import cli as helpers
     check_outputs({"--show": args.show}, inputs=[args.model, *args.images])
     classifier = Classifier.load(args.model)
     prepared, failed = {}, {}
     for k, path in enumerate(args.images):
         try:
             prepared[k] = prepare(path)
-        except (InputError, *helpers.FILE_ERRORS) as e:
+        except (InputError, *FILE_ERRORS) as e:
             failed[k] = e
     predictions = dict(zip(prepared, predict(classifier, list(prepared.values())))) if prepared else {}
     for k, path in enumerate(args.images):
         if k in failed:
-            helpers._report(failed[k], args.debug)                          # one line on stderr
+            report_error(failed[k], args.debug)                             # one line on stderr
             if args.json:
-                print(json.dumps({"file": path, "error": _message(failed[k])}), flush=True)
+                print(json.dumps({"file": path, "error": error_message(failed[k])}), flush=True)
         elif args.json:
             print(json.dumps({"file": path, **predictions[k].to_dict()}), flush=True)
         else:
@@ -100,15 +102,7 @@ def cmd_predict(args):
     return 2 if failed else 0
 
 
-def _message(error):
-    """The message of an error as ``nndl.cli._report`` words it, for JSON."""
-    from nndl.errors import NndlError
-    if isinstance(error, OSError) and not isinstance(error, NndlError) and error.filename and error.strerror:
-        return f"{error.filename}: {error.strerror.lower()}"
-    return str(error)
-
-
-def cmd_read(args):
+def cmd_read(args: argparse.Namespace) -> int:
     from nndl.files.outputs import check_outputs
     from nndl.serve.predict import Classifier
     from nndl.serve.read import read_number, show_reading

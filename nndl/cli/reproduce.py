@@ -4,11 +4,13 @@ import argparse
 import sys
 import textwrap
 
-__all__ = ["add_commands", "plot_result"]
+from nndl.cli._common import positive_int
+
+__all__ = ["add_commands", "cmd_reproduce"]
 
 
-def add_commands(commands, helpers):
-    """Add ``reproduce`` to the sub-command parsers. ``helpers``: the nndl.cli module."""
+def add_commands(commands) -> None:
+    """Add ``reproduce`` to the sub-command parsers ``commands``."""
     r = commands.add_parser(
         "reproduce", help="run the book's experiments and compare with the book",
         description="Run experiments of the book by id (see --list), a chapter (ch1 ... ch6, hyper) or all. "
@@ -25,18 +27,18 @@ def add_commands(commands, helpers):
                    help="a small, seconds-long version of each (a smoke test, not comparable with the book)")
     r.add_argument("--out", metavar="DIR", help="output directory (default: reproduced, or reproduced-quick with "
                    "--quick)")
-    r.add_argument("--jobs", "-j", type=helpers._positive_int, default=1, metavar="N",
+    r.add_argument("--jobs", "-j", type=positive_int, default=1, metavar="N",
                    help="independent runs in N parallel processes, one CPU thread each")
     r.add_argument("--force", action="store_true", help="run again what is already in OUT")
     r.add_argument("--data", metavar="DIR", help="directory with the MNIST files (default: nndl's usual search)")
-    r.add_argument("--epochs", type=helpers._positive_int, metavar="N",
+    r.add_argument("--epochs", type=positive_int, metavar="N",
                    help="train for N epochs instead of the book's (experiments that train one network, e.g. the "
                         "chapter 6 rungs on a CPU): kept apart as OUT/ID-eN.json, not compared with the book; a "
                         "later run of more epochs goes on from its checkpoints")
     r.set_defaults(run=cmd_reproduce)
 
 
-def cmd_reproduce(args):
+def cmd_reproduce(args: argparse.Namespace) -> int:
     from nndl.errors import ConfigError
     from nndl.experiments.registry import experiments, select
     if args.list or not args.ids:
@@ -63,15 +65,3 @@ def cmd_reproduce(args):
         return 1
     return 0
 
-
-def plot_result(path, output):
-    """Draw an experiment's figure again from its ID.json; returns the PNG's path."""
-    from nndl.experiments.registry import get
-    from nndl.experiments.runner import load_result
-    from nndl.errors import ConfigError
-    result = load_result(path)
-    experiment = get(result["id"])
-    if experiment.plot is None:
-        raise ConfigError(f"{result['id']} has no figure")
-    experiment.plot(result, output)
-    return output

@@ -56,8 +56,8 @@ def _megapixels(text):
     return value
 
 
-def add_commands(commands, helpers):
-    """Add ``nndl serve`` to the sub-command parsers ``commands``; ``helpers`` is :mod:`nndl.cli`."""
+def add_commands(commands) -> None:
+    """Add ``nndl serve`` to the sub-command parsers ``commands``."""
     s = commands.add_parser(
         "serve", help="a web page to draw digits on, with a JSON API",
         description="Serve a web page where you draw a digit (mouse, pen or finger) or a whole number and see "
@@ -112,7 +112,7 @@ def _url(host, port):
     return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
 
-def bind(host, port):
+def bind(host: str, port: int) -> socket.socket:
     """A listening TCP socket bound to (host, port), or NndlError saying why not.
 
     Binding here, before the server starts, turns "address in use" or an
@@ -137,7 +137,7 @@ def bind(host, port):
     return sock
 
 
-def cmd_serve(args):
+def cmd_serve(args: argparse.Namespace) -> int:
     uvicorn, create_app = _web_modules()
     app = create_app(args.model, max_upload_bytes=max(1, int(args.max_upload * 1024 * 1024)),
                      max_pixels=max(1, int(args.max_megapixels * 1e6)))

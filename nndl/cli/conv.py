@@ -1,7 +1,7 @@
 """The chapter 6 commands: ``nndl conv`` trains a convolutional network, ``nndl ensemble`` lets several vote.
 
-Kept apart from ``nndl.cli`` because they need PyTorch, which is imported
-only when one of them runs (``nndl --help`` works without it).
+They need PyTorch, which is imported only when one of them runs (``nndl
+--help`` works without it).
 
 ``torchrun --nproc_per_node=N -m nndl conv ...`` trains one network on N
 processes (``nndl.deep.distributed``): the same options, the same run, with
@@ -12,13 +12,15 @@ import argparse
 import sys
 import time
 
+from nndl.cli._common import (add_data_options, epoch_line, load_data, non_negative_float, positive_float,
+                              positive_int, print_summary, training_header, write_or_rescue)
 from nndl.errors import ConfigError
 
-__all__ = ["add_commands"]
+__all__ = ["add_commands", "cmd_conv", "cmd_ensemble"]
 
 
-def add_commands(commands, helpers):
-    """Add ``conv`` and ``ensemble`` to the sub-command parsers. ``helpers``: the nndl.cli module."""
+def add_commands(commands) -> None:
+    """Add ``conv`` and ``ensemble`` to the sub-command parsers ``commands``."""
     c = commands.add_parser(
         "conv", help="train a convolutional network (chapter 6)",
         description="Train a network of conv-pool, fully connected and softmax layers (the book's network3) on "
@@ -33,7 +35,7 @@ def add_commands(commands, helpers):
     g = c.add_argument_group("network (each replaces the preset's)")
     g.add_argument("--conv", nargs="*", metavar="F:S:P", help="conv-pool layers: F filters of SxS, PxP max-pooling, "
                    "e.g. --conv 20:5:2 40:5:2 (--conv alone: none)")
-    g.add_argument("--fc", nargs="*", type=helpers._positive_int, metavar="N",
+    g.add_argument("--fc", nargs="*", type=positive_int, metavar="N",
                    help="fully connected layers, e.g. --fc 1000 1000 (--fc alone: none)")
     g.add_argument("--activation", choices=["sigmoid", "tanh", "relu", "linear"],
                    help="activation of the conv-pool and fully connected layers")
@@ -50,25 +52,25 @@ def add_commands(commands, helpers):
                    help="max-pooling's gradient: to one maximum of each region (default), or to every input "
                         "equal to it, as Theano did for the book's network3")
     g = c.add_argument_group("training (each replaces the preset's)")
-    g.add_argument("--epochs", type=helpers._positive_int)
-    g.add_argument("--mini-batch-size", "-m", type=helpers._positive_int)
-    g.add_argument("--eta", type=helpers._positive_float, help="learning rate")
-    g.add_argument("--lmbda", "--lambda", dest="lmbda", type=helpers._non_negative_float,
+    g.add_argument("--epochs", type=positive_int)
+    g.add_argument("--mini-batch-size", "-m", type=positive_int)
+    g.add_argument("--eta", type=positive_float, help="learning rate")
+    g.add_argument("--lmbda", "--lambda", dest="lmbda", type=non_negative_float,
                    help="L2 parameter lambda, divided by the number of mini-batches per epoch as in network3")
     g.add_argument("--momentum", type=float, metavar="MU", help="momentum co-efficient in [0, 1)")
     g.add_argument("--schedule", choices=["constant", "halve"], help="halve eta after --patience epochs without a "
                    "better validation accuracy, stopping at 1/128 of the start")
-    g.add_argument("--patience", type=helpers._positive_int)
-    g.add_argument("--early-stopping", type=helpers._positive_int, metavar="N")
+    g.add_argument("--patience", type=positive_int)
+    g.add_argument("--early-stopping", type=positive_int, metavar="N")
     g.add_argument("--seed", type=int, help="seed of the weights, the order of the examples, dropout and "
                    "augmentation")
     g = c.add_argument_group("data")
-    helpers._add_data_options(g)
+    add_data_options(g)
     g.add_argument("--expanded", metavar="FILE", help="train on a set written by nndl expand")
     g.add_argument("--expand", action="store_true", default=None,
                    help="train on the book's 250,000 images (1-pixel shifts), made in memory")
     g.add_argument("--no-expand", dest="expand", action="store_false", help="train on the 50,000 images")
-    g.add_argument("--training-size", type=helpers._positive_int, metavar="N", help="only the first N training images")
+    g.add_argument("--training-size", type=positive_int, metavar="N", help="only the first N training images")
     g.add_argument("--shift", type=float, default=0.0, metavar="PX",
                    help="augment: random shifts up to PX pixels, drawn afresh every epoch")
     g.add_argument("--rotate", type=float, default=0.0, metavar="DEG", help="augment: random rotations up to DEG")
@@ -77,7 +79,7 @@ def add_commands(commands, helpers):
     g.add_argument("--show-augmentation", metavar="PNG", help="write a figure of augmented examples and exit")
     g = c.add_argument_group("device and output")
     g.add_argument("--device", default="auto", help="auto (a CUDA GPU if there is one), cpu, cuda or cuda:N")
-    g.add_argument("--threads", type=helpers._positive_int, help="CPU threads (default: one per core)")
+    g.add_argument("--threads", type=positive_int, help="CPU threads (default: one per core)")
     g.add_argument("--save", metavar="PATH", help="save the network (best validation epoch) to PATH (.pt)")
     g.add_argument("--keep-last", action="store_true", help="save the last epoch's network instead of the best")
     g.add_argument("--history", metavar="PATH", help="save the per-epoch history as JSON")
@@ -100,7 +102,7 @@ def add_commands(commands, helpers):
     g.add_argument("--distributed", action="store_true",
                    help="insist on a torchrun launch (without one, stop and say how to start it); under torchrun "
                         "with more than one process, training is distributed anyway")
-    g.add_argument("--dist-timeout", type=helpers._positive_float, metavar="SECONDS",
+    g.add_argument("--dist-timeout", type=positive_float, metavar="SECONDS",
                    help="how long a process waits for the others -- to join, to load the data, at every step -- "
                         "before the run stops with an error (default 300)")
     c.set_defaults(run=cmd_conv)
@@ -115,7 +117,7 @@ def add_commands(commands, helpers):
     e.add_argument("--split", choices=["test", "validation"], default="test")
     e.add_argument("--device", default="auto")
     e.add_argument("--json", metavar="FILE", help="also write the accuracies as JSON")
-    helpers._add_data_options(e)
+    add_data_options(e)
     e.set_defaults(run=cmd_ensemble)
 
 
@@ -200,25 +202,6 @@ def _list_presets():
     return 0
 
 
-def _epoch_line(history):
-    j = history.epochs[-1]
-    parts = [f"Epoch {j}:"]
-    if history.evaluation_accuracy:
-        parts.append(f"validation accuracy {history.evaluation_accuracy[-1]:.2%}")
-    if history.test_accuracy:
-        parts.append(f"test accuracy {history.test_accuracy[-1]:.2%}")
-    for name in ("training_accuracy", "training_cost", "evaluation_cost"):
-        values = getattr(history, name)
-        if values:
-            parts.append(f"{name.replace('_', ' ')} {values[-1]:.4g}")
-    if history.best_epoch == j:
-        parts.append("(best to date)")
-    if len(history.eta) > 1 and history.eta[-1] != history.eta[-2]:
-        parts.append(f"eta {history.eta[-1]:g}")
-    parts.append(f"[{history.epoch_time[-1]:.1f} s]")
-    return " ".join(parts)
-
-
 def _resumed(args, device, say=print):
     """(net, training state, TrainingConfig, run) from --resume's checkpoint; run: the data the run used."""
     import json
@@ -263,10 +246,9 @@ def _join_world(args):
 
 def _load_in_turn(args, world):
     """The data set, read by rank 0 first (it downloads MNIST if needed), then by the others."""
-    from nndl.cli import _load_data
     if world is not None and not world.is_main:
         world.barrier("waiting for process 0 to load (or download) the data")
-    data = _load_data(args)
+    data = load_data(args)
     if world is not None and world.is_main:
         world.barrier("waiting for the other processes to start")
     return data
@@ -286,7 +268,7 @@ def _describe_world(world, m, n, n_parameters, element_size):
     return line
 
 
-def cmd_conv(args):
+def cmd_conv(args: argparse.Namespace) -> int:
     if args.list_presets:
         return _list_presets()
     from nndl.files.outputs import check_outputs
@@ -340,19 +322,13 @@ def _conv(args, augmentation, world):
             print(f"Wrote {path}")
         return 0
 
-    settings = [f"{training.epochs} epochs", f"mini-batch {training.mini_batch_size}", f"eta {training.eta:g}"]
-    if training.lmbda:
-        settings.append(f"lambda {training.lmbda:g}")
-    if training.momentum:
-        settings.append(f"momentum {training.momentum:g}")
-    settings.append("shuffled" if training.shuffle else "stored order")
-    if augmentation.active:
-        settings.append(f"augmented: {augmentation.describe()}")
     where = f"{device}" + (f", {threads} thread{'s' if threads != 1 else ''}" if threads else "")
     if world is not None:
         where += " per process"
-    say(f"Training {network.describe()} ({net.n_parameters():,} parameters, init {network.init}, "
-        f"{network.dtype}) on {train_set[0].shape[0]:,} images on {where}: {', '.join(settings)}", flush=True)
+    details = [f"{net.n_parameters():,} parameters", f"init {network.init}", network.dtype]
+    extra = [f"augmented: {augmentation.describe()}"] if augmentation.active else []
+    say(training_header(network.describe(), details, train_set[0].shape[0], training, where=where, extra=extra),
+        flush=True)
     if world is not None:
         say(_describe_world(world, training.mini_batch_size, train_set[0].shape[0], net.n_parameters(),
                             net.layers[0].weight.element_size()), flush=True)
@@ -362,8 +338,8 @@ def _conv(args, augmentation, world):
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     history = train(net, train_set, training, validation_data=validation, test_data=test,
                     augmentation=augmentation, progress=main and progress,
-                    on_epoch=(lambda h: print(_epoch_line(h), flush=True)) if main else None, checkpoint=checkpoint,
-                    checkpoint_metadata={"run": run}, resume=resume, world=world)
+                    on_epoch=(lambda h: print(epoch_line(h, "validation"), flush=True)) if main else None,
+                    checkpoint=checkpoint, checkpoint_metadata={"run": run}, resume=resume, world=world)
     status = _report_and_save(args, history, net, training, run, checkpoint, validation, test) if main else 0
     if history.stop_reason == "interrupted":
         return 130
@@ -374,30 +350,20 @@ def _conv(args, augmentation, world):
 
 def _report_and_save(args, history, net, training, run, checkpoint, validation, test):
     """Print the result and write --save, --history and --predictions; returns 2 if a write failed, else 0."""
-    from nndl.cli import _write_or_rescue
     from nndl.deep.checkpoint import save_model
-    n_epochs = len(history.epochs)
-    print(f"Finished ({history.stop_reason}) after {n_epochs} epochs"
-          + (f", {history.training_time / n_epochs:.1f} s/epoch of training" if n_epochs else "") + ".")
-    if history.best_epoch is not None:
-        line = f"Best validation accuracy {history.best_accuracy:.2%} at epoch {history.best_epoch}"
-        if history.best_test_accuracy is not None:
-            line += f"; the corresponding test accuracy is {history.best_test_accuracy:.2%}"
-        print(line + ".")
-    if history.message and history.stop_reason != "completed":
-        print(f"Note: {history.message}.", file=sys.stderr)
+    print_summary(history, "validation")
     status = 0
     kept = "the last network" if args.keep_last else f"the best network (epoch {history.best_epoch})"
     metadata = {"run": run, "trained": training.to_dict(), "best_epoch": history.best_epoch,
                 "best_validation_accuracy": history.best_accuracy,
                 "test_accuracy": history.best_test_accuracy, "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     if args.save:
-        status |= _write_or_rescue(lambda path: save_model(net, path, metadata), args.save, kept)
+        status |= write_or_rescue(lambda path: save_model(net, path, metadata), args.save, kept)
     if args.history:
-        status |= _write_or_rescue(history.save, args.history, "the history")
+        status |= write_or_rescue(history.save, args.history, "the history")
     if args.predictions:
         from nndl.deep.ensemble import save_predictions
-        status |= _write_or_rescue(
+        status |= write_or_rescue(
             lambda path: save_predictions(path, net, {"validation": validation, "test": test}, metadata),
             args.predictions, f"the predictions of {kept}")
     if history.stop_reason == "interrupted" and not (args.save or checkpoint or args.predictions):
@@ -425,8 +391,7 @@ def _ensemble_outputs(args, members):
     from nndl.errors import InputError
     labels = expected = reference = None
     if not all(isinstance(m, Predictions) for m in members):
-        from nndl.cli import _load_data
-        split = getattr(_load_data(args), args.split)
+        split = getattr(load_data(args), args.split)
         labels, reference = split.labels, f"the {args.split} images of the data given"
         if any(isinstance(m, Predictions) for m in members):
             expected = fingerprint(split.images, split.labels)
@@ -445,7 +410,7 @@ def _ensemble_outputs(args, members):
     return outputs, labels
 
 
-def cmd_ensemble(args):
+def cmd_ensemble(args: argparse.Namespace) -> int:
     from nndl.files.outputs import check_outputs
     check_outputs({"--json": args.json}, inputs=args.models)
     from nndl.deep.device import resolve_device

@@ -1,0 +1,277 @@
+"""The chapter 1-3 commands: ``nndl train``, ``evaluate``, ``expand`` and ``plot``.
+
+NumPy, the engine and matplotlib are imported when a command runs, not when
+the parser is built.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from nndl.cli._common import (add_data_options, epoch_line, load_data, non_negative_float, positive_float,
+                              positive_int, print_summary, split, training_header, write_or_rescue)
+from nndl.errors import ConfigError
+
+__all__ = ["add_commands", "cmd_train", "cmd_evaluate", "cmd_expand", "cmd_plot"]
+
+
+def add_commands(commands) -> None:
+    """Add ``train``, ``evaluate``, ``expand`` and ``plot`` to the sub-command parsers ``commands``."""
+    t = commands.add_parser(
+        "train", help="train a network on MNIST",
+        description="Train a feedforward network by mini-batch stochastic gradient descent. The defaults "
+                    "are the book's chapter 1 run: sizes 784 30 10, sigmoid neurons, quadratic cost, "
+                    "weights N(0,1), 30 epochs, mini-batches of 10, eta 3.0, accuracy on the test set after "
+                    "each epoch.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    g = t.add_argument_group("network")
+    g.add_argument("--sizes", nargs="+", default=["784", "30", "10"], metavar="N",
+                   help="neurons per layer, input first (784 30 10 or 784,30,10)")
+    g.add_argument("--activation", nargs="+", default=["sigmoid"], metavar="NAME",
+                   help="one activation for all layers, or one per layer after the input: "
+                        "sigmoid, tanh, relu, linear, softmax (output only)")
+    g.add_argument("--cost", default="quadratic", help="quadratic, cross-entropy or log-likelihood")
+    g.add_argument("--init", default="large", choices=["large", "default"],
+                   help="initial weights: large = N(0,1) (chapter 1), default = N(0,1/n_in) (chapter 3)")
+    g.add_argument("--dtype", default="float64", choices=["float64", "float32"],
+                   help="precision of the weights and arithmetic (float32 trains faster)")
+    g.add_argument("--load", metavar="MODEL", help="continue training a saved network (its sizes, "
+                   "activations and cost are used)")
+    g = t.add_argument_group("training")
+    g.add_argument("--epochs", type=positive_int, default=30, help="number of epochs")
+    g.add_argument("--mini-batch-size", "-m", type=positive_int, default=10, help="examples per mini-batch")
+    g.add_argument("--eta", type=positive_float, default=3.0, help="learning rate")
+    g.add_argument("--lmbda", "--lambda", dest="lmbda", type=non_negative_float, default=0.0,
+                   help="regularisation parameter lambda, scaled by the training-set size n as in the book's "
+                        "network2")
+    g.add_argument("--regularization", choices=["l2", "l1"], default="l2", help="kind of regularisation")
+    g.add_argument("--dropout", type=float, default=0.0, metavar="P",
+                   help="probability of dropping each hidden neuron during training, in [0, 1)")
+    g.add_argument("--momentum", type=float, default=0.0, metavar="MU", help="momentum co-efficient mu in [0, 1)")
+    g.add_argument("--nesterov", action="store_true", help="use Nesterov's momentum")
+    g.add_argument("--schedule", choices=["constant", "halve"], default="constant",
+                   help="learning-rate schedule: halve = halve eta after --patience epochs without improvement "
+                        "in evaluation accuracy, stop at 1/128 of the start")
+    g.add_argument("--patience", type=positive_int, default=10,
+                   help="epochs without improvement before the schedule halves eta")
+    g.add_argument("--early-stopping", type=positive_int, metavar="N",
+                   help="stop after N epochs without improvement in evaluation accuracy, keeping the best weights")
+    g.add_argument("--seed", type=int, default=None, help="seed for weights, shuffling and dropout")
+    g.add_argument("--keep-last", action="store_true",
+                   help="keep the weights of the last epoch (default: those of the best epoch)")
+    g = t.add_argument_group("data and output")
+    add_data_options(g)
+    g.add_argument("--training-size", type=positive_int, metavar="N",
+                   help="train on only the first N training images (e.g. 1000 for the overfitting run)")
+    g.add_argument("--expanded", metavar="FILE", help="train on an expanded training set written by nndl expand")
+    g.add_argument("--evaluate-on", choices=["test", "validation", "none"], default="test",
+                   help="data measured after each epoch")
+    g.add_argument("--monitor", nargs="+", metavar="WHAT",
+                   choices=["training_cost", "training_accuracy", "evaluation_cost", "evaluation_accuracy"],
+                   help="what to measure after each epoch (default: evaluation_accuracy)")
+    g.add_argument("--save", metavar="PATH", help="save the network (.json human-readable, .npz compact)")
+    g.add_argument("--history", metavar="PATH", help="save the per-epoch history as JSON (for nndl plot)")
+    g.add_argument("--progress", dest="progress", action="store_true", default=None,
+                   help="show a progress bar (default: when stderr is a terminal)")
+    g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    t.set_defaults(run=cmd_train)
+
+    e = commands.add_parser("evaluate", help="accuracy of a saved network",
+                            description="Print the accuracy of a saved network on MNIST.",
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    e.add_argument("model", metavar="MODEL", help="a model file written by nndl train --save (or network2.save)")
+    e.add_argument("--split", choices=["test", "validation", "training"], default="test", help="which data")
+    add_data_options(e)
+    e.set_defaults(run=cmd_evaluate)
+
+    x = commands.add_parser("expand", help="write an expanded training set",
+                            description="Expand the 50,000 MNIST training images by 1-pixel shifts "
+                                        "(to 250,000, as in the book) and optionally small rotations, shuffle "
+                                        "them, and save them (compressed, about 41 MB) for nndl train --expanded.",
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    x.add_argument("output", metavar="OUTPUT", help="file to write (.npz)")
+    x.add_argument("--no-shifts", dest="shifts", action="store_false", help="leave out the 1-pixel shifts")
+    x.add_argument("--rotations", type=float, nargs="+", default=[], metavar="DEGREES",
+                   help="add one rotated copy of each image per angle, e.g. --rotations -10 10")
+    x.add_argument("--no-shuffle", dest="shuffle", action="store_false", help="keep each image's copies together")
+    x.add_argument("--seed", type=int, default=0, help="seed for the shuffle")
+    add_data_options(x)
+    x.set_defaults(run=cmd_expand)
+
+    p = commands.add_parser("plot", help="draw the curves of a training history, or an experiment's figure",
+                            description="Draw cost and accuracy against epoch, training and evaluation data, "
+                                        "from a history written by nndl train --history; or draw an "
+                                        "experiment's figure again from the ID.json nndl reproduce wrote.",
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("history", metavar="HISTORY", nargs="+",
+                   help="history JSON file(s), several overlaid; or one experiment result (ID.json)")
+    p.add_argument("--output", "-o", metavar="PNG", help="image to write (default: HISTORY with .png)")
+    p.add_argument("--title", help="figure title")
+    p.set_defaults(run=cmd_plot)
+
+
+# ---------------------------------------------------------------------------
+# nndl train
+# ---------------------------------------------------------------------------
+
+
+def _sizes(values):
+    """Layer sizes from "784 30 10" or "784,30,10"."""
+    sizes = []
+    for v in values:
+        for part in str(v).replace(",", " ").split():
+            try:
+                n = int(part)
+            except ValueError:
+                raise ConfigError(f"--sizes takes whole numbers, got {part!r}") from None
+            if n < 1:
+                raise ConfigError(f"every layer needs at least one neuron, got {n} in --sizes")
+            sizes.append(n)
+    if len(sizes) < 2:
+        raise ConfigError(f"--sizes needs at least an input and an output layer, got {sizes}")
+    return sizes
+
+
+def _network_config(args):
+    from nndl.training.config import NetworkConfig
+    return NetworkConfig(sizes=_sizes(args.sizes), activations=tuple(args.activation), cost=args.cost,
+                         init=args.init, dtype=args.dtype)
+
+
+def _training_config(args):
+    from nndl.training.config import TrainingConfig
+    return TrainingConfig(epochs=args.epochs, mini_batch_size=args.mini_batch_size, eta=args.eta, lmbda=args.lmbda,
+                          regularization=args.regularization, momentum=args.momentum, nesterov=args.nesterov,
+                          p_dropout=args.dropout, schedule=args.schedule, patience=args.patience,
+                          early_stopping=args.early_stopping, monitor=tuple(args.monitor) if args.monitor else None,
+                          restore_best=not args.keep_last, seed=args.seed)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from nndl.files.modelfile import load
+    from nndl.files.outputs import check_outputs
+    from nndl.training import train
+
+    config = _training_config(args)
+    check_outputs({"--save": args.save, "--history": args.history}, inputs=[args.load, args.expanded])
+    if args.load:
+        net = load(args.load)
+        if args.dtype != net.dtype.name:
+            net = _with_dtype(net, args.dtype)
+        print(f"Loaded {args.load}: sizes {net.sizes}, {'/'.join(l.name for l in net.layers)}, "
+              f"{net.cost.name} cost")
+    else:
+        net = _network_config(args).build(seed=args.seed)
+
+    data = load_data(args)
+    training = (data.training.images, data.training.labels)
+    if args.expanded:
+        from nndl.data.expand import load_expanded
+        images, labels, _ = load_expanded(args.expanded)
+        training = (images, labels)
+    if args.training_size:
+        training = (training[0][:args.training_size], training[1][:args.training_size])
+    evaluation = None if args.evaluate_on == "none" else split(data, args.evaluate_on, "--evaluate-on")
+    del data
+    if evaluation is None and config.monitor and any(m.startswith("evaluation") for m in config.monitor):
+        raise ConfigError("--monitor evaluation_* needs --evaluate-on test or validation")
+    details = ['/'.join(l.name for l in net.layers), f"{net.cost.name} cost", net.dtype.name]
+    print(training_header(str(net.sizes), details, training[0].shape[0], config), flush=True)
+
+    history = train(net, training, config, evaluation_data=evaluation,
+                    progress=sys.stderr.isatty() if args.progress is None else args.progress,
+                    on_epoch=lambda h: print(epoch_line(h, args.evaluate_on), flush=True))
+    print_summary(history, args.evaluate_on)
+    status = 0
+    if args.save:
+        from nndl.files.modelfile import save
+        kept = "last" if args.keep_last or history.best_epoch is None else f"best (epoch {history.best_epoch})"
+        metadata = {"network": history.network.to_dict(), "trained": config.to_dict(),
+                    "best_epoch": history.best_epoch, "best_accuracy": history.best_accuracy,
+                    "evaluated_on": args.evaluate_on, "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        status |= write_or_rescue(lambda path: save(net, path, metadata=metadata), args.save,
+                                  f"the {kept} network")
+    if args.history:
+        status |= write_or_rescue(history.save, args.history, "the history")
+    if history.stop_reason == "interrupted":
+        if not args.save:
+            print("Interrupted; nothing was saved (use --save to keep the network).", file=sys.stderr)
+        return 130
+    return 2 if status else 0
+
+
+def _with_dtype(net, dtype):
+    import numpy as np
+    from nndl.engine.feedforward import FeedforwardNetwork
+    other = FeedforwardNetwork(net.sizes, activations=net.layers, cost=net.cost, dtype=np.dtype(dtype), seed=0)
+    other.set_parameters(net.weights, net.biases)
+    return other
+
+
+# ---------------------------------------------------------------------------
+# nndl evaluate, nndl expand, nndl plot
+# ---------------------------------------------------------------------------
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from nndl.files.modelfile import is_conv_model, load
+    if is_conv_model(args.model):
+        from nndl.deep.checkpoint import load_model
+        net = load_model(args.model, "cpu")
+        evaluate = net.accuracy
+    else:
+        net = load(args.model)
+        evaluate = lambda images, labels: net.evaluate(images, labels) / len(labels)    # noqa: E731
+    data = load_data(args)
+    part = split(data, args.split, "--split")
+    correct = round(evaluate(part.images, part.labels) * len(part))
+    print(f"{args.split} accuracy: {correct / len(part):.2%} ({correct} / {len(part)})")
+    return 0
+
+
+def cmd_expand(args: argparse.Namespace) -> int:
+    from nndl.data.expand import expand_mnist_file
+    from nndl.files.outputs import check_outputs
+    if not args.shifts and not args.rotations:
+        raise ConfigError("nothing to do: --no-shifts and no --rotations")
+    check_outputs({"OUTPUT": args.output})
+    path = expand_mnist_file(args.output, data=load_data(args), shifts=args.shifts, rotations=tuple(args.rotations),
+                             seed=args.seed, shuffle=args.shuffle, progress=sys.stderr.isatty())
+    print(f"Wrote {path}")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from nndl.files.outputs import check_outputs
+    from nndl.plot import plot_histories
+    output = args.output if args.output is not None else str(Path(args.history[0]).with_suffix(".png"))
+    check_outputs({"--output": output}, inputs=args.history)
+    if len(args.history) == 1 and _is_experiment_result(args.history[0]):
+        path = _plot_result(args.history[0], output)
+    else:
+        path = plot_histories(args.history, output, title=args.title)
+    print(f"Wrote {path}")
+    return 0
+
+
+def _is_experiment_result(path):
+    """True when ``path`` is a JSON result written by nndl reproduce (not a History)."""
+    import json
+    try:
+        with open(path) as f:
+            return json.load(f).get("format") == "nndl-experiment"
+    except (OSError, ValueError, AttributeError, RecursionError):      # the history reader reports these
+        return False
+
+
+def _plot_result(path, output):
+    """Draw an experiment's figure again from its ID.json; returns the PNG's path."""
+    from nndl.experiments.registry import get
+    from nndl.experiments.runner import load_result
+    result = load_result(path)
+    experiment = get(result["id"])
+    if experiment.plot is None:
+        raise ConfigError(f"{result['id']} has no figure")
+    experiment.plot(result, output)
+    return output

@@ -1,6 +1,8 @@
 """nndl: the networks of Michael Nielsen's *Neural Networks and Deep Learning*, as real software."""
 
-__version__ = "0.1.0"
+from nndl._version import __version__
+
+__all__ = ["__version__", "predict"]
 
 
 def predict(model, images):

@@ -29,13 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: The cycles among nndl's modules today, each the set of modules of one strongly connected component.
 #: None may involve the command line (nndl.cli and its modules). Remove an entry when its cycle is
 #: broken (test_each_known_cycle_still_exists says when).
-KNOWN_CYCLES = [
-    # nndl.predict (nndl/__init__.py) lazily imports nndl.serve.predict, which loads a convolutional model
-    # through nndl.deep (checkpoint -> network -> data) and nndl.data.expand, which takes the version
-    # string for its file header from nndl/__init__.py (``from nndl import __version__``).
-    {"nndl", "nndl.serve.predict", "nndl.deep.checkpoint", "nndl.deep.network", "nndl.deep.data",
-     "nndl.data.expand"},
-]
+KNOWN_CYCLES: list[set[str]] = []
 
 
 def module_files(package_dir):

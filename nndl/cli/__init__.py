@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="nndl",
         description="Neural networks that learn to read handwritten digits (MNIST), "
                     "after Michael Nielsen's 'Neural Networks and Deep Learning'.")
-    from nndl import __version__
+    from nndl._version import __version__
     parser.add_argument("--version", action="version", version=f"nndl {__version__}")
     parser.add_argument("--debug", action="store_true",
                         help="show the full traceback and its causes when a command fails")

@@ -207,7 +207,7 @@ def save_expanded(path, images, labels, metadata):
     labels = _check_labels(labels, len(x))
     if not isinstance(metadata, dict):
         raise ConfigError(f"metadata must be a dict; got {type(metadata).__name__}")
-    from nndl import __version__
+    from nndl._version import __version__
 
     header = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "count": len(x),
               "nndl_version": __version__, "expansion": metadata}

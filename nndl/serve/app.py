@@ -256,7 +256,7 @@ class _Server:
         return HTMLResponse(self.page)
 
     async def health(self, request):
-        from nndl import __version__
+        from nndl._version import __version__
         return JSONResponse({"status": "ok", "model": self.classifier.description, "nndl": __version__,
                              "max_upload_bytes": self.max_upload_bytes, "max_pixels": self.max_pixels})
 

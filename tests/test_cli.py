@@ -354,3 +354,46 @@ def test_the_header_names_the_settings_that_shape_the_run():
                            extra=["augmented: shifts up to 1 px"]) == (
         "Training softmax 10 (7,850 parameters) on 1,000 images on cpu, 1 thread: 60 epochs, mini-batch 10, "
         "eta 0.03, lambda 0.1 (l2), stored order, augmented: shifts up to 1 px")
+
+
+# --- nndl train --checkpoint / --resume ---------------------------------------------------------------
+
+
+def test_train_resumed_from_its_checkpoint_is_the_uninterrupted_run(capsys, idx_dataset, tmp_path):
+    settings = ["--sizes", "784", "20", "10", "--eta", 1.0, "--momentum", 0.5, "--dropout", 0.1, "--seed", 4,
+                "--evaluate-on", "validation", "--schedule", "halve", "--patience", 1, "--no-progress"]
+    code, _, err = run(capsys, "train", *data_args(idx_dataset), *settings, "--epochs", 4,
+                       "--history", tmp_path / "full.json")
+    assert code == 0, err
+    checkpoint = tmp_path / "run.npz"
+    code, _, err = run(capsys, "train", *data_args(idx_dataset), *settings, "--epochs", 2, "--checkpoint", checkpoint)
+    assert code == 0, err
+    code, out, err = run(capsys, "train", "--data", idx_dataset, "--resume", checkpoint, "--epochs", 4,
+                         "--history", tmp_path / "resumed.json", "--no-progress")
+    assert code == 0, err
+    assert out.startswith(f"Resuming {checkpoint} after epoch 1 of 4")
+    assert [l.split(":")[0] for l in out.splitlines() if l.startswith("Epoch")] == ["Epoch 2", "Epoch 3"]
+    full, resumed = (json.loads((tmp_path / name).read_text()) for name in ("full.json", "resumed.json"))
+    for key in ("epochs", "evaluation_accuracy", "eta", "best_epoch", "config"):
+        assert resumed[key] == full[key], key
+
+
+def test_train_resume_refuses_other_settings_in_one_line_and_accepts_the_same(capsys, idx_dataset, tmp_path):
+    checkpoint = tmp_path / "run.npz"
+    code, _, err = run(capsys, "train", *data_args(idx_dataset), "--sizes", "784", "20", "10", "--epochs", 1,
+                       "--eta", 0.5, "--checkpoint", checkpoint, "--no-progress")
+    assert code == 0, err
+    code, out, err = run(capsys, "train", *data_args(idx_dataset), "--resume", checkpoint, "--epochs", 3,
+                         "--eta", 0.25, "--sizes", "784", "40", "10", "--no-progress")
+    assert code == 2 and out == ""
+    assert err.strip() == ("nndl: error: --resume takes the network, the training settings and the data options "
+                           "from the checkpoint (only --epochs may change); --eta, --sizes differ from the "
+                           "checkpoint's")
+    code, out, err = run(capsys, "train", *data_args(idx_dataset), "--resume", checkpoint, "--epochs", 2,
+                         "--eta", 0.5, "--sizes", "784", "20", "10", "--no-progress")
+    assert code == 0, err
+    code, _, err = run(capsys, "train", "--data", idx_dataset, "--resume", tmp_path / "missing.npz")
+    assert code == 2 and err.count("\n") == 1 and "missing.npz" in err
+    (tmp_path / "model.npz").write_bytes(b"PK\x05\x06" + bytes(18))
+    code, _, err = run(capsys, "train", "--data", idx_dataset, "--resume", tmp_path / "model.npz")
+    assert code == 2 and err.startswith("nndl: error:") and err.count("\n") == 1

@@ -66,6 +66,13 @@ def non_negative_float(text: str) -> float:
 # ---------------------------------------------------------------------------
 
 
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """argparse's formatter that shows each option's default, but says nothing where the default is None."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
 def add_data_options(group) -> None:
     """--data, --dataset and --validation-size, the same for every command that reads MNIST."""
     group.add_argument("--data", metavar="DIR",

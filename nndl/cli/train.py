@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from nndl.cli._common import (add_data_options, epoch_line, load_data, non_negative_float, positive_float,
+from nndl.cli._common import (DefaultsHelpFormatter, add_data_options, epoch_line, load_data, non_negative_float, positive_float,
                               positive_int, print_summary, split, training_header, write_or_rescue)
 from nndl.errors import ConfigError
 
@@ -24,7 +24,7 @@ def add_commands(commands) -> None:
                     "are the book's chapter 1 run: sizes 784 30 10, sigmoid neurons, quadratic cost, "
                     "weights N(0,1), 30 epochs, mini-batches of 10, eta 3.0, accuracy on the test set after "
                     "each epoch.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=DefaultsHelpFormatter)
     g = t.add_argument_group("network")
     g.add_argument("--sizes", nargs="+", default=["784", "30", "10"], metavar="N",
                    help="neurons per layer, input first (784 30 10 or 784,30,10)")
@@ -39,7 +39,8 @@ def add_commands(commands) -> None:
     g.add_argument("--load", metavar="MODEL", help="continue training a saved network (its sizes, "
                    "activations and cost are used)")
     g = t.add_argument_group("training")
-    g.add_argument("--epochs", type=positive_int, default=30, help="number of epochs")
+    g.add_argument("--epochs", type=positive_int, default=None,
+                   help="number of epochs; with --resume, the checkpoint's unless given (default: 30)")
     g.add_argument("--mini-batch-size", "-m", type=positive_int, default=10, help="examples per mini-batch")
     g.add_argument("--eta", type=positive_float, default=3.0, help="learning rate")
     g.add_argument("--lmbda", "--lambda", dest="lmbda", type=non_negative_float, default=0.0,
@@ -72,10 +73,16 @@ def add_commands(commands) -> None:
                    help="what to measure after each epoch (default: evaluation_accuracy)")
     g.add_argument("--save", metavar="PATH", help="save the network (.json human-readable, .npz compact)")
     g.add_argument("--history", metavar="PATH", help="save the per-epoch history as JSON (for nndl plot)")
+    g.add_argument("--checkpoint", metavar="PATH",
+                   help="write the complete training state to PATH (.npz) after every epoch (resume with --resume)")
+    g.add_argument("--resume", metavar="CHECKPOINT",
+                   help="continue a run from its checkpoint, to exactly the result of an uninterrupted run: the "
+                        "network, settings and data options are the checkpoint's; --epochs may extend it")
     g.add_argument("--progress", dest="progress", action="store_true", default=None,
                    help="show a progress bar (default: when stderr is a terminal)")
     g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     t.set_defaults(run=cmd_train)
+    _TRAIN_DEFAULTS.update({a.dest: a.default for a in t._actions if a.dest != "help"})
 
     e = commands.add_parser("evaluate", help="accuracy of a saved network",
                             description="Print the accuracy of a saved network on MNIST.",
@@ -141,20 +148,80 @@ def _network_config(args):
 
 def _training_config(args):
     from nndl.training.config import TrainingConfig
-    return TrainingConfig(epochs=args.epochs, mini_batch_size=args.mini_batch_size, eta=args.eta, lmbda=args.lmbda,
+    return TrainingConfig(epochs=30 if args.epochs is None else args.epochs, mini_batch_size=args.mini_batch_size, eta=args.eta, lmbda=args.lmbda,
                           regularization=args.regularization, momentum=args.momentum, nesterov=args.nesterov,
                           p_dropout=args.dropout, schedule=args.schedule, patience=args.patience,
                           early_stopping=args.early_stopping, monitor=tuple(args.monitor) if args.monitor else None,
                           restore_best=not args.keep_last, seed=args.seed)
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from nndl.files.modelfile import load
-    from nndl.files.outputs import check_outputs
-    from nndl.training import train
+#: Training options -> the TrainingConfig field each sets.
+_TRAINING_FIELDS = {"mini_batch_size": "mini_batch_size", "eta": "eta", "lmbda": "lmbda",
+                    "regularization": "regularization", "dropout": "p_dropout", "momentum": "momentum",
+                    "nesterov": "nesterov", "schedule": "schedule", "patience": "patience",
+                    "early_stopping": "early_stopping", "seed": "seed", "monitor": "monitor",
+                    "keep_last": "restore_best"}
+#: Network options -> the NetworkConfig field each sets.
+_NETWORK_FIELDS = {"sizes": "sizes", "activation": "activations", "cost": "cost", "init": "init", "dtype": "dtype"}
+#: Every option's default, filled in when the parser is built (to tell which options were given).
+_TRAIN_DEFAULTS: dict = {}
 
-    config = _training_config(args)
-    check_outputs({"--save": args.save, "--history": args.history}, inputs=[args.load, args.expanded])
+
+def _run_description(args):
+    """The data options of a run, kept in its checkpoint so that --resume trains on the same data."""
+    return {name: getattr(args, name) for name in ("dataset", "validation_size", "training_size", "expanded",
+                                                   "evaluate_on")}
+
+
+def _resumed(args):
+    """(net, training state, TrainingConfig) from --resume's checkpoint; args takes the run's data options.
+
+    The network, the training settings and the data options are the
+    checkpoint's: an option given with another value than the checkpoint's
+    is refused (only --epochs may change), one given with the same value is
+    fine.
+    """
+    import json
+
+    from nndl.errors import ModelFileError
+    from nndl.training.checkpoint import load_checkpoint
+    from nndl.training.config import NetworkConfig
+    from nndl.training.history import History
+    if args.load:
+        raise ConfigError("--resume continues the checkpoint's network; --load cannot be given with it")
+    given = {name for name in (*_TRAINING_FIELDS, *_NETWORK_FIELDS, *_run_description(args))
+             if getattr(args, name) != _TRAIN_DEFAULTS.get(name)}
+    net, state, metadata = load_checkpoint(args.resume)
+    config = History.from_dict(json.loads(state["history"]), source=args.resume).config
+    run = metadata.get("run")
+    if not isinstance(run, dict) or set(run) != set(_run_description(args)):
+        raise ModelFileError(f"{args.resume}: the description of the run's data is missing or damaged (was it "
+                             "written by nndl train --checkpoint?)")
+    differs = [name for name in given & set(run) if getattr(args, name) != run[name]]
+    if given & set(_TRAINING_FIELDS):
+        wanted = _training_config(args)
+        differs += [name for name in given & set(_TRAINING_FIELDS)
+                    if getattr(wanted, _TRAINING_FIELDS[name]) != getattr(config, _TRAINING_FIELDS[name])]
+    if given & set(_NETWORK_FIELDS):
+        wanted, saved = _network_config(args), NetworkConfig.of(net)
+        differs += [name for name in given & set(_NETWORK_FIELDS)
+                    if getattr(wanted, _NETWORK_FIELDS[name]) != getattr(saved, _NETWORK_FIELDS[name])]
+    if differs:
+        options = ", ".join("--" + name.replace("_", "-") for name in sorted(differs))
+        raise ConfigError(f"--resume takes the network, the training settings and the data options from the "
+                          f"checkpoint (only --epochs may change); {options} "
+                          f"{'differs' if len(differs) == 1 else 'differ'} from the checkpoint's")
+    for name, value in run.items():
+        setattr(args, name, value)
+    if args.epochs is not None:
+        config = config.replace(epochs=args.epochs)
+    print(f"Resuming {args.resume} after epoch {state['epoch']} of {config.epochs}", flush=True)
+    return net, state, config
+
+
+def _network(args):
+    """A new network from the options, or the one --load names (in --dtype)."""
+    from nndl.files.modelfile import load
     if args.load:
         net = load(args.load)
         if args.dtype != net.dtype.name:
@@ -163,6 +230,21 @@ def cmd_train(args: argparse.Namespace) -> int:
               f"{net.cost.name} cost")
     else:
         net = _network_config(args).build(seed=args.seed)
+    return net
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from nndl.files.outputs import check_outputs
+    from nndl.training import train
+
+    check_outputs({"--save": args.save, "--history": args.history, "--checkpoint": args.checkpoint},
+                  inputs=[args.load, args.expanded] + ([args.resume] if args.resume != args.checkpoint else []))
+    resume = None
+    if args.resume:
+        net, resume, config = _resumed(args)
+    else:
+        config = _training_config(args)
+        net = _network(args)
 
     data = load_data(args)
     training = (data.training.images, data.training.labels)
@@ -179,9 +261,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     details = ['/'.join(l.name for l in net.layers), f"{net.cost.name} cost", net.dtype.name]
     print(training_header(str(net.sizes), details, training[0].shape[0], config), flush=True)
 
+    checkpoint = args.checkpoint or args.resume
     history = train(net, training, config, evaluation_data=evaluation,
                     progress=sys.stderr.isatty() if args.progress is None else args.progress,
-                    on_epoch=lambda h: print(epoch_line(h, args.evaluate_on), flush=True))
+                    on_epoch=lambda h: print(epoch_line(h, args.evaluate_on), flush=True),
+                    checkpoint=checkpoint, checkpoint_metadata={"run": _run_description(args)}, resume=resume)
     print_summary(history, args.evaluate_on)
     status = 0
     if args.save:
@@ -195,7 +279,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.history:
         status |= write_or_rescue(history.save, args.history, "the history")
     if history.stop_reason == "interrupted":
-        if not args.save:
+        if checkpoint:
+            print(f"Interrupted; the checkpoint {checkpoint} holds every finished epoch: the same command with "
+                  f"--resume {checkpoint} goes on.", file=sys.stderr)
+        elif not args.save:
             print("Interrupted; nothing was saved (use --save to keep the network).", file=sys.stderr)
         return 130
     return 2 if status else 0

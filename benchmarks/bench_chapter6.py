@@ -87,7 +87,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a checkout without installing
 
 from nndl.deep.network import ConvNetwork  # noqa: E402
-from nndl.training.presets import get_preset  # noqa: E402
+from nndl.deep.presets import get_preset  # noqa: E402
 from nndl.deep.train import train as train_conv  # noqa: E402
 from nndl.training import train as train_numpy  # noqa: E402
 from nndl.training.config import NetworkConfig, TrainingConfig  # noqa: E402

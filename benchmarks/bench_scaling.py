@@ -89,7 +89,7 @@ sys.path.insert(0, str(ROOT))                    # run from a checkout without i
 from nndl.deep.network import ConvNetwork  # noqa: E402
 from nndl.deep.train import train  # noqa: E402
 from nndl.training.config import TrainingConfig  # noqa: E402
-from nndl.training.presets import PRESETS, get_preset  # noqa: E402
+from nndl.deep.presets import PRESETS, get_preset  # noqa: E402
 from machine import base_context, cpu_line  # noqa: E402  (benchmarks/machine.py, beside this script)
 
 NETWORKS = ("relu", "dropout")

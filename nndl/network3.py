@@ -50,7 +50,8 @@ import torch
 import torch.nn.functional as F
 
 from nndl.errors import ConfigError, InputError
-from nndl.training.config import ConvNetConfig, TrainingConfig
+from nndl.deep.config import ConvNetConfig
+from nndl.training.config import TrainingConfig
 
 __all__ = ["Network", "ConvPoolLayer", "FullyConnectedLayer", "SoftmaxLayer", "load_data_shared",
            "ReLU", "sigmoid", "tanh", "linear", "DEVICE"]

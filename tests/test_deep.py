@@ -29,7 +29,8 @@ from nndl.deep.layers import ConvPool, FullyConnected, Softmax
 from nndl.deep.network import ConvNetwork
 from nndl.deep.train import train
 from nndl.errors import ConfigError, InputError, ModelFileError
-from nndl.training.config import ConvNetConfig, TrainingConfig
+from nndl.deep.config import ConvNetConfig
+from nndl.training.config import TrainingConfig
 from nndl.training.plateau import Plateau
 
 F64 = torch.float64

@@ -25,7 +25,8 @@ from nndl.deep.distributed import (DEFAULT_TIMEOUT, World, init_from_environment
 from nndl.deep.network import ConvNetwork
 from nndl.deep.train import train
 from nndl.errors import ConfigError, NndlError
-from nndl.training.config import ConvNetConfig, TrainingConfig
+from nndl.deep.config import ConvNetConfig
+from nndl.training.config import TrainingConfig
 
 from test_cli import data_args, run
 

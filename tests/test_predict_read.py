@@ -108,7 +108,7 @@ def test_a_convolutional_model_is_a_classifier_too(tmp_path):
     torch = pytest.importorskip("torch")
     from nndl.deep.checkpoint import save_model
     from nndl.deep.network import ConvNetwork
-    from nndl.training.presets import get_preset
+    from nndl.deep.presets import get_preset
     config = get_preset("conv1").network
     path = save_model(ConvNetwork(config, seed=0), tmp_path / "conv.pt")
     c = Classifier.load(path)

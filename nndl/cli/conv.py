@@ -141,8 +141,9 @@ def _conv_layers(specs, activation):
 
 def _settings(args):
     """(ConvNetConfig, TrainingConfig, expanded, members) from a preset and the options that change it."""
-    from nndl.training.presets import BOOK_STYLE, get_preset
-    from nndl.training.config import ConvNetConfig, TrainingConfig
+    from nndl.deep.presets import BOOK_STYLE, get_preset
+    from nndl.deep.config import ConvNetConfig
+    from nndl.training.config import TrainingConfig
     preset = get_preset(args.preset) if args.preset else None
     style = args.style or ("book" if preset else "nndl")
     if preset is None:
@@ -192,7 +193,7 @@ def _augmentation(args):
 
 
 def _list_presets():
-    from nndl.training.presets import PRESETS
+    from nndl.deep.presets import PRESETS
     print(f"{'preset':10} {'book':>7}  what")
     for p in PRESETS.values():
         print(f"{p.name:10} {p.book:7.2%}  {p.title}: {p.network.describe()}; {p.training.epochs} epochs, "

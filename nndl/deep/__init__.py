@@ -5,6 +5,9 @@ choices -- valid convolution, max-pooling, the activation after pooling,
 network3's weight initialisation and dropout, its L2 term -- are spelled out
 in ``layers`` and ``network``. One module per job:
 
+    config      ConvNetConfig: a network layer by layer, pure data (no PyTorch needed)
+    presets     the book's chapter 6 networks by name (no PyTorch needed)
+    optimizer   BookSGD: the book's update rule as a torch.optim.Optimizer
     device      which device to train on ("auto", "cpu", "cuda"), CPU threads and kernels
     layers      ConvPool, FullyConnected, Softmax: torch.nn modules that own their parameters
     network     ConvNetwork: the layers in order, the cost, accuracy and prediction
@@ -16,14 +19,6 @@ in ``layers`` and ``network``. One module per job:
     distributed several processes training one network (torchrun, gloo/nccl): World, init_from_environment
 
 PyTorch is an optional dependency (``pip install 'nndl[deep]'``): ``import
-nndl`` and chapters 1-3 never import it, and this package says how to install
-it when it is missing.
+nndl``, chapters 1-3, ``config`` and ``presets`` never import it; every module
+here that needs it says how to install it when it is missing (``_torch``).
 """
-
-try:
-    import torch  # noqa: F401
-except ImportError as e:                        # pragma: no cover - exercised in a subprocess test
-    from nndl.errors import MissingDependencyError
-    raise MissingDependencyError(
-        "the convolutional networks of chapter 6 need PyTorch, which is not installed: "
-        "pip install 'nndl[deep]' (or pip install torch)") from e

@@ -58,9 +58,7 @@ Typical use, once per epoch::
 import math
 from dataclasses import dataclass, fields
 
-import torch
-import torch.nn.functional as F
-
+from nndl.deep._torch import F, torch
 from nndl.errors import ConfigError, InputError
 
 __all__ = ["Augmentation", "gaussian_kernel", "elastic_field", "augment", "augment_in_chunks",

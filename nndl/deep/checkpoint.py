@@ -26,12 +26,11 @@ import pickle
 import zipfile
 from pathlib import Path
 
-import torch
-
+from nndl.deep._torch import torch
 from nndl.errors import ConfigError, ModelFileError
 from nndl.files.atomic import atomic_writer
 from nndl.files.header import check_header, parse_json
-from nndl.training.config import ConvNetConfig
+from nndl.deep.config import ConvNetConfig
 
 __all__ = ["save_model", "load_model", "save_checkpoint", "load_checkpoint", "load_tensors", "FORMAT", "VERSION"]
 

@@ -6,8 +6,8 @@ there, with no copying per step.
 """
 
 import numpy as np
-import torch
 
+from nndl.deep._torch import torch
 from nndl.engine.feedforward import as_labels
 from nndl.errors import InputError
 

@@ -8,8 +8,7 @@ is one, else the CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
 import contextlib
 import os
 
-import torch
-
+from nndl.deep._torch import torch
 from nndl.errors import ConfigError
 
 __all__ = ["resolve_device", "fast_kernels", "set_threads", "DEVICES"]

@@ -66,8 +66,7 @@ import os
 import time
 from dataclasses import dataclass, field
 
-import torch
-
+from nndl.deep._torch import torch
 from nndl.errors import ConfigError, NndlError
 
 __all__ = ["World", "DistributedError", "init_from_environment", "launched_by_torchrun", "how_to_launch",

@@ -12,7 +12,7 @@ data -- members trained on different machines, or at different times, are
 collected by copying their files together.
 """
 
-import torch
+from nndl.deep._torch import torch
 
 __all__ = ["majority_vote", "average_probabilities", "evaluate_ensemble", "score", "save_predictions",
            "read_predictions", "Predictions", "fingerprint", "PREDICTIONS_FORMAT", "PREDICTIONS_VERSION"]

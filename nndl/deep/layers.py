@@ -38,10 +38,7 @@ device. Two schemes:
 
 import math
 
-import torch
-import torch.nn.functional as F
-from torch import nn
-
+from nndl.deep._torch import F, nn, torch
 from nndl.errors import ConfigError, InputError
 
 __all__ = ["ConvPool", "FullyConnected", "Softmax", "ACTIVATIONS", "make_layer", "max_pool"]

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import torch
+from nndl.deep._torch import torch
 
 __all__ = ["BookSGD"]
 

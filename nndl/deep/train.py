@@ -40,9 +40,7 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
-import torch
-import torch.nn.functional as F
-
+from nndl.deep._torch import F, torch
 from nndl.deep.data import as_tensors
 from nndl.deep.device import fast_kernels
 from nndl.deep.distributed import rank_seed, shard_sizes

@@ -1,6 +1,6 @@
 """Chapter 6: the ladder of convolutional networks to 99.67%, the learned filters, the digits still missed.
 
-Every rung of ``nndl.training.presets`` is an experiment here, run the book's
+Every rung of ``nndl.deep.presets`` is an experiment here, run the book's
 way (network3: mini-batches of 10 in stored order, its weights and dropout,
 lambda over the number of mini-batches); its value is the book's figure of
 merit, the test accuracy at the epoch of best validation accuracy. The runs
@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from nndl.errors import ConfigError
 from nndl.experiments.figures import figure
 from nndl.experiments.registry import Experiment, register
-from nndl.training.config import ConvNetConfig, Settings, TrainingConfig
-from nndl.training.presets import PRESETS
+from nndl.deep.config import ConvNetConfig
+from nndl.training.config import Settings, TrainingConfig
+from nndl.deep.presets import PRESETS
 
 __all__ = ["ConvRun", "train_conv"]
 

@@ -1,0 +1,64 @@
+"""Small typed configurations: the base class every nndl configuration (and experiment) derives from.
+
+A ``Settings`` is a frozen dataclass that validates itself on construction
+and converts to and from a plain dict (JSON) that rejects unknown keys; a
+setting may itself be a Settings, written as a nested dict.
+"""
+
+import dataclasses
+
+from nndl.errors import ConfigError
+from nndl.lookup import normalise
+
+__all__ = ["Settings", "choice"]
+
+
+def choice(value, choices, what, canon=normalise):
+    """``value`` (canonicalised by ``canon``) if it is one of ``choices``, else ConfigError naming ``what``."""
+    key = canon(value) if isinstance(value, str) else value
+    if key not in choices:
+        raise ConfigError(f"unknown {what} {value!r}; choose one of: {', '.join(choices)}")
+    return key
+
+
+def _plain(value):
+    if isinstance(value, Settings):
+        return value.to_dict()
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    return value
+
+
+class Settings:
+    """to_dict / from_dict / replace for frozen dataclasses of settings.
+
+    The configurations below derive from it, and so do the experiments'
+    (``nndl.experiments``): a setting may itself be a Settings (a network
+    inside an experiment), and ``to_dict`` writes it as a nested dict.
+    """
+
+    def to_dict(self):
+        """The settings as a JSON-ready dict."""
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, data, source=None):
+        """The configuration a dict describes; unknown keys are an error, missing ones take their defaults."""
+        where = f" in {source}" if source else ""
+        if not isinstance(data, dict):
+            raise ConfigError(f"a {cls.__name__}{where} must be a JSON object, got {type(data).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(f"unknown {cls.__name__} setting(s){where}: {', '.join(map(str, unknown))}")
+        try:
+            return cls(**data)
+        except ConfigError as e:
+            raise ConfigError(f"{e}{where}") from None
+
+    def replace(self, **changes):
+        """A copy with some settings changed (validated again)."""
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise ConfigError(f"unknown {type(self).__name__} setting(s): {', '.join(unknown)}")
+        return dataclasses.replace(self, **changes)

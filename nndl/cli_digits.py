@@ -70,10 +70,10 @@ def _describe(name, prediction):
 
 
 def cmd_predict(args):
-    from nndl.data.images import prepare
+    from nndl.digits.prepare import prepare
     from nndl.errors import InputError
     from nndl.files.outputs import check_outputs
-    from nndl.serve.predict import Classifier, predict, show_predictions
+    from nndl.digits.predict import Classifier, predict, show_predictions
     from nndl import cli as helpers
     check_outputs({"--show": args.show}, inputs=[args.model, *args.images])
     classifier = Classifier.load(args.model)
@@ -110,8 +110,8 @@ def _message(error):
 
 def cmd_read(args):
     from nndl.files.outputs import check_outputs
-    from nndl.serve.predict import Classifier
-    from nndl.serve.read import read_number, show_reading
+    from nndl.digits.predict import Classifier
+    from nndl.digits.read import read_number, show_reading
     check_outputs({"--show": args.show}, inputs=[args.model, args.image])
     classifier = Classifier.load(args.model)
     reading = read_number(classifier, args.image, method=args.method)

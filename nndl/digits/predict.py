@@ -1,11 +1,11 @@
 """Which digit is in an image: any nndl model, any image, the ten probabilities.
 
-    >>> from nndl.serve.predict import predict                       # doctest: +SKIP
+    >>> from nndl.digits.predict import predict                       # doctest: +SKIP
     >>> [p] = predict("net.npz", ["my-seven.png"])
     >>> p.digit, p.top3
     (7, [(7, 0.96), (9, 0.02), (1, 0.01)])
 
-Each image is prepared as MNIST's digits were (:func:`nndl.data.images.prepare`:
+Each image is prepared as MNIST's digits were (:func:`nndl.digits.prepare.prepare`:
 greyscale, dark-on-light inverted, cropped to the ink, scaled to fit 20x20,
 centred by its centre of mass in 28x28) and given to a :class:`Classifier`.
 Written to PNG at 3x size, dark on white and off-centre, the 10,000 MNIST
@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nndl.data.images import SIDE, Prepared, prepare
+from nndl.digits.prepare import SIDE, Prepared, prepare
 from nndl.errors import InputError, ModelFileError
 
 __all__ = ["Classifier", "Prediction", "predict", "show_predictions", "MIN_CONFIDENCE", "N_DIGITS"]
@@ -146,7 +146,7 @@ class Classifier:
         Parameters
         ----------
         pixels : ndarray, shape (n, 784)
-            Prepared images (``nndl.data.images.prepare``), in [0, 1].
+            Prepared images (``nndl.digits.prepare.prepare``), in [0, 1].
 
         Returns
         -------
@@ -246,7 +246,7 @@ def predict(model, images):
     model : Classifier, or a model file (str or path)
     images : list
         Each a path, bytes, a binary file, a Pillow image, an array (see
-        ``nndl.data.images.to_grey``) or an already ``Prepared`` image. A
+        ``nndl.digits.prepare.to_grey``) or an already ``Prepared`` image. A
         single image not in a list is taken as a list of one.
 
     Returns
@@ -257,7 +257,7 @@ def predict(model, images):
     Raises
     ------
     InputError
-        For the first image that cannot be read (see ``nndl.data.images.open_image``).
+        For the first image that cannot be read (see ``nndl.digits.prepare.open_image``).
     """
     classifier = model if isinstance(model, Classifier) else Classifier.load(model)
     if not isinstance(images, (list, tuple)):

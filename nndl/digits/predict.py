@@ -287,16 +287,13 @@ def show_predictions(predictions, path, names=None):
     -------
     Path
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from nndl.files.atomic import atomic_writer
+    from nndl.figures import new_figure, write_png
     total = len(predictions)
     predictions = predictions[:_MAX_SHOWN]
     n = len(predictions)
     columns = min(n, 6) or 1
     rows = max(1, -(-n // columns))
-    fig = Figure(figsize=(1.9 * columns, 2.1 * rows))
-    FigureCanvasAgg(fig)
+    fig = new_figure((1.9 * columns, 2.1 * rows))
     for k, prediction in enumerate(predictions):
         ax = fig.add_subplot(rows, columns, k + 1)
         ax.imshow(np.asarray(prediction.pixels).reshape(SIDE, SIDE), cmap="gray", vmin=0, vmax=1,
@@ -314,7 +311,4 @@ def show_predictions(predictions, path, names=None):
     more = f", the first {n} of {total}" if total > n else ""
     fig.suptitle(f"What the network saw (28x28, prepared as MNIST{more})", fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    with atomic_writer(path) as f:
-        fig.savefig(f, format="png", dpi=100)
-    return path
+    return write_png(fig, path)

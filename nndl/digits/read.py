@@ -508,11 +508,9 @@ def show_reading(reading, image, path):
     -------
     Path
     """
-    from pathlib import Path
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
     from matplotlib.patches import Rectangle
-    from nndl.files.atomic import atomic_writer
+
+    from nndl.figures import new_figure, write_png
     source = image if isinstance(image, np.ndarray) else open_image(image)
     grey = to_grey(source)                                    # (h, w), shrunk by ``factor`` if very large
     factor = shrink_factor(*upright_size(source))
@@ -521,8 +519,7 @@ def show_reading(reading, image, path):
     n = max(1, len(shown))
     width = max(min(14.0, max(4.0, 8.0 * w / h)), 0.9 * n)                  # inches
     height = min(10.0, width * h / w)
-    fig = Figure(figsize=(width, height + 1.8))
-    FigureCanvasAgg(fig)
+    fig = new_figure((width, height + 1.8))
     grid = fig.add_gridspec(2, n, height_ratios=[height, 1.2])
     ax = fig.add_subplot(grid[0, :])
     ax.imshow(grey, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
@@ -543,7 +540,4 @@ def show_reading(reading, image, path):
         sub.set_xticks([])
         sub.set_yticks([])
         sub.set_title(f"{prediction.digit} {prediction.top3[0][1]:.0%}", fontsize=8)
-    path = Path(path)
-    with atomic_writer(path) as f:
-        fig.savefig(f, format="png", dpi=100)
-    return path
+    return write_png(fig, path)

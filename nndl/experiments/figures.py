@@ -4,19 +4,17 @@
         axes[0].plot(epochs, cost, label="training cost")
         ...
 
-matplotlib is imported here, when a figure is drawn, and only through its
-non-interactive Agg canvas (no pyplot, no global state, safe in worker
+matplotlib is imported when a figure is drawn, and only through
+:mod:`nndl.figures` (no pyplot, no global state, safe in worker
 processes). The figure gets the book's look: labelled axes, a light grid,
 a legend wherever something is labelled.
 """
 
 from contextlib import contextmanager
 
-from nndl.files.atomic import atomic_writer
+from nndl.figures import DPI, new_figure, write_png
 
 __all__ = ["figure", "DPI"]
-
-DPI = 100
 
 
 @contextmanager
@@ -35,13 +33,10 @@ def figure(path, *, nrows=1, ncols=1, title=None, size=(5.0, 4.0), caption=None)
     caption : str, optional
         Small grey text under the panels (e.g. the book's values); may have several lines.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.collections import QuadMesh
-    from matplotlib.figure import Figure
 
     caption_height = 0.05 + 0.17 * (caption.count("\n") + 1) if caption else 0.0
-    fig = Figure(figsize=(size[0] * ncols, size[1] * nrows + caption_height), dpi=DPI)
-    FigureCanvasAgg(fig)
+    fig = new_figure((size[0] * ncols, size[1] * nrows + caption_height))
     axes = list(fig.subplots(nrows, ncols, squeeze=False).flat)
     yield axes
     for ax in axes:
@@ -56,5 +51,4 @@ def figure(path, *, nrows=1, ncols=1, title=None, size=(5.0, 4.0), caption=None)
         fig.text(0.01, 0.01, caption, fontsize=8, color="0.35", ha="left", va="bottom")
         bottom = caption_height / fig.get_figheight()
     fig.tight_layout(rect=(0, bottom, 1, 1))
-    with atomic_writer(path) as f:
-        fig.savefig(f, format="png", dpi=DPI)
+    write_png(fig, path)

@@ -107,17 +107,17 @@ def one_line_error(code, err):
 def test_missing_data_names_every_place(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("NNDL_DATA", str(tmp_path / "env-place"))
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("nndl.data.mnist.cache_dir", lambda: tmp_path / "cache")
+    monkeypatch.setattr("nndl.data.locate.cache_dir", lambda: tmp_path / "cache")
     code, out, err = run(capsys, "train", "--data", tmp_path / "nowhere")
     err = one_line_error(code, err)
     assert "nowhere" in err
 
 
 def test_missing_data_without_explicit_path_lists_all_places(capsys, tmp_path, monkeypatch):
-    from nndl.data import mnist
+    from nndl.data import locate, mnist
     monkeypatch.setenv("NNDL_DATA", str(tmp_path / "env-place"))
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(mnist, "cache_dir", lambda: tmp_path / "cache")
+    monkeypatch.setattr(locate, "cache_dir", lambda: tmp_path / "cache")
     monkeypatch.setattr(mnist, "DEFAULT_MIRRORS", ("http://127.0.0.1:9/",))
     code, out, err = run(capsys, "evaluate", tmp_path / "m.json")
     one_line_error(code, err)   # the model file is checked first

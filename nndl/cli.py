@@ -272,7 +272,7 @@ def _split(data, name, option):
 
 
 def cmd_train(args):
-    from nndl.files.modelfile import load
+    from nndl.engine.modelio import load
     from nndl.files.outputs import check_outputs
     from nndl.training import train
 
@@ -319,7 +319,7 @@ def cmd_train(args):
               else sys.stdout)
     status = 0
     if args.save:
-        from nndl.files.modelfile import save
+        from nndl.engine.modelio import save
         kept = "last" if args.keep_last or history.best_epoch is None else f"best (epoch {history.best_epoch})"
         metadata = {"network": history.network.to_dict(), "trained": config.to_dict(),
                     "best_epoch": history.best_epoch, "best_accuracy": history.best_accuracy,
@@ -366,7 +366,7 @@ def _with_dtype(net, dtype):
 
 
 def cmd_evaluate(args):
-    from nndl.files.modelfile import is_conv_model, load
+    from nndl.engine.modelio import is_conv_model, load
     if is_conv_model(args.model):
         from nndl.deep.checkpoint import load_model
         net = load_model(args.model, "cpu")

@@ -13,12 +13,12 @@ import pytest
 from PIL import Image
 
 from nndl.cli import main
-from nndl.digits.prepare import compose_number, gap_for_distance
-from nndl.engine.feedforward import FeedforwardNetwork
-from nndl.errors import InputError, ModelFileError
-from nndl.files.modelfile import save
 from nndl.digits.predict import MIN_CONFIDENCE, Classifier, Prediction, predict
+from nndl.digits.prepare import compose_number, gap_for_distance
 from nndl.digits.read import METHODS, Reading, read_number
+from nndl.engine.feedforward import FeedforwardNetwork
+from nndl.engine.modelio import save
+from nndl.errors import InputError, ModelFileError
 
 ROOT = Path(__file__).resolve().parents[1]
 

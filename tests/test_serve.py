@@ -28,7 +28,7 @@ import pytest
 from conftest import default_sigint
 from nndl.cli import main
 from nndl.engine.feedforward import FeedforwardNetwork
-from nndl.files.modelfile import save
+from nndl.engine.modelio import save
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"

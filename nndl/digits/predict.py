@@ -125,7 +125,7 @@ class Classifier:
         MissingDependencyError
             For a convolutional model when PyTorch is not installed.
         """
-        from nndl.files.modelfile import is_conv_model, load
+        from nndl.engine.modelio import is_conv_model, load
         source = str(path)
         path = Path(path)
         if not path.exists():

@@ -1,7 +1,8 @@
 """Drawing an experiment's figure: one matplotlib Figure, written atomically as a PNG.
 
-    with figure(path, ncols=2, title="Overfitting: 1,000 training images") as axes:
+    with figure(path, ncols=2, title=title(result, "[784, 30, 10], eta 0.5")) as axes:
         axes[0].plot(epochs, cost, label="training cost")
+        epoch_axis(axes[0])
         ...
 
 matplotlib is imported when a figure is drawn, and only through
@@ -10,11 +11,27 @@ processes). The figure gets the book's look: labelled axes, a light grid,
 a legend wherever something is labelled.
 """
 
+import textwrap
 from contextlib import contextmanager
 
 from nndl.figures import DPI, new_figure, write_png
 
-__all__ = ["figure", "DPI"]
+__all__ = ["figure", "title", "epoch_axis", "DPI"]
+
+
+def title(result: dict, extra: str | None = None, width: int = 90) -> str:
+    """A figure's title: the experiment (quick or not) and, on the next line, what ran; wrapped at ``width``."""
+    lines = [f"{result['id']}: {result['title']}" + (" (quick)" if result.get("quick") else "")]
+    if extra:
+        lines.append(extra)
+    return "\n".join(textwrap.fill(line, width) for line in lines)
+
+
+def epoch_axis(ax, label: str = "Epoch") -> None:
+    """Label an axis of epochs, with whole-number ticks (never "epoch 2.5")."""
+    from matplotlib.ticker import MaxNLocator
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel(label)
 
 
 @contextmanager

@@ -1,20 +1,16 @@
 """Saving and loading networks: both formats round-trip exactly; bad files are refused clearly."""
 
 import json
-import os
-import subprocess
-import sys
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import run_python
+
 from nndl.engine.feedforward import FeedforwardNetwork
 from nndl.engine.modelio import ModelFileError, load, save
 from nndl.files.modelfile import ModelData, read_model, write_model
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -403,7 +399,6 @@ def test_the_files_package_imports_nothing_from_nndl_but_its_errors():
     code = ("import sys, nndl.files.atomic, nndl.files.header, nndl.files.modelfile, nndl.files.npz, "
             "nndl.files.outputs\n"
             "print(sorted(m for m in sys.modules if m.startswith('nndl.') and not m.startswith('nndl.files')))")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT,
-                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    r = run_python(code)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "['nndl.errors']"

@@ -26,26 +26,11 @@ __all__ = ["save", "load", "is_conv_model", "ModelFileError"]
 
 def save(net: FeedforwardNetwork, path: str | os.PathLike, metadata: dict | None = None,
          binary: bool | None = None) -> Path:
-    """Write ``net`` to ``path`` atomically.
+    """Write ``net`` to ``path`` atomically, with ``metadata`` (JSON-serialisable notes: settings, accuracy).
 
-    Parameters
-    ----------
-    net : FeedforwardNetwork
-    path : str or Path
-        ``.npz`` selects the binary format, anything else JSON.
-    metadata : dict, optional
-        JSON-serialisable notes kept with the model (training settings, accuracy).
-    binary : bool, optional
-        Force the format regardless of the suffix.
-
-    Returns
-    -------
-    Path
-
-    Raises
-    ------
-    OutputError
-        If the file cannot be written.
+    The format is as :func:`nndl.files.modelfile.write_model` writes it: a
+    ``path`` ending ``.npz`` is binary, anything else JSON; ``binary``
+    forces one. Returns the path; an ``OutputError`` if it cannot be written.
     """
     model = ModelData(sizes=list(net.sizes), activations=[layer.name for layer in net.layers], cost=net.cost.name,
                       dtype=net.dtype.name, weights=net.weights, biases=net.biases, metadata=metadata or {})
@@ -55,18 +40,11 @@ def save(net: FeedforwardNetwork, path: str | os.PathLike, metadata: dict | None
 def load(path: str | os.PathLike) -> FeedforwardNetwork:
     """Read a network written by ``save`` (JSON or .npz) or by the book's ``network2.save``.
 
-    Returns
-    -------
-    FeedforwardNetwork
-        With ``metadata`` (a dict) from the file.
-
-    Raises
-    ------
-    FileNotFoundError
-        If there is no such file.
-    ModelFileError
-        If the file is not a model this version of nndl can read (a
-        directory, unreadable, malformed in any way, or newer), with the reason.
+    Returns the ``FeedforwardNetwork``, with ``metadata`` (a dict) from the
+    file. Raises ``FileNotFoundError`` if there is no such file, and
+    ``ModelFileError`` for one this version of nndl cannot read (as
+    :func:`nndl.files.modelfile.read_model` says why) or a network it
+    cannot build (e.g. softmax before the output layer).
     """
     model = read_model(path, known_activations=ACTIVATIONS, known_costs=COSTS)
     try:

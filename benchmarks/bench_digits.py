@@ -5,7 +5,7 @@
    place off-centre in a 140x140 page. Enlarging is done two ways:
    ``nearest`` (each pixel becomes a 3x3 block: the same picture, larger)
    and ``bilinear`` (smoothed, as a scanner or browser would, which also
-   blurs it slightly). Each PNG goes through :func:`nndl.serve.predict.predict`
+   blurs it slightly). Each PNG goes through :func:`nndl.digits.predict.predict`
    (decoding, MNIST's preparation, the network); the score is the agreement
    of its prediction with the network's prediction on the original 28x28
    image. Target: at least 99%.
@@ -23,7 +23,7 @@
    overlapping 15%    strokes overlapping by 1-3 columns
    ========== ======= =====================================================
 
-   (:func:`nndl.data.images.gap_for_distance` finds the gap for a distance).
+   (:func:`nndl.digits.prepare.gap_for_distance` finds the gap for a distance).
    Whether a pair's ink really is connected (8-connectivity) is checked
    after composing. Each number is read with ``method="components"`` (the
    baseline) and ``method="scored"``. Sequence accuracy: the whole number
@@ -54,7 +54,7 @@ import numpy as np
 if __package__ in (None, ""):                        # run as a script from anywhere: use this checkout
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nndl.data.images import compose_number, gap_for_distance      # noqa: E402
+from nndl.digits.prepare import compose_number, gap_for_distance      # noqa: E402
 
 #: How neighbouring digits are spaced: (kind, share, how).
 SPACINGS = (("apart", 0.35), ("close", 0.25), ("touching", 0.25), ("overlapping", 0.15))
@@ -125,7 +125,7 @@ def edit_distance(a, b):
 
 def bench_predict(classifier, images, n, seed):
     """Agreement of predictions on digits written to PNG with those on the original 28x28 images."""
-    from nndl.serve.predict import MIN_CONFIDENCE, predict
+    from nndl.digits.predict import MIN_CONFIDENCE, predict
     p = classifier.probabilities(images[:n])                 # (n, 10)
     original, sure = p.argmax(axis=1), p.max(axis=1) >= MIN_CONFIDENCE
     results = {}
@@ -148,7 +148,7 @@ def bench_predict(classifier, images, n, seed):
 
 def bench_read(classifier, images, labels, count, seed):
     """Sequence and digit accuracy of reading composed numbers, scored segmentation against components."""
-    from nndl.serve.read import read_number
+    from nndl.digits.read import read_number
     rng = np.random.default_rng(seed + 1)
     numbers = [make_number(images, labels, rng) for _ in range(count)]
     truth_digits = classifier.probabilities(images).argmax(axis=1)
@@ -199,7 +199,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     from nndl.data.mnist import load_mnist
-    from nndl.serve.predict import Classifier
+    from nndl.digits.predict import Classifier
     classifier = Classifier.load(args.model)
     test = load_mnist(args.data, progress=False).test
     print(f"model: {classifier.description}")

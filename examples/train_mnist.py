@@ -12,7 +12,7 @@ reports 96.53% at best over 30 epochs).
 import sys
 
 from nndl.data.mnist import load_mnist
-from nndl.files.modelfile import save
+from nndl.engine.modelio import save
 from nndl.training import train
 from nndl.training.config import NetworkConfig, TrainingConfig
 

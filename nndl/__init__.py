@@ -6,13 +6,13 @@ __all__ = ["__version__", "predict"]
 
 
 def predict(model, images):
-    """Which digit is in each image: a list of ``nndl.serve.predict.Prediction``.
+    """Which digit is in each image: a list of ``nndl.digits.predict.Prediction``.
 
     ``model``: a model file written by nndl (``nndl train --save``, ``nndl conv
     --save``) or a loaded ``Classifier``; ``images``: paths, bytes, PIL images
     or arrays, each prepared the way MNIST's digits were (see
-    ``nndl.data.images.prepare``). Imports what it needs when called, so that
+    ``nndl.digits.prepare.prepare``). Imports what it needs when called, so that
     ``import nndl`` stays light.
     """
-    from nndl.serve.predict import predict as _predict
+    from nndl.digits.predict import predict as _predict
     return _predict(model, images)

@@ -66,7 +66,7 @@ What differs from the book
   recognise integer labels and one-hot columns by themselves, so either
   kind of data works with either value.
 - ``save`` writes the book's JSON layout atomically; ``load`` also reads
-  nndl's own model files (``nndl.files.modelfile``), provided every layer is
+  nndl's own model files (``nndl.engine.modelio``), provided every layer is
   sigmoid.
 """
 
@@ -411,12 +411,12 @@ def load(filename):
         a network2 one: layers other than sigmoid, or a cost other than the
         quadratic and cross-entropy costs.
     """
-    from nndl.files import modelfile
-    engine = modelfile.load(filename)
+    from nndl.engine import modelio
+    engine = modelio.load(filename)
     names = [layer.name for layer in engine.layers]
     if any(name != "sigmoid" for name in names):
         raise ModelFileError(f"{filename}: network2 has only sigmoid neurons, but this network's layers are "
-                             f"{', '.join(names)}; load it with nndl.files.modelfile.load instead")
+                             f"{', '.join(names)}; load it with nndl.files.modelio.load instead")
     try:
         engine.cost = _book_cost(engine.cost.name)()
     except ConfigError as e:

@@ -14,7 +14,7 @@ left out. Several histories can be overlaid on the same axes to compare runs
 set is told apart by the line style (training dashed, evaluation solid).
 
 matplotlib is imported only when a figure is drawn, and always through its
-non-interactive Agg canvas, so nothing here touches pyplot's global state.
+non-interactive Agg canvas (:mod:`nndl.figures`), so nothing here touches pyplot's global state.
 """
 
 import os
@@ -22,13 +22,11 @@ import textwrap
 from pathlib import Path
 
 from nndl.errors import ConfigError, InputError
-from nndl.files.atomic import atomic_writer
+from nndl.figures import DPI, new_figure, write_png  # noqa: F401  (DPI: the resolution PANEL_WIDTH is drawn at)
 from nndl.training.history import History
 
 __all__ = ["plot_history", "plot_histories"]
 
-#: Resolution of the written PNG, in dots per inch.
-DPI = 100
 #: Size in inches of one panel (the figure is this wide per panel).
 PANEL_WIDTH = 5.0
 PANEL_HEIGHT = 4.0
@@ -103,11 +101,7 @@ def plot_histories(histories, path, *, title=None, labels=None):
         If a history file cannot be read, a run has no epochs or monitored
         nothing, or ``labels`` does not have one label per run.
     """
-    fig = _make_figure(histories, title=title, labels=labels)
-    path = Path(path)
-    with atomic_writer(path) as f:
-        fig.savefig(f, format="png", dpi=DPI)
-    return path
+    return write_png(_make_figure(histories, title=title, labels=labels), path)
 
 
 # ----------------------------------------------------------------------------
@@ -234,9 +228,6 @@ def _make_figure(histories, *, title=None, labels=None):
     -------
     matplotlib.figure.Figure
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     runs = _load_runs(histories)
     if labels is None:
         labels = _default_labels(runs)
@@ -260,8 +251,7 @@ def _make_figure(histories, *, title=None, labels=None):
 
     width = PANEL_WIDTH * len(panels)
     height = PANEL_HEIGHT + CAPTION_LINE_HEIGHT * caption_lines
-    fig = Figure(figsize=(width, height), dpi=DPI)
-    FigureCanvasAgg(fig)
+    fig = new_figure((width, height))
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
 
     single = len(runs) == 1

@@ -20,6 +20,18 @@ def default_sigint():
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def run_python(code, timeout=60):
+    """``python -c code`` in a fresh interpreter importing this checkout's nndl: the CompletedProcess (text).
+
+    For what only a fresh process shows, such as which modules an import pulls in.
+    """
+    import subprocess
+    import sys
+    root = Path(__file__).resolve().parents[1]
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, cwd=root,
+                          env={**os.environ, "PYTHONPATH": str(root)})
+
+
 def real_mnist_dir():
     """The directory of the real MNIST files, or None: $NNDL_DATA, then ../shared/data/mnist."""
     candidates = []

@@ -40,9 +40,9 @@ from nndl.cli import main
 from nndl.data.expand import load_expanded, save_expanded
 from nndl.data.idx import write_idx
 from nndl.data.mnist import FILES, load_idx_dataset
+from nndl.engine import modelio
 from nndl.engine.feedforward import FeedforwardNetwork
 from nndl.errors import NndlError
-from nndl.files import modelfile
 from nndl.training import train
 from nndl.training.config import NetworkConfig, TrainingConfig
 from nndl.training.history import History
@@ -226,8 +226,8 @@ def good(tmp_path_factory, digits):
     """A good model (JSON and .npz), history and expanded file, and their contents."""
     directory = tmp_path_factory.mktemp("good")
     net = FeedforwardNetwork([784, 3, 10], activations="sigmoid", cost="quadratic", seed=0)
-    modelfile.save(net, directory / "model.json")
-    modelfile.save(net, directory / "model.npz")
+    modelio.save(net, directory / "model.json")
+    modelio.save(net, directory / "model.npz")
     data = load_idx_dataset(digits, validation_size=VALIDATION)
     trained = FeedforwardNetwork([784, 3, 10], activations="sigmoid", cost="quadratic", seed=0)
     history = train(trained, data.training, epochs=2, mini_batch_size=10, eta=1.0,
@@ -475,10 +475,10 @@ def test_evaluate_options(capsys, digits, good, args, needles):
 
 def test_model_that_does_not_fit_the_data(capsys, digits, tmp_path):
     small = FeedforwardNetwork([784, 3, 5], seed=0)               # 5 outputs; the labels go up to 9
-    modelfile.save(small, tmp_path / "five.json")
+    modelio.save(small, tmp_path / "five.json")
     user_error(cli(capsys, "evaluate", tmp_path / "five.json", *data_args(digits)), "0..4")
     wide = FeedforwardNetwork([400, 3, 10], seed=0)               # 20x20 inputs, the data is 28x28
-    modelfile.save(wide, tmp_path / "wide.json")
+    modelio.save(wide, tmp_path / "wide.json")
     user_error(cli(capsys, "evaluate", tmp_path / "wide.json", *data_args(digits)), "400", "784")
 
 
@@ -905,7 +905,7 @@ LOAD_CASE_IDS = {"empty", "binary-garbage", "deeply-nested-list-100000", "trunca
 @pytest.mark.parametrize("name,content", MODEL_CASES)
 def test_malformed_model_library(good, tmp_path, name, content):
     path = _materialise(tmp_path, name, content, good)
-    library_error(lambda: modelfile.load(path), path, allowed=_file_allowed(content))
+    library_error(lambda: modelio.load(path), path, allowed=_file_allowed(content))
 
 
 @pytest.mark.parametrize("name,content", MODEL_CASES)
@@ -934,7 +934,7 @@ def test_unreadable_files(capsys, digits, good, tmp_path, kind):
     locked.chmod(0)
     try:
         if kind == "model":
-            library_error(lambda: modelfile.load(path), path, allowed=(NndlError, PermissionError))
+            library_error(lambda: modelio.load(path), path, allowed=(NndlError, PermissionError))
             result = cli(capsys, "evaluate", path, *data_args(digits))
         elif kind == "history":
             library_error(lambda: History.load(path), path, allowed=(NndlError, PermissionError))
@@ -1343,7 +1343,7 @@ def test_gzip_bomb_is_refused(capsys, bomb_digits):
 
 _MEASURE = r"""
 import resource, sys
-import numpy, nndl.cli, nndl.data.mnist, nndl.training, nndl.files.modelfile
+import numpy, nndl.cli, nndl.data.mnist, nndl.training, nndl.engine.modelio
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 code = nndl.cli.main(sys.argv[1:])
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -1759,7 +1759,7 @@ if "--slow" in sys.argv:
     os.fdopen = lambda *a, **k: Slow(_fdopen(*a, **k))
 if kind == "model":
     from nndl.engine.feedforward import FeedforwardNetwork
-    from nndl.files.modelfile import save
+    from nndl.engine.modelio import save
     save(FeedforwardNetwork([784, 3000, 10], seed=1), target)
 elif kind == "history":
     from nndl.training.history import History
@@ -1831,13 +1831,13 @@ def _check_next_write_cleans_up(target, write, load):
 def test_kill_during_model_save(tmp_path, suffix, need_bytes):
     target = tmp_path / ("net" + suffix)
     small = FeedforwardNetwork([784, 4, 10], seed=3)
-    modelfile.save(small, target)
+    modelio.save(small, target)
     previous = target.read_bytes()
     _kill_mid_write([sys.executable, "-c", _WRITER, "model", str(target)], target, need_bytes)
-    _check_after_kill(target, previous, modelfile.load)
+    _check_after_kill(target, previous, modelio.load)
     other = FeedforwardNetwork([784, 5, 10], seed=4)
-    _check_next_write_cleans_up(target, lambda p: modelfile.save(other, p), modelfile.load)
-    assert modelfile.load(target).sizes == [784, 5, 10]
+    _check_next_write_cleans_up(target, lambda p: modelio.save(other, p), modelio.load)
+    assert modelio.load(target).sizes == [784, 5, 10]
 
 
 def test_kill_during_history_save(tmp_path, good):
@@ -1865,11 +1865,11 @@ def test_kill_during_expanded_save(tmp_path, good):
 def test_kill_during_cli_train_save(tmp_path, digits):
     target = tmp_path / "net.json"
     small = FeedforwardNetwork([784, 4, 10], seed=3)
-    modelfile.save(small, target)
+    modelio.save(small, target)
     previous = target.read_bytes()
     command = [sys.executable, "-m", "nndl", "train", *map(str, data_args(digits)), "--sizes", "784", "3000", "10",
                "--epochs", "1", "--training-size", "100", "--no-progress", "--save", str(target)]
     _kill_mid_write(command, target, need_bytes=False)
-    _check_after_kill(target, previous, modelfile.load)
-    _check_next_write_cleans_up(target, lambda p: modelfile.save(small, p), modelfile.load)
+    _check_after_kill(target, previous, modelio.load)
+    _check_next_write_cleans_up(target, lambda p: modelio.save(small, p), modelio.load)
     assert target.read_bytes() == previous

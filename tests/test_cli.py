@@ -107,22 +107,22 @@ def one_line_error(code, err):
 def test_missing_data_names_every_place(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("NNDL_DATA", str(tmp_path / "env-place"))
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("nndl.data.mnist.cache_dir", lambda: tmp_path / "cache")
+    monkeypatch.setattr("nndl.data.locate.cache_dir", lambda: tmp_path / "cache")
     code, out, err = run(capsys, "train", "--data", tmp_path / "nowhere")
     err = one_line_error(code, err)
     assert "nowhere" in err
 
 
 def test_missing_data_without_explicit_path_lists_all_places(capsys, tmp_path, monkeypatch):
-    from nndl.data import mnist
+    from nndl.data import locate, mnist
     monkeypatch.setenv("NNDL_DATA", str(tmp_path / "env-place"))
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(mnist, "cache_dir", lambda: tmp_path / "cache")
+    monkeypatch.setattr(locate, "cache_dir", lambda: tmp_path / "cache")
     monkeypatch.setattr(mnist, "DEFAULT_MIRRORS", ("http://127.0.0.1:9/",))
     code, out, err = run(capsys, "evaluate", tmp_path / "m.json")
     one_line_error(code, err)   # the model file is checked first
     from nndl.engine.feedforward import FeedforwardNetwork
-    from nndl.files.modelfile import save
+    from nndl.engine.modelio import save
     save(FeedforwardNetwork([784, 10]), tmp_path / "m.json")
     code, out, err = run(capsys, "evaluate", tmp_path / "m.json")
     err = one_line_error(code, err)
@@ -193,7 +193,7 @@ def test_history_then_plot(capsys, idx_dataset, tmp_path):
 
 def test_model_that_does_not_fit_the_data(capsys, idx_dataset, tmp_path):
     from nndl.engine.feedforward import FeedforwardNetwork
-    from nndl.files.modelfile import save
+    from nndl.engine.modelio import save
     save(FeedforwardNetwork([700, 10]), tmp_path / "m.json")
     code, out, err = run(capsys, "evaluate", tmp_path / "m.json", *data_args(idx_dataset))
     assert "700 neurons" in one_line_error(code, err)
@@ -246,16 +246,16 @@ def test_read_only_output_directory_is_refused(capsys, idx_dataset, tmp_path):
 def test_a_failed_save_is_rescued_to_a_named_file(capsys, idx_dataset, tmp_path, monkeypatch):
     """Disk full at the end of training: the network goes to a rescue file that the message names."""
     import errno
-    import nndl.files.modelfile as modelfile
-    from nndl.files.modelfile import load
+    import nndl.engine.modelio as modelio
+    from nndl.engine.modelio import load
     target = tmp_path / "net.json"
-    real_save = modelfile.save
+    real_save = modelio.save
 
     def save(net, path, **kwargs):
         if str(path) == str(target):
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         return real_save(net, path, **kwargs)
-    monkeypatch.setattr(modelfile, "save", save)
+    monkeypatch.setattr(modelio, "save", save)
     code, out, err = run(capsys, "train", *data_args(idx_dataset), "--epochs", 1, "--no-progress", "--seed", 1,
                          "--save", target)
     assert code == 2

@@ -53,7 +53,7 @@ def test_the_numpy_engine_gives_the_previous_releases_numbers():
 
 
 def test_files_of_the_previous_release_still_load():
-    from nndl.files.modelfile import load
+    from nndl.engine.modelio import load
     for name in ("numpy.json", "numpy.npz"):
         net = load(RELEASE_0_1 / name)
         assert net.sizes == [6, 5, 3] and net.metadata == {"note": "nndl 0.1"}

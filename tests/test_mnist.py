@@ -1,4 +1,5 @@
-"""Tests for nndl.data.mnist: finding, downloading, verifying and loading idx data sets.
+"""Tests for nndl.data.mnist and the modules behind it (locate, download, verify, splits): finding,
+downloading, verifying and loading idx data sets.
 
 Most tests use tiny synthetic data sets written into tmp_path.  Tests marked
 ``mnist`` use the real MNIST files and are skipped when they cannot be found
@@ -23,7 +24,7 @@ import pytest
 
 from conftest import real_mnist_dir
 
-from nndl.data import mnist
+from nndl.data import locate, mnist, verify
 from nndl.data.idx import IdxError, write_idx
 from nndl.errors import ConfigError, InputError, OutputError
 from nndl.files import atomic
@@ -219,7 +220,7 @@ def isolated(tmp_path, monkeypatch):
     cwd.mkdir()
     monkeypatch.chdir(cwd)
     cache = tmp_path / "cache" / "mnist"
-    monkeypatch.setattr(mnist, "cache_dir", lambda: cache)
+    monkeypatch.setattr(locate, "cache_dir", lambda: cache)
     return {"cwd": cwd, "local": cwd / "data" / "mnist", "cache": cache, "root": tmp_path}
 
 
@@ -353,9 +354,9 @@ def test_file_larger_than_the_official_one_is_refused_unread(tmp_path, monkeypat
     with open(path, "r+b") as f:
         f.truncate(50_000_000)                               # sparse: no disk space used
     read = []
-    monkeypatch.setattr(mnist, "read_file_bytes", lambda p: read.append(p) or Path(p).read_bytes())
+    monkeypatch.setattr(verify, "read_file_bytes", lambda p: read.append(p) or Path(p).read_bytes())
     with pytest.raises(ChecksumError, match="got a file of 50,000,000 bytes, more than the official 10,008"):
-        mnist._verified_content(path, "t10k-labels-idx1-ubyte")
+        verify.verified_content(path, "t10k-labels-idx1-ubyte")
     assert read == []
 
 
@@ -364,7 +365,7 @@ def test_compressed_file_named_like_mnist_is_decompressed_no_further_than_the_of
     header = bytes([0, 0, 8, 1]) + struct.pack(">I", 10**8)     # "100 million labels"
     (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(header + bytes(2000)))
     with pytest.raises(ChecksumError, match="cannot be read: .* more than the 10,008 bytes"):
-        mnist._verified_content(tmp_path / "t10k-labels-idx1-ubyte.gz", "t10k-labels-idx1-ubyte")
+        verify.verified_content(tmp_path / "t10k-labels-idx1-ubyte.gz", "t10k-labels-idx1-ubyte")
 
 
 def test_regzipped_copy_recognised_by_content(tmp_path, monkeypatch):
@@ -643,7 +644,7 @@ def test_real_mnist_splits(real_mnist):
 
 
 def _real_content(real_dir, name):
-    path = mnist._locate(real_dir, name)
+    path = locate.locate_file(real_dir, name)
     data = path.read_bytes()
     return gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
 
@@ -663,7 +664,7 @@ def test_real_mnist_unzipped_copy_recognised(real_dir, real_mnist, tmp_path):
 @pytest.mark.mnist
 def test_real_mnist_tampered_copy_rejected(real_dir, tmp_path):
     for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte"):
-        source = mnist._locate(real_dir, name)
+        source = locate.locate_file(real_dir, name)
         (tmp_path / source.name).symlink_to(source.resolve())
     content = bytearray(_real_content(real_dir, "t10k-labels-idx1-ubyte"))
     content[-1] = (content[-1] + 1) % 10  # still a valid idx file, one label changed

@@ -6,8 +6,11 @@ import zipfile
 import numpy as np
 import pytest
 
+from conftest import run_python
+
 from nndl.engine.feedforward import FeedforwardNetwork
-from nndl.files.modelfile import ModelFileError, load, save
+from nndl.engine.modelio import ModelFileError, load, save
+from nndl.files.modelfile import ModelData, read_model, write_model
 
 
 @pytest.fixture
@@ -372,3 +375,30 @@ def test_book_file_with_flat_biases_and_metadata_free_model_still_load(net, tmp_
     data.pop("metadata")
     data.pop("dtype")
     assert load(_write(tmp_path, data)).metadata == {}
+
+
+# --- the file format alone: plain data, NumPy only ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["m.json", "m.npz"])
+def test_the_format_reads_and_writes_plain_data(net, tmp_path, name):
+    model = ModelData(sizes=[3, 2], activations=["made-up"], cost="also-made-up", dtype="float32",
+                      weights=[np.arange(6.0).reshape(2, 3)], biases=[np.array([0.5, -1.0])], metadata={"a": 1})
+    read = read_model(write_model(model, tmp_path / name))
+    assert (read.sizes, read.activations, read.cost, read.dtype, read.metadata) == \
+        ([3, 2], ["made-up"], "also-made-up", "float32", {"a": 1})
+    np.testing.assert_array_equal(read.weights[0], model.weights[0])
+    np.testing.assert_array_equal(read.biases[0], model.biases[0])
+    with pytest.raises(ModelFileError, match=r"unknown activation 'made-up' \(known: relu\)"):
+        read_model(tmp_path / name, known_activations=["relu"])
+    with pytest.raises(ModelFileError, match=r"unknown cost 'also-made-up' \(known: quadratic\)"):
+        read_model(tmp_path / name, known_costs=["quadratic"])
+
+
+def test_the_files_package_imports_nothing_from_nndl_but_its_errors():
+    code = ("import sys, nndl.files.atomic, nndl.files.header, nndl.files.modelfile, nndl.files.npz, "
+            "nndl.files.outputs\n"
+            "print(sorted(m for m in sys.modules if m.startswith('nndl.') and not m.startswith('nndl.files')))")
+    r = run_python(code)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "['nndl.errors']"

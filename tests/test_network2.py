@@ -11,10 +11,9 @@ import pytest
 
 from conftest import blobs, real_mnist_dir
 from nndl import mnist_loader, network2
-from nndl.engine import costs
-from nndl.errors import ConfigError, InputError, ModelFileError
-from nndl.files import modelfile
+from nndl.engine import costs, modelio
 from nndl.engine.feedforward import FeedforwardNetwork
+from nndl.errors import ConfigError, InputError, ModelFileError
 
 N_IN, K = 10, 3
 
@@ -371,7 +370,7 @@ def test_save_writes_the_books_layout_and_load_reads_it(data, tmp_path, cls):
     assert isinstance(loaded, network2.Network) and loaded.cost is cls and loaded.sizes == net.sizes
     x = np.hstack([p[0] for p in data[0][:20]]).T
     np.testing.assert_array_equal(loaded.feedforward(x), net.feedforward(x))
-    engine = modelfile.load(path)
+    engine = modelio.load(path)
     np.testing.assert_array_equal(engine.feedforward(x), net.feedforward(x))
     assert engine.cost.name == cls.name
     assert [p.name for p in tmp_path.iterdir()] == ["net.json"]   # atomic write leaves no temporary file
@@ -379,14 +378,14 @@ def test_save_writes_the_books_layout_and_load_reads_it(data, tmp_path, cls):
 
 def test_load_reads_nndl_model_files_of_sigmoid_networks_only(tmp_path):
     engine = FeedforwardNetwork([4, 3, 2], cost="quadratic", seed=0)
-    modelfile.save(engine, tmp_path / "a.json")
+    modelio.save(engine, tmp_path / "a.json")
     net = network2.load(tmp_path / "a.json")
     assert net.cost is network2.QuadraticCost
     np.testing.assert_array_equal(net.feedforward(np.ones((1, 4))), engine.feedforward(np.ones((1, 4))))
-    modelfile.save(FeedforwardNetwork([4, 3, 2], activations=["relu", "sigmoid"], seed=0), tmp_path / "b.json")
+    modelio.save(FeedforwardNetwork([4, 3, 2], activations=["relu", "sigmoid"], seed=0), tmp_path / "b.json")
     with pytest.raises(ModelFileError, match="only sigmoid"):
         network2.load(tmp_path / "b.json")
-    modelfile.save(FeedforwardNetwork([4, 2], activations="softmax", cost="log-likelihood", seed=0),
+    modelio.save(FeedforwardNetwork([4, 2], activations="softmax", cost="log-likelihood", seed=0),
                    tmp_path / "c.json")
     with pytest.raises(ModelFileError, match="only sigmoid"):
         network2.load(tmp_path / "c.json")

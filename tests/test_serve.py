@@ -28,7 +28,7 @@ import pytest
 from conftest import default_sigint
 from nndl.cli import main
 from nndl.engine.feedforward import FeedforwardNetwork
-from nndl.files.modelfile import save
+from nndl.engine.modelio import save
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -195,7 +195,7 @@ def test_an_mnist_digit_on_paper_gets_the_networks_answer_for_the_original(train
 
 @needs_web
 def test_read_a_number_written_in_mnist_digits(trained, mnist_data):
-    from nndl.data.images import compose_number
+    from nndl.digits.prepare import compose_number
     path, net = trained
     images, labels = mnist_data.test.images, mnist_data.test.labels
     p = net.feedforward(images[:200])
@@ -258,7 +258,7 @@ def test_bad_uploads_get_a_json_error(client):
 @needs_web
 def test_a_decompression_bomb_is_refused_before_it_is_decoded(client):
     from PIL import Image
-    from nndl.data.images import MAX_PIXELS
+    from nndl.digits.prepare import MAX_PIXELS
     side = int(MAX_PIXELS ** 0.5) + 100                    # a few kilobytes that would decode to 40+ megapixels
     bomb = png(Image.new("1", (side, side), 1))
     assert len(bomb) < 200_000
@@ -407,7 +407,7 @@ def test_serve_without_the_web_extra_says_what_to_install(tmp_path):
 
 
 def test_importing_nndl_and_the_serve_modules_does_not_import_the_web_framework():
-    code = ("import sys, nndl, nndl.cli, nndl.cli.serve, nndl.serve.predict, nndl.serve.read, nndl.data.images\n"
+    code = ("import sys, nndl, nndl.cli, nndl.cli.serve, nndl.digits.predict, nndl.digits.read, nndl.digits.prepare\n"
             "nndl.cli.build_parser()\n"
             "print(sorted(m for m in ('starlette', 'uvicorn', 'fastapi', 'multipart', 'python_multipart', 'torch',\n"
             "                         'matplotlib') if m in sys.modules))")

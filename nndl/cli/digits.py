@@ -23,8 +23,8 @@ def add_commands(commands) -> None:
     library's own, so the two cannot disagree; importing their modules here
     costs NumPy, nothing heavier (Pillow, SciPy and matplotlib come later).
     """
-    from nndl.serve.predict import MIN_CONFIDENCE
-    from nndl.serve.read import METHODS
+    from nndl.digits.predict import MIN_CONFIDENCE
+    from nndl.digits.read import METHODS
     p = commands.add_parser(
         "predict", help="which digit is in each image",
         description="Predict the digit in each image (PNG, JPEG, GIF, BMP, TIFF, WebP, ...) with a saved network. "
@@ -73,10 +73,10 @@ def _describe(name, prediction):
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from nndl.data.images import prepare
+    from nndl.digits.prepare import prepare
     from nndl.errors import InputError
     from nndl.files.outputs import check_outputs
-    from nndl.serve.predict import Classifier, predict, show_predictions
+    from nndl.digits.predict import Classifier, predict, show_predictions
     check_outputs({"--show": args.show}, inputs=[args.model, *args.images])
     classifier = Classifier.load(args.model)
     prepared, failed = {}, {}
@@ -104,8 +104,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_read(args: argparse.Namespace) -> int:
     from nndl.files.outputs import check_outputs
-    from nndl.serve.predict import Classifier
-    from nndl.serve.read import read_number, show_reading
+    from nndl.digits.predict import Classifier
+    from nndl.digits.read import read_number, show_reading
     check_outputs({"--show": args.show}, inputs=[args.model, args.image])
     classifier = Classifier.load(args.model)
     reading = read_number(classifier, args.image, method=args.method)

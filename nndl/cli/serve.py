@@ -46,7 +46,7 @@ def _megabytes(text):
 
 
 def _megapixels(text):
-    from nndl.data.images import MAX_PIXELS
+    from nndl.digits.prepare import MAX_PIXELS
     try:
         value = float(text)
     except ValueError:

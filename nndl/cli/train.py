@@ -221,7 +221,7 @@ def _resumed(args):
 
 def _network(args):
     """A new network from the options, or the one --load names (in --dtype)."""
-    from nndl.files.modelfile import load
+    from nndl.engine.modelio import load
     if args.load:
         net = load(args.load)
         if args.dtype != net.dtype.name:
@@ -269,7 +269,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     print_summary(history, args.evaluate_on)
     status = 0
     if args.save:
-        from nndl.files.modelfile import save
+        from nndl.engine.modelio import save
         kept = "last" if args.keep_last or history.best_epoch is None else f"best (epoch {history.best_epoch})"
         metadata = {"network": history.network.to_dict(), "trained": config.to_dict(),
                     "best_epoch": history.best_epoch, "best_accuracy": history.best_accuracy,
@@ -302,7 +302,7 @@ def _with_dtype(net, dtype):
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from nndl.files.modelfile import is_conv_model, load
+    from nndl.engine.modelio import is_conv_model, load
     if is_conv_model(args.model):
         from nndl.deep.checkpoint import load_model
         net = load_model(args.model, "cpu")

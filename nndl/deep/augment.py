@@ -441,10 +441,7 @@ def plot_examples(images, augmentation, path, *, seed=0, count=8, copies=5) -> s
     str
         ``str(path)``.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from nndl.files.atomic import atomic_writer
+    from nndl.figures import new_figure, write_png
 
     if not isinstance(augmentation, Augmentation):
         raise ConfigError(f"augmentation must be an Augmentation, got {type(augmentation).__name__}")
@@ -457,8 +454,7 @@ def plot_examples(images, augmentation, path, *, seed=0, count=8, copies=5) -> s
     versions = [images] + [augment(images, augmentation, generator) for _ in range(copies)]
     pictures = [v.detach().to("cpu", torch.float32).numpy()[:, 0] for v in versions]
 
-    fig = Figure(figsize=(1.2 * (copies + 1), 1.2 * rows + 0.6))
-    FigureCanvasAgg(fig)
+    fig = new_figure((1.2 * (copies + 1), 1.2 * rows + 0.6))
     axes = fig.subplots(rows, copies + 1, squeeze=False)
     for r in range(rows):
         for c in range(copies + 1):
@@ -469,6 +465,5 @@ def plot_examples(images, augmentation, path, *, seed=0, count=8, copies=5) -> s
             if r == 0:
                 ax.set_title("original" if c == 0 else f"augmented {c}", fontsize=8)
     fig.suptitle(f"Augmentation: {augmentation.describe()}", fontsize=10)
-    with atomic_writer(path) as f:
-        fig.savefig(f, format="png", dpi=100)
+    write_png(fig, path)
     return str(path)

@@ -2,6 +2,7 @@
 the feedforward network, backpropagation over mini-batches (BP1-BP4), optimisers and gradient
 checking. Each module names the book's equations it computes; ``docs/equations.md`` maps them all.
 
-Nothing here imports torch, matplotlib or any file format: those live in ``nndl.files`` and
-``nndl.plot``; training loops in ``nndl.training``.
+Nothing here imports torch or matplotlib. File formats live in ``nndl.files``; ``modelio`` only
+turns a network into a model file's plain data and back. Figures are ``nndl.plot``; training
+loops ``nndl.training``.
 """

@@ -14,18 +14,15 @@ import math
 from dataclasses import dataclass
 
 from nndl.errors import ConfigError
-from nndl.experiments.common import MnistRun, mnist_experiment, mnist_result, train_mnist
-from nndl.experiments.figures import figure
+from nndl.experiments.common import (FULL_TRAINING_SIZE, MnistRun, evaluation_data, mnist_experiment, mnist_result,
+                                     quick_version, train_mnist)
+from nndl.experiments.figures import epoch_axis, figure, title
 from nndl.experiments.registry import Experiment, register
 from nndl.training.config import MONITORS, NetworkConfig, Settings, TrainingConfig
 from nndl.validate import real_number, whole_number
 
 __all__ = ["Neuron", "train_neuron", "learning_speed", "InitComparison", "LearningRates", "judge_learning_rates",
-           "MoreData", "SoftmaxComparison", "Technique", "quick_version", "describe", "title", "evaluation_data",
-           "mnist_run"]
-
-#: The book's MNIST training set: the first 50,000 of the official 60,000 images.
-FULL_TRAINING_SIZE = 50_000
+           "MoreData", "SoftmaxComparison", "Technique"]
 
 # The networks of the chapter: cross-entropy with chapter 1's N(0, 1) weights (the book's
 # net.large_weight_initializer()), or with the chapter's default N(0, 1/n_in) weights.
@@ -35,82 +32,14 @@ DEFAULT30 = CE30.replace(init="default")
 DEFAULT100 = CE100.replace(init="default")
 
 
-# --- helpers shared by the experiments (and hyper.py) -------------------------------------------
-
-def quick_version(config, *, training_size=1000, epochs=3, evaluation_size=1000, **train_changes):
-    """A version of an MnistRun that takes seconds: fewer images and epochs, lambda/n kept.
-
-    lambda is scaled by ``training_size`` over the full run's training-set
-    size, so that the weight decay per step, eta*lambda/n, is the book's.
-    """
-    train = config.train
-    lmbda = train.lmbda * training_size / (config.training_size or FULL_TRAINING_SIZE)
-    return config.replace(training_size=training_size, evaluation_size=evaluation_size,
-                          train=train.replace(epochs=epochs, lmbda=lmbda, **train_changes))
-
-
-def describe(mnist, varies=()):
-    """A line for a figure's title from an MnistRun's dict (as saved in a result): sizes, cost, eta, ...
-
-    ``varies``: settings the experiment changes ("eta", "lmbda"), said as such.
-    """
-    net, train = mnist["net"], mnist["train"]
-    parts = [str(list(net["sizes"])), "/".join(dict.fromkeys(net["activations"])), net["cost"],
-             f"{net['init']} init", "eta varies" if "eta" in varies else f"eta {train['eta']:g}"]
-    if "lmbda" in varies:
-        parts.append("lambda varies")
-    elif train["lmbda"]:
-        parts.append(f"{train['regularization'].upper()} lambda {train['lmbda']:g}")
-    parts.append(f"{train['epochs']} epochs")
-    size = mnist.get("training_size")
-    parts.append(f"{size or FULL_TRAINING_SIZE:,} images")
-    return ", ".join(parts)
-
-
-def evaluation_data(config, context):
-    """The images and labels an MnistRun measures (as ``train_mnist`` slices them)."""
-    data = context.mnist()
-    split = data.test if config.evaluate_on == "test" else data.validation
-    n = config.evaluation_size
-    return (split.images[:n], split.labels[:n]) if n else (split.images, split.labels)
-
-
-def epoch_axis(ax, label="Epoch"):
-    """Label an axis of epochs, with whole-number ticks."""
-    from matplotlib.ticker import MaxNLocator
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel(label)
-
+# --- helpers of this chapter's experiments ------------------------------------------------------
 
 def _fraction(value, what, low_open=False):
     return real_number(value, what, low_open=low_open, high=1.0, high_open=False)
 
 
-def mnist_run(value):
-    """An MnistRun from itself or from its dict (as ``to_dict`` writes it, networks and training nested)."""
-    if isinstance(value, dict):
-        data = dict(value)
-        for name, kind in (("net", NetworkConfig), ("train", TrainingConfig)):
-            if isinstance(data.get(name), dict):
-                data[name] = kind.from_dict(data[name])
-        value = MnistRun.from_dict(data)
-    if not isinstance(value, MnistRun):
-        raise ConfigError(f"expected an MnistRun (or its dict), got {type(value).__name__}")
-    return value
-
-
 def _percent(x):
     return "-" if x is None else f"{100 * x:.2f}%"
-
-
-def title(result, extra=None, width=90):
-    """A figure's title: the experiment (quick or not) and, on the next line, what ran; wrapped at ``width``."""
-    import textwrap
-
-    lines = [f"{result['id']}: {result['title']}" + (" (quick)" if result.get("quick") else "")]
-    if extra:
-        lines.append(extra)
-    return "\n".join(textwrap.fill(line, width) for line in lines)
 
 
 # --- 3.1: the learning slowdown of a single neuron ----------------------------------------------
@@ -338,7 +267,8 @@ def plot_overfit(result, path):
               ("training_accuracy", "Accuracy on the training data (%)"))
     runs = result["runs"]
     data = runs[0].get("evaluated_on", "test") if runs else "test"
-    with figure(path, nrows=2, ncols=2, title=title(result, describe(result["config"])),
+    ran = MnistRun.from_dict(result["config"]).describe()
+    with figure(path, nrows=2, ncols=2, title=title(result, ran),
                 caption=f"book: {result['book']}") as axes:
         for ax, (name, label) in zip(axes, panels):
             for run in runs:
@@ -402,7 +332,7 @@ class InitComparison(Settings):
     inits: tuple = ("default", "large")
 
     def __post_init__(self):
-        object.__setattr__(self, "mnist", mnist_run(self.mnist))
+        object.__setattr__(self, "mnist", MnistRun.coerce(self.mnist))
         inits = tuple(self.inits) if isinstance(self.inits, (list, tuple)) else ()
         if len(inits) != 2 or len(set(inits)) != 2:
             raise ConfigError(f"inits must be two different initialisations, got {self.inits!r}")
@@ -430,8 +360,8 @@ def plot_inits(result, path):
     """Accuracy against epoch for each initialisation (the book's figure), one line style per seed."""
     styles = ("-", "--", ":", "-.")
     config = result["config"]
-    with figure(path, title=title(result, describe(config["mnist"])), size=(8.0, 5.0),
-                caption=f"book: {result['book']}") as (ax,):
+    ran = MnistRun.from_dict(config["mnist"]).describe()
+    with figure(path, title=title(result, ran), size=(8.0, 5.0), caption=f"book: {result['book']}") as (ax,):
         for k, run in enumerate(result["runs"]):
             for color, init in zip(("#FFA933", "#2A6EA6"), config["inits"]):
                 history = run["inits"][init]["history"]
@@ -483,7 +413,7 @@ class LearningRates(Settings):
     min_rises: int = 3
 
     def __post_init__(self):
-        object.__setattr__(self, "mnist", mnist_run(self.mnist))
+        object.__setattr__(self, "mnist", MnistRun.coerce(self.mnist))
         etas = tuple(real_number(e, "each eta", low_open=True) for e in self.etas) \
             if isinstance(self.etas, (list, tuple)) else ()
         if len(etas) != 3 or not etas[0] < etas[1] < etas[2]:
@@ -529,8 +459,8 @@ def run_learning_rates(config, context):
 def plot_learning_rates(result, path):
     """The book's figure: training cost against epoch for the three learning rates."""
     colors = ("#2A6EA6", "#FFCD33", "#FF7033")
-    with figure(path, title=title(result, describe(result["config"]["mnist"], varies=("eta",))),
-                size=(8.0, 5.0), caption=f"book: {result['book']}") as (ax,):
+    ran = MnistRun.from_dict(result["config"]["mnist"]).describe(varies=("eta",))
+    with figure(path, title=title(result, ran), size=(8.0, 5.0), caption=f"book: {result['book']}") as (ax,):
         for k, run in enumerate(result["runs"]):
             for color, curve in zip(colors, run["curves"]):
                 ax.plot(curve["epochs"], curve["training_cost"], "o-", markersize=3, color=color,
@@ -730,7 +660,7 @@ class SoftmaxComparison(Settings):
     max_sum_error: float = 1e-6
 
     def __post_init__(self):
-        object.__setattr__(self, "mnist", mnist_run(self.mnist))
+        object.__setattr__(self, "mnist", MnistRun.coerce(self.mnist))
         if self.mnist.net.activations[-1] != "softmax":
             raise ConfigError("the softmax comparison needs a network with a softmax output layer")
         object.__setattr__(self, "min_accuracy", _fraction(self.min_accuracy, "min_accuracy"))
@@ -768,8 +698,8 @@ def run_softmax(config, context):
 def plot_softmax(result, path):
     """Accuracy against epoch: softmax + log-likelihood and sigmoid + cross-entropy, per seed."""
     config = result["config"]
-    with figure(path, title=title(result, describe(config["mnist"])), size=(8.0, 5.0),
-                caption=f"book: {result['book']}") as (ax,):
+    ran = MnistRun.from_dict(config["mnist"]).describe()
+    with figure(path, title=title(result, ran), size=(8.0, 5.0), caption=f"book: {result['book']}") as (ax,):
         for k, run in enumerate(result["runs"]):
             for history, color, label in ((run["history"], "#2A6EA6", "softmax + log-likelihood"),
                                           (run["sigmoid_cross_entropy"]["history"], "#FFA933",
@@ -809,7 +739,7 @@ class Technique(Settings):
 
     def __post_init__(self):
         from nndl.training.history import STOP_REASONS
-        object.__setattr__(self, "mnist", mnist_run(self.mnist))
+        object.__setattr__(self, "mnist", MnistRun.coerce(self.mnist))
         object.__setattr__(self, "min_accuracy", _fraction(self.min_accuracy, "min_accuracy"))
         if self.stop_reason is not None and self.stop_reason not in STOP_REASONS:
             raise ConfigError(f"stop_reason must be one of {', '.join(STOP_REASONS)} or null, got {self.stop_reason!r}")
@@ -832,7 +762,8 @@ def plot_technique(result, path):
     runs = result["runs"]
     schedule = any(len(set(run["history"]["eta"])) > 1 for run in runs)
     config = result["config"]
-    with figure(path, ncols=2 if schedule else 1, title=title(result, describe(config["mnist"])),
+    ran = MnistRun.from_dict(config["mnist"]).describe()
+    with figure(path, ncols=2 if schedule else 1, title=title(result, ran),
                 size=(7.0, 4.5), caption=f"book: {result['book']}") as axes:
         ax = axes[0]
         for run in runs:

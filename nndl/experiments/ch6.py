@@ -20,7 +20,7 @@ members of ``ch6-ensemble`` seed 1 are ``ch6-dropout``'s seeds 1 to 5 in the sam
 from dataclasses import dataclass
 
 from nndl.errors import ConfigError
-from nndl.experiments.figures import figure
+from nndl.experiments.figures import epoch_axis, figure
 from nndl.experiments.registry import Experiment, register
 from nndl.deep.config import ConvNetConfig
 from nndl.training.config import Settings, TrainingConfig
@@ -193,7 +193,6 @@ def run_rung(config, context):
 
 def plot_rung(result, path):
     """Validation and test accuracy against epoch, one pair of lines per seed (or member)."""
-    from matplotlib.ticker import MaxNLocator
     caption = f"book: {result['book']}; test accuracy is read at the best validation epoch"
     if result.get("epochs") is not None:
         caption += f"; trained for {result['epochs']} of the book's {result['book_epochs']} epochs"
@@ -211,8 +210,7 @@ def plot_rung(result, path):
                 ax.axhline(100 * run["vote"], color="black", linestyle="-.", label=f"ensemble {run['seed']}: vote (test)")
         if result.get("target") is not None:
             ax.axhline(100 * result["target"], color="0.3", linestyle=":", label="book (test)")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("Epoch")
+        epoch_axis(ax)
         ax.set_ylabel("Accuracy (%)")
 
 

@@ -1,22 +1,31 @@
 """The experiment most of the book runs: train a fully connected network on MNIST, report its best accuracy.
 
 :class:`MnistRun` is its configuration (a NetworkConfig, a TrainingConfig,
-how much training data, which data to measure); :func:`train_mnist` runs it
-for one seed; :func:`mnist_experiment` registers one with the standard
-result (best accuracy, every epoch's History) and figure (accuracy against
-epoch, one line per seed).
+how much training data, which data to measure); :func:`quick_version` makes
+one that takes seconds; :func:`train_mnist` runs it for one seed;
+:func:`mnist_experiment` registers one with the standard result (best
+accuracy, every epoch's History) and figure (accuracy against epoch, one
+line per seed). The chapters' own experiments build on the same pieces.
 """
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
+import numpy as np
+
+from nndl.data.splits import TRAINING_SIZE
 from nndl.errors import ConfigError
 from nndl.experiments.figures import figure
-from nndl.experiments.registry import Experiment, register
+from nndl.experiments.registry import Context, Experiment, register
 from nndl.training.config import NetworkConfig, Settings, TrainingConfig
 
-__all__ = ["MnistRun", "train_mnist", "mnist_result", "mnist_experiment", "plot_accuracy", "EVALUATE_ON"]
+__all__ = ["MnistRun", "quick_version", "train_mnist", "evaluation_data", "mnist_result", "mnist_experiment",
+           "plot_accuracy", "EVALUATE_ON", "FULL_TRAINING_SIZE"]
 
 EVALUATE_ON = ("test", "validation")
+
+#: The book's MNIST training set: the first 50,000 of the official 60,000 images.
+FULL_TRAINING_SIZE = TRAINING_SIZE
 
 
 @dataclass(frozen=True)
@@ -63,16 +72,55 @@ class MnistRun(Settings):
                     data[name] = kind.from_dict(data[name], source)
         return super().from_dict(data, source)
 
-    def describe(self):
-        """A line for a figure's title: sizes, cost, eta, lambda, epochs, data."""
-        t = self.train
-        parts = [str(list(self.net.sizes)), self.net.cost, f"eta {t.eta:g}"]
-        if t.lmbda:
-            parts.append(f"lambda {t.lmbda:g}")
-        parts.append(f"{t.epochs} epochs")
-        if self.training_size:
-            parts.append(f"{self.training_size:,} training images")
+    @classmethod
+    def coerce(cls, value: "MnistRun | dict") -> "MnistRun":
+        """``value`` itself, or the MnistRun its dict describes.
+
+        For the experiments' configurations that hold an MnistRun: made in
+        code they get one, read back from a result's JSON they get its dict.
+        """
+        if isinstance(value, dict):
+            value = cls.from_dict(value)
+        if not isinstance(value, cls):
+            raise ConfigError(f"expected an MnistRun (or its dict), got {type(value).__name__}")
+        return value
+
+    def describe(self, varies: Collection[str] = ()) -> str:
+        """A line for a figure's title: sizes, activations, cost, init, eta, lambda, epochs, images.
+
+        ``varies``: settings the experiment changes ("eta", "lmbda"), said as such.
+        """
+        net, train = self.net, self.train
+        parts = [str(list(net.sizes)), "/".join(dict.fromkeys(net.activations)), net.cost, f"{net.init} init",
+                 "eta varies" if "eta" in varies else f"eta {train.eta:g}"]
+        if "lmbda" in varies:
+            parts.append("lambda varies")
+        elif train.lmbda:
+            parts.append(f"{train.regularization.upper()} lambda {train.lmbda:g}")
+        parts.append(f"{train.epochs} epochs")
+        parts.append(f"{self.training_size or FULL_TRAINING_SIZE:,} images")
         return ", ".join(parts)
+
+
+def quick_version(config: MnistRun, *, training_size: int = 1000, epochs: int = 3, evaluation_size: int = 1000,
+                  **train_changes) -> MnistRun:
+    """A version of an MnistRun that takes seconds: fewer images and epochs, lambda/n kept.
+
+    lambda is scaled by ``training_size`` over the full run's training-set
+    size, so that the weight decay per step, eta*lambda/n, is the book's.
+    """
+    train = config.train
+    lmbda = train.lmbda * training_size / (config.training_size or FULL_TRAINING_SIZE)
+    return config.replace(training_size=training_size, evaluation_size=evaluation_size,
+                          train=train.replace(epochs=epochs, lmbda=lmbda, **train_changes))
+
+
+def evaluation_data(config: MnistRun, context: Context) -> tuple[np.ndarray, np.ndarray]:
+    """The images and labels an MnistRun measures: its ``evaluate_on`` data, the first ``evaluation_size``."""
+    data = context.mnist()
+    split = data.test if config.evaluate_on == "test" else data.validation
+    n = config.evaluation_size
+    return (split.images[:n], split.labels[:n]) if n else (split.images, split.labels)
 
 
 def train_mnist(config, context, **train_settings):
@@ -86,12 +134,9 @@ def train_mnist(config, context, **train_settings):
     x, labels = data.training.images, data.training.labels
     if config.training_size:
         x, labels = x[:config.training_size], labels[:config.training_size]
-    evaluation = data.test if config.evaluate_on == "test" else data.validation
-    if config.evaluation_size:
-        evaluation = (evaluation.images[:config.evaluation_size], evaluation.labels[:config.evaluation_size])
     net = config.net.build(seed=context.seed)
-    history = train(net, (x, labels), config.train.replace(seed=context.seed), evaluation_data=evaluation,
-                    **train_settings)
+    history = train(net, (x, labels), config.train.replace(seed=context.seed),
+                    evaluation_data=evaluation_data(config, context), **train_settings)
     return net, history
 
 

@@ -1,22 +1,37 @@
 """Drawing an experiment's figure: one matplotlib Figure, written atomically as a PNG.
 
-    with figure(path, ncols=2, title="Overfitting: 1,000 training images") as axes:
+    with figure(path, ncols=2, title=title(result, "[784, 30, 10], eta 0.5")) as axes:
         axes[0].plot(epochs, cost, label="training cost")
+        epoch_axis(axes[0])
         ...
 
-matplotlib is imported here, when a figure is drawn, and only through its
-non-interactive Agg canvas (no pyplot, no global state, safe in worker
+matplotlib is imported when a figure is drawn, and only through
+:mod:`nndl.figures` (no pyplot, no global state, safe in worker
 processes). The figure gets the book's look: labelled axes, a light grid,
 a legend wherever something is labelled.
 """
 
+import textwrap
 from contextlib import contextmanager
 
-from nndl.files.atomic import atomic_writer
+from nndl.figures import DPI, new_figure, write_png
 
-__all__ = ["figure", "DPI"]
+__all__ = ["figure", "title", "epoch_axis", "DPI"]
 
-DPI = 100
+
+def title(result: dict, extra: str | None = None, width: int = 90) -> str:
+    """A figure's title: the experiment (quick or not) and, on the next line, what ran; wrapped at ``width``."""
+    lines = [f"{result['id']}: {result['title']}" + (" (quick)" if result.get("quick") else "")]
+    if extra:
+        lines.append(extra)
+    return "\n".join(textwrap.fill(line, width) for line in lines)
+
+
+def epoch_axis(ax, label: str = "Epoch") -> None:
+    """Label an axis of epochs, with whole-number ticks (never "epoch 2.5")."""
+    from matplotlib.ticker import MaxNLocator
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel(label)
 
 
 @contextmanager
@@ -35,13 +50,10 @@ def figure(path, *, nrows=1, ncols=1, title=None, size=(5.0, 4.0), caption=None)
     caption : str, optional
         Small grey text under the panels (e.g. the book's values); may have several lines.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.collections import QuadMesh
-    from matplotlib.figure import Figure
 
     caption_height = 0.05 + 0.17 * (caption.count("\n") + 1) if caption else 0.0
-    fig = Figure(figsize=(size[0] * ncols, size[1] * nrows + caption_height), dpi=DPI)
-    FigureCanvasAgg(fig)
+    fig = new_figure((size[0] * ncols, size[1] * nrows + caption_height))
     axes = list(fig.subplots(nrows, ncols, squeeze=False).flat)
     yield axes
     for ax in axes:
@@ -56,5 +68,4 @@ def figure(path, *, nrows=1, ncols=1, title=None, size=(5.0, 4.0), caption=None)
         fig.text(0.01, 0.01, caption, fontsize=8, color="0.35", ha="left", va="bottom")
         bottom = caption_height / fig.get_figheight()
     fig.tight_layout(rect=(0, bottom, 1, 1))
-    with atomic_writer(path) as f:
-        fig.savefig(f, format="png", dpi=DPI)
+    write_png(fig, path)

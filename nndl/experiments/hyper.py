@@ -10,9 +10,9 @@ on the validation data. Neither has a number in the book to compare with.
 from dataclasses import dataclass
 
 from nndl.errors import ConfigError
-from nndl.experiments.ch3 import DEFAULT30, FULL_TRAINING_SIZE, describe, mnist_run, quick_version, title
-from nndl.experiments.common import MnistRun, train_mnist
-from nndl.experiments.figures import figure
+from nndl.experiments.ch3 import DEFAULT30
+from nndl.experiments.common import FULL_TRAINING_SIZE, MnistRun, quick_version, train_mnist
+from nndl.experiments.figures import epoch_axis, figure, title
 from nndl.experiments.registry import Experiment, register
 from nndl.training.config import Settings, TrainingConfig
 from nndl.validate import real_number
@@ -57,7 +57,7 @@ class EtaThreshold(Settings):
     etas: tuple = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 
     def __post_init__(self):
-        object.__setattr__(self, "mnist", mnist_run(self.mnist))
+        object.__setattr__(self, "mnist", MnistRun.coerce(self.mnist))
         object.__setattr__(self, "etas", _increasing(self.etas, "etas"))
         if "training_cost" not in (self.mnist.train.monitor or ()):
             raise ConfigError("the threshold search must monitor the training cost")
@@ -106,14 +106,14 @@ def _next(etas, eta):
 def plot_threshold(result, path):
     """Training cost against epoch (0: before training) for every eta; the threshold's curve drawn thick."""
     from matplotlib import colormaps
-    from matplotlib.ticker import MaxNLocator
 
     runs = result["runs"]
     config = result["config"]
     run = runs[0]
     colors = colormaps["viridis"]
     n = len(run["curves"])
-    with figure(path, title=title(result, f"{describe(config['mnist'], varies=('eta',))}, seed {run['seed']}"),
+    ran = MnistRun.from_dict(config["mnist"]).describe(varies=("eta",))
+    with figure(path, title=title(result, f"{ran}, seed {run['seed']}"),
                 size=(8.0, 5.0), caption=f"{run['summary']}"
                 + (f"; other seeds: {', '.join(str(r['threshold']) for r in runs[1:])}" if len(runs) > 1 else "")
                 ) as (ax,):
@@ -126,8 +126,7 @@ def plot_threshold(result, path):
                     label=f"eta {curve['eta']:g}" + (" (threshold)" if thick else "")
                           + ("" if curve["falls"] else ": does not fall"))
         ax.set_yscale("log")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("Epoch (0: before training)")
+        epoch_axis(ax, "Epoch (0: before training)")
         ax.set_ylabel("Cost on the training data")
         ax.legend(fontsize=7, ncol=2)
 
@@ -164,7 +163,7 @@ class GridSearch(Settings):
     lmbdas: tuple = (0.1, 1.0, 10.0, 100.0)
 
     def __post_init__(self):
-        object.__setattr__(self, "mnist", mnist_run(self.mnist))
+        object.__setattr__(self, "mnist", MnistRun.coerce(self.mnist))
         object.__setattr__(self, "etas", _increasing(self.etas, "etas"))
         object.__setattr__(self, "lmbdas", _increasing(self.lmbdas, "lmbdas", low_open=False))
         if self.mnist.evaluate_on != "validation":
@@ -210,7 +209,8 @@ def plot_search(result, path):
     best = max(((i, j) for i in range(len(etas)) for j in range(len(lmbdas))),
                key=lambda ij: grid[ij[0]][ij[1]] if grid[ij[0]][ij[1]] == grid[ij[0]][ij[1]] else -1.0)
     seeds = ", ".join(str(run["seed"]) for run in result["runs"])
-    with figure(path, title=title(result, describe(config["mnist"], varies=("eta", "lmbda"))), size=(8.0, 5.5),
+    ran = MnistRun.from_dict(config["mnist"]).describe(varies=("eta", "lmbda"))
+    with figure(path, title=title(result, ran), size=(8.0, 5.5),
                 caption=f"median over seeds {seeds}; best: eta {etas[best[0]]:g}, lambda {lmbdas[best[1]]:g}, "
                         f"{grid[best[0]][best[1]]:.2f}%") as (ax,):
         image = ax.imshow(grid, cmap="viridis", origin="lower", aspect="auto")

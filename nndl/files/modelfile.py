@@ -1,4 +1,11 @@
-"""Saving and loading networks.
+"""The model file of a feedforward network: read and checked into plain data, or written from it.
+
+This module knows the format, not the network: it reads a file into a
+:class:`ModelData` (layer sizes, layer and cost names, dtype, weight and bias
+arrays, metadata) and writes one back, needing only NumPy. Building a
+``FeedforwardNetwork`` from it, and saving one, is
+:mod:`nndl.engine.modelio` (``load``, ``save``), so that ``nndl.files``
+depends on nothing in nndl but its errors.
 
 Two formats, both carrying everything needed to rebuild the network:
 
@@ -18,7 +25,7 @@ Two formats, both carrying everything needed to rebuild the network:
   ``weights_0``, ``biases_0``, ``weights_1``, ... in NumPy's zip format;
   compact for large models.
 
-``load`` also reads the JSON files written by the book's ``network2.save``
+``read_model`` also reads the JSON files written by the book's ``network2.save``
 (keys sizes, weights, biases, cost; sigmoid neurons; biases as columns).
 
 Loading trusts nothing in the file. JSON is parsed as data and ``.npz``
@@ -26,24 +33,26 @@ members are read through :func:`nndl.files.npz.read_npz` (no pickle). The
 description is checked first, every field's type included, and the layer
 sizes are bounded (``MAX_LAYERS``, ``MAX_PARAMETERS``) before anything is
 allocated from them; then each array's name, dtype and shape are checked
-before its data is read. Whatever is wrong with a file, ``load`` raises
-``ModelFileError`` naming the file. Files are written atomically.
+before its data is read. Whatever is wrong with a file, ``read_model``
+raises ``ModelFileError`` naming the file. Files are written atomically.
 """
 
 import json
+import os
+import zipfile
+from collections.abc import Collection
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from nndl.engine.activations import ACTIVATIONS
-from nndl.engine.costs import COSTS
-from nndl.engine.feedforward import FeedforwardNetwork
-from nndl.errors import ModelFileError, NndlError
+from nndl.errors import ModelFileError
 from nndl.files.atomic import atomic_writer
 from nndl.files.header import brief, check_header, parse_json
 from nndl.files.npz import read_npz
 
-__all__ = ["save", "load", "is_conv_model", "ModelFileError", "MODEL_FORMAT", "MODEL_VERSION", "MAX_LAYERS", "MAX_PARAMETERS"]
+__all__ = ["ModelData", "read_model", "write_model", "is_conv_model", "ModelFileError", "MODEL_FORMAT",
+           "MODEL_VERSION", "MAX_LAYERS", "MAX_PARAMETERS"]
 
 MODEL_FORMAT = "nndl-model"
 MODEL_VERSION = 1
@@ -63,28 +72,57 @@ _BOOK_COSTS = {"CrossEntropyCost": "cross-entropy", "QuadraticCost": "quadratic"
 _ZIP_MAGIC = b"PK\x03\x04"
 
 
-def _description(net, metadata):
+@dataclass
+class ModelData:
+    """A feedforward network as a model file holds it: plain data, checked, with no engine attached.
+
+    Attributes
+    ----------
+    sizes : list of int
+        Neurons per layer, inputs first, e.g. ``[784, 30, 10]``.
+    activations : list of str
+        One activation name per layer of weights (``len(sizes) - 1``).
+    cost : str
+        The cost's name, e.g. ``"cross-entropy"``.
+    dtype : str
+        ``"float64"`` or ``"float32"``: the network's dtype.
+    weights : list of numpy.ndarray
+        Layer l's weights, shape ``(sizes[l + 1], sizes[l])``.
+    biases : list of numpy.ndarray
+        Layer l's biases, shape ``(sizes[l + 1],)``.
+    metadata : dict
+        JSON-serialisable notes kept with the model (training settings, accuracy).
+    """
+
+    sizes: list[int]
+    activations: list[str]
+    cost: str
+    dtype: str
+    weights: list[np.ndarray]
+    biases: list[np.ndarray]
+    metadata: dict = field(default_factory=dict)
+
+
+def _description(model: ModelData) -> dict:
     return {
         "format": MODEL_FORMAT,
         "version": MODEL_VERSION,
-        "sizes": list(net.sizes),
-        "activations": [layer.name for layer in net.layers],
-        "cost": net.cost.name,
-        "dtype": net.dtype.name,
-        "metadata": metadata or {},
+        "sizes": list(model.sizes),
+        "activations": list(model.activations),
+        "cost": model.cost,
+        "dtype": model.dtype,
+        "metadata": model.metadata or {},
     }
 
 
-def save(net, path, metadata=None, binary=None):
-    """Write ``net`` to ``path`` atomically.
+def write_model(model: ModelData, path: str | os.PathLike, *, binary: bool | None = None) -> Path:
+    """Write ``model`` to ``path`` atomically.
 
     Parameters
     ----------
-    net : FeedforwardNetwork
+    model : ModelData
     path : str or Path
         ``.npz`` selects the binary format, anything else JSON.
-    metadata : dict, optional
-        JSON-serialisable notes kept with the model (training settings, accuracy).
     binary : bool, optional
         Force the format regardless of the suffix.
 
@@ -100,27 +138,26 @@ def save(net, path, metadata=None, binary=None):
     path = Path(path)
     if binary is None:
         binary = path.suffix.lower() == ".npz"
-    description = _description(net, metadata)
+    description = _description(model)
     with atomic_writer(path) as f:
         if binary:
             arrays = {"description": np.array(json.dumps(description))}
-            for l, (w, b) in enumerate(zip(net.weights, net.biases)):
+            for l, (w, b) in enumerate(zip(model.weights, model.biases)):
                 arrays[f"weights_{l}"] = np.ascontiguousarray(w)
                 arrays[f"biases_{l}"] = np.ascontiguousarray(b)
             np.savez_compressed(f, **arrays)
         else:
-            description["weights"] = [w.tolist() for w in net.weights]
-            description["biases"] = [b.tolist() for b in net.biases]
+            description["weights"] = [w.tolist() for w in model.weights]
+            description["biases"] = [b.tolist() for b in model.biases]
             f.write(json.dumps(description).encode("utf-8"))
     return path
 
 
-def is_conv_model(path):
+def is_conv_model(path: str | os.PathLike) -> bool:
     """True when ``path`` is a PyTorch zip file -- a convolutional model of ``nndl.deep`` -- not an .npz or JSON one.
 
     Looks at the names inside the zip only; needs no PyTorch.
     """
-    import zipfile
     try:
         with zipfile.ZipFile(path) as archive:
             return any(name.endswith("/data.pkl") or name == "data.pkl" for name in archive.namelist())
@@ -128,13 +165,22 @@ def is_conv_model(path):
         return False
 
 
-def load(path):
-    """Read a network written by ``save`` (JSON or .npz) or by the book's ``network2.save``.
+def read_model(path: str | os.PathLike, *, known_activations: Collection[str] | None = None,
+               known_costs: Collection[str] | None = None) -> ModelData:
+    """Read and check a model written by ``write_model`` (JSON or .npz) or by the book's ``network2.save``.
+
+    Parameters
+    ----------
+    path : str or Path
+    known_activations, known_costs : collection of str, optional
+        The activation and cost names the caller can build; any other name is
+        refused, before a weight is read. None accepts any name.
 
     Returns
     -------
-    FeedforwardNetwork
-        With ``metadata`` (a dict) from the file.
+    ModelData
+        The weights and biases as stored (float64 from JSON, the stored floats
+        from an .npz), each checked to fit ``dtype``.
 
     Raises
     ------
@@ -160,11 +206,16 @@ def load(path):
     if is_zip and is_conv_model(path):
         raise ModelFileError(f"{source} is a convolutional network (chapter 6): load it with "
                              "nndl.deep.checkpoint.load_model")
+    known = (known_activations, known_costs)
     if is_zip:
-        description, weights, biases = _read_npz(path, source)
+        description, weights, biases = _read_npz(path, source, known)
     else:
-        description, weights, biases = _read_json(raw, source)
-    return _build(description, weights, biases, source)
+        description, weights, biases = _read_json(raw, source, known)
+    dtype = np.dtype(description.get("dtype", "float64"))
+    if any(np.abs(a).max(initial=0) > np.finfo(dtype).max for a in weights + biases):
+        raise ModelFileError(f"{source}: parameters too large for {dtype}")
+    return ModelData(sizes=description["sizes"], activations=description["activations"], cost=description["cost"],
+                     dtype=dtype.name, weights=weights, biases=biases, metadata=description.get("metadata") or {})
 
 
 # ---------------------------------------------------------------------------
@@ -172,8 +223,10 @@ def load(path):
 # ---------------------------------------------------------------------------
 
 
-def _check_description(data, source):
+def _check_description(data, source, known):
     """Check a parsed description (everything but the arrays) and return its layer sizes.
+
+    ``known`` is (activation names, cost names) the caller accepts, each None for any.
 
     Returns
     -------
@@ -196,12 +249,13 @@ def _check_description(data, source):
     activations = data.get("activations")
     if not isinstance(activations, list) or len(activations) != layers:
         raise ModelFileError(f"{source}: expected a list of {layers} activation names, got {brief(activations)}")
+    known_activations, known_costs = known
     for name in activations:
-        if not isinstance(name, str) or name not in ACTIVATIONS:
-            raise ModelFileError(f"{source}: unknown activation {brief(name)} (known: {', '.join(ACTIVATIONS)})")
+        if not isinstance(name, str) or (known_activations is not None and name not in known_activations):
+            raise ModelFileError(f"{source}: unknown activation {brief(name)}{_known(known_activations)}")
     cost = data.get("cost")
-    if not isinstance(cost, str) or cost not in COSTS:
-        raise ModelFileError(f"{source}: unknown cost {brief(cost)} (known: {', '.join(COSTS)})")
+    if not isinstance(cost, str) or (known_costs is not None and cost not in known_costs):
+        raise ModelFileError(f"{source}: unknown cost {brief(cost)}{_known(known_costs)}")
     dtype = data.get("dtype", "float64")
     if not isinstance(dtype, str) or dtype not in ("float64", "float32"):
         raise ModelFileError(f"{source}: unsupported dtype {brief(dtype)} (expected float64 or float32)")
@@ -211,17 +265,22 @@ def _check_description(data, source):
     return sizes
 
 
+def _known(names):
+    """" (known: a, b, c)" after an unknown name, when the caller said which names it knows."""
+    return "" if names is None else f" (known: {', '.join(names)})"
+
+
 # ---------------------------------------------------------------------------
 # JSON
 # ---------------------------------------------------------------------------
 
 
-def _read_json(raw, source):
+def _read_json(raw, source, known):
     """(description, weights, biases) from a JSON model; arrays float64, shapes as the sizes say."""
     data = parse_json(raw, source, error=ModelFileError, kind=MODEL_FORMAT)
     if isinstance(data, dict) and "format" not in data and {"sizes", "weights", "biases", "cost"} <= set(data):
         data = _from_book(data, source)
-    sizes = _check_description(data, source)
+    sizes = _check_description(data, source, known)
     weights, biases = data.get("weights"), data.get("biases")
     layers = len(sizes) - 1
     for key, value in (("weights", weights), ("biases", biases)):
@@ -289,7 +348,7 @@ def _nested_shape(value, max_ndim):
 # ---------------------------------------------------------------------------
 
 
-def _read_npz(path, source):
+def _read_npz(path, source, known):
     """(description, weights, biases) from an ``.npz`` model.
 
     Two passes over the archive: the description first (bounded by
@@ -301,7 +360,7 @@ def _read_npz(path, source):
                     max_bytes=_MAX_DESCRIPTION_BYTES, error=ModelFileError, label=source)["description"]
     description = parse_json(str(text.reshape(-1)[0]) if text.size else "", f"{source}: the description",
                              error=ModelFileError)
-    sizes = _check_description(description, source)
+    sizes = _check_description(description, source, known)
     members = {"description": "U"}
     for l, (n_in, n_out) in enumerate(zip(sizes, sizes[1:])):
         members[f"weights_{l}"] = ("f", (n_out, n_in))
@@ -316,23 +375,3 @@ def _read_npz(path, source):
         if not (np.all(np.isfinite(w)) and np.all(np.isfinite(b))):
             raise ModelFileError(f"{source}: layer {l} parameters contain inf or nan")
     return description, weights, biases
-
-
-# ---------------------------------------------------------------------------
-# Building the network
-# ---------------------------------------------------------------------------
-
-
-def _build(description, weights, biases, source):
-    """The network a checked description and its checked arrays describe."""
-    dtype = np.dtype(description.get("dtype", "float64"))
-    if any(np.abs(a).max(initial=0) > np.finfo(dtype).max for a in weights + biases):
-        raise ModelFileError(f"{source}: parameters too large for {dtype}")
-    try:
-        net = FeedforwardNetwork(description["sizes"], activations=description["activations"],
-                                 cost=description["cost"], dtype=dtype, seed=0)
-        net.set_parameters(weights, biases)
-    except (NndlError, ValueError) as e:        # a combination the network refuses, e.g. softmax inside
-        raise ModelFileError(f"{source}: {e}") from None
-    net.metadata = description.get("metadata") or {}
-    return net

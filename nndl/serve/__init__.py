@@ -1,11 +1,9 @@
-"""Your own handwriting: predicting digits in images, reading whole numbers, and a page to draw on.
+"""The page to draw a digit on: the web app of ``nndl serve`` and the files it ships.
 
-    predict   Classifier (any nndl model taking 28x28 images), Prediction, predict()
-    read      reading a number written in one image: segmentation scored by the classifier
     app       the web page and JSON API of ``nndl serve`` (needs the ``web`` extra)
+    static/   the page itself (HTML, CSS, JavaScript; no CDN)
 
-The preparation of an image (MNIST's own normalisation) is in
-:mod:`nndl.data.images`. Importing this package imports nothing heavy:
-PyTorch is imported only to load a convolutional model, matplotlib only to
-draw a figure, the web framework only by ``app``.
+The work behind each request (preparing an image, predicting a digit,
+reading a number) is in :mod:`nndl.digits`; this package only wires it to
+HTTP. Importing it imports nothing; the web framework is imported by ``app``.
 """

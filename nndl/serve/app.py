@@ -17,7 +17,7 @@ Routes
     "max_upload_bytes": 5242880, "max_pixels": 16000000}``.
 ``POST /api/predict``
     One digit. Answers ``Prediction.to_dict()`` (see
-    :mod:`nndl.serve.predict`)::
+    :mod:`nndl.digits.predict`)::
 
         {"digit": 7,                      # null when the image is blank
          "probabilities": [0.001, ...],   # ten numbers summing to 1, digit 0 first
@@ -27,7 +27,7 @@ Routes
          "image": [[0, 0, ...], ...]}     # 28 rows of 28 ints 0..255: what the network received
 ``POST /api/read``
     A whole number written in one image. Answers ``Reading.to_dict()`` (see
-    :mod:`nndl.serve.read`): the digits read as ``"text"``, one prediction
+    :mod:`nndl.digits.read`): the digits read as ``"text"``, one prediction
     per digit, the box of each digit in the image, the method and its
     score. ``?method=components`` segments by connected components only;
     the default, ``?method=scored``, also tries cuts scored by the classifier.
@@ -70,7 +70,7 @@ pixels, whatever its size in bytes: about 25 bytes and 0.15 microseconds
 of a core per pixel (a 12-megapixel photo: 300 MB and 2 s), and a 50 KB PNG
 can hold 40 million pixels. So the server refuses images of more
 than ``max_pixels`` pixels, well under the 40 million that
-:data:`nndl.data.images.MAX_PIXELS` allows a file of one's own, and at most
+:data:`nndl.digits.prepare.MAX_PIXELS` allows a file of one's own, and at most
 ``workers`` images are prepared and classified at once (by default the
 number of CPUs, at most 4). The model is only read, never changed, while
 serving.
@@ -96,8 +96,8 @@ except ImportError:                     # python-multipart before 0.0.13
     from multipart.exceptions import FormParserError
 
 from nndl.errors import InputError
-from nndl.serve.predict import Classifier, predict
-from nndl.serve.read import read_number
+from nndl.digits.predict import Classifier, predict
+from nndl.digits.read import read_number
 
 __all__ = ["create_app", "MAX_UPLOAD_BYTES", "MAX_SERVED_PIXELS", "READ_METHODS", "STATIC"]
 
@@ -143,7 +143,7 @@ def _error(status, message):
 def _header_pixels(data):
     """Width x height from the image's header (nothing is decoded), or None when Pillow cannot tell.
 
-    None defers to :func:`nndl.data.images.open_image`, which reports what is wrong with the bytes.
+    None defers to :func:`nndl.digits.prepare.open_image`, which reports what is wrong with the bytes.
     """
     from PIL import Image
     try:
@@ -320,13 +320,13 @@ def create_app(model, *, max_upload_bytes=MAX_UPLOAD_BYTES, max_pixels=MAX_SERVE
     Parameters
     ----------
     model : Classifier or str or path-like
-        A loaded :class:`nndl.serve.predict.Classifier`, or a model file to
+        A loaded :class:`nndl.digits.predict.Classifier`, or a model file to
         load (any nndl model taking 28x28 = 784 inputs).
     max_upload_bytes : int
         The largest image accepted, in bytes (413 beyond it).
     max_pixels : int
         The most pixels of an image accepted (422 beyond it), at most
-        :data:`nndl.data.images.MAX_PIXELS`.
+        :data:`nndl.digits.prepare.MAX_PIXELS`.
     workers : int, optional
         How many images may be decoded and classified at once; default: the
         number of CPUs, at most 4.
@@ -343,7 +343,7 @@ def create_app(model, *, max_upload_bytes=MAX_UPLOAD_BYTES, max_pixels=MAX_SERVE
     """
     if not (isinstance(max_upload_bytes, int) and max_upload_bytes > 0):
         raise ValueError(f"max_upload_bytes must be a positive whole number, got {max_upload_bytes!r}")
-    from nndl.data.images import MAX_PIXELS
+    from nndl.digits.prepare import MAX_PIXELS
     if not (isinstance(max_pixels, int) and 0 < max_pixels <= MAX_PIXELS):
         raise ValueError(f"max_pixels must be a whole number from 1 to {MAX_PIXELS:,}, got {max_pixels!r}")
     if workers is None:

@@ -36,7 +36,7 @@ network can read it. ``prepare`` does, in this order:
 
 Steps 4-6 are MNIST's own normalisation (LeCun et al.); ``prepare_array``
 does only those, for ink that is already white on black (the segments of a
-whole number, in ``nndl.serve.read``).
+whole number, in ``nndl.digits.read``).
 
 Coordinates: arrays are indexed (row, column) = (y, x); boxes are
 ``(x0, y0, x1, y1)`` with x1 and y1 exclusive, as in Pillow's ``crop``.

@@ -6,7 +6,7 @@ the one the classifier likes best. Two methods:
 
 ``components`` (the baseline)
     Each connected mark of ink (8-connected, specks left out; see
-    :func:`nndl.data.images.ink_components`) is a digit, except that marks
+    :func:`nndl.digits.prepare.ink_components`) is a digit, except that marks
     whose columns overlap by at least ``MERGE_OVERLAP`` of the narrower one
     are one digit (a 5 whose top stroke came loose, a 4 drawn in two
     strokes), and a lone dot (both sides under ``DOT_SIZE`` of the digit
@@ -53,8 +53,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from nndl.data.images import (ink_components, open_image, prepare_array, shrink_factor, to_grey, to_image_box, to_ink,
-                              upright_size)
+from nndl.digits.prepare import (ink_components, open_image, prepare_array, shrink_factor, to_grey, to_image_box,
+                                 to_ink, upright_size)
 from nndl.errors import ConfigError, InputError
 
 __all__ = ["Reading", "read_number", "show_reading", "METHODS", "MAX_MARKS"]
@@ -176,7 +176,7 @@ def read_number(model, image, method="scored"):
     ----------
     model : Classifier, or a model file (str or path)
     image : path, bytes, binary file, PIL.Image.Image or ndarray
-        As for :func:`nndl.data.images.prepare`: dark ink on light paper or
+        As for :func:`nndl.digits.prepare.prepare`: dark ink on light paper or
         light on dark; the digits side by side on one line.
     method : {"scored", "components"}
         See the module docstring.
@@ -193,7 +193,7 @@ def read_number(model, image, method="scored"):
     ConfigError
         For an unknown method.
     """
-    from nndl.serve.predict import Classifier
+    from nndl.digits.predict import Classifier
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}: use {' or '.join(METHODS)}")
     classifier = model if isinstance(model, Classifier) else Classifier.load(model)
@@ -421,7 +421,7 @@ def _prepare_groups(ink, groups):
 
 def _classify(classifier, ink, groups):
     """(predictions, boxes) of each group of pieces, in one batch through the network."""
-    from nndl.serve.predict import predict
+    from nndl.digits.predict import predict
     prepared, boxes = _prepare_groups(ink, groups)
     return predict(classifier, prepared), boxes
 
@@ -508,11 +508,9 @@ def show_reading(reading, image, path):
     -------
     Path
     """
-    from pathlib import Path
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
     from matplotlib.patches import Rectangle
-    from nndl.files.atomic import atomic_writer
+
+    from nndl.figures import new_figure, write_png
     source = image if isinstance(image, np.ndarray) else open_image(image)
     grey = to_grey(source)                                    # (h, w), shrunk by ``factor`` if very large
     factor = shrink_factor(*upright_size(source))
@@ -521,8 +519,7 @@ def show_reading(reading, image, path):
     n = max(1, len(shown))
     width = max(min(14.0, max(4.0, 8.0 * w / h)), 0.9 * n)                  # inches
     height = min(10.0, width * h / w)
-    fig = Figure(figsize=(width, height + 1.8))
-    FigureCanvasAgg(fig)
+    fig = new_figure((width, height + 1.8))
     grid = fig.add_gridspec(2, n, height_ratios=[height, 1.2])
     ax = fig.add_subplot(grid[0, :])
     ax.imshow(grey, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
@@ -543,7 +540,4 @@ def show_reading(reading, image, path):
         sub.set_xticks([])
         sub.set_yticks([])
         sub.set_title(f"{prediction.digit} {prediction.top3[0][1]:.0%}", fontsize=8)
-    path = Path(path)
-    with atomic_writer(path) as f:
-        fig.savefig(f, format="png", dpi=100)
-    return path
+    return write_png(fig, path)

@@ -1,11 +1,11 @@
 """Which digit is in an image: any nndl model, any image, the ten probabilities.
 
-    >>> from nndl.serve.predict import predict                       # doctest: +SKIP
+    >>> from nndl.digits.predict import predict                       # doctest: +SKIP
     >>> [p] = predict("net.npz", ["my-seven.png"])
     >>> p.digit, p.top3
     (7, [(7, 0.96), (9, 0.02), (1, 0.01)])
 
-Each image is prepared as MNIST's digits were (:func:`nndl.data.images.prepare`:
+Each image is prepared as MNIST's digits were (:func:`nndl.digits.prepare.prepare`:
 greyscale, dark-on-light inverted, cropped to the ink, scaled to fit 20x20,
 centred by its centre of mass in 28x28) and given to a :class:`Classifier`.
 Written to PNG at 3x size, dark on white and off-centre, the 10,000 MNIST
@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nndl.data.images import SIDE, Prepared, prepare
+from nndl.digits.prepare import SIDE, Prepared, prepare
 from nndl.errors import InputError, ModelFileError
 
 __all__ = ["Classifier", "Prediction", "predict", "show_predictions", "MIN_CONFIDENCE", "N_DIGITS"]
@@ -125,7 +125,7 @@ class Classifier:
         MissingDependencyError
             For a convolutional model when PyTorch is not installed.
         """
-        from nndl.files.modelfile import is_conv_model, load
+        from nndl.engine.modelio import is_conv_model, load
         source = str(path)
         path = Path(path)
         if not path.exists():
@@ -146,7 +146,7 @@ class Classifier:
         Parameters
         ----------
         pixels : ndarray, shape (n, 784)
-            Prepared images (``nndl.data.images.prepare``), in [0, 1].
+            Prepared images (``nndl.digits.prepare.prepare``), in [0, 1].
 
         Returns
         -------
@@ -246,7 +246,7 @@ def predict(model, images):
     model : Classifier, or a model file (str or path)
     images : list
         Each a path, bytes, a binary file, a Pillow image, an array (see
-        ``nndl.data.images.to_grey``) or an already ``Prepared`` image. A
+        ``nndl.digits.prepare.to_grey``) or an already ``Prepared`` image. A
         single image not in a list is taken as a list of one.
 
     Returns
@@ -257,7 +257,7 @@ def predict(model, images):
     Raises
     ------
     InputError
-        For the first image that cannot be read (see ``nndl.data.images.open_image``).
+        For the first image that cannot be read (see ``nndl.digits.prepare.open_image``).
     """
     classifier = model if isinstance(model, Classifier) else Classifier.load(model)
     if not isinstance(images, (list, tuple)):
@@ -287,16 +287,13 @@ def show_predictions(predictions, path, names=None):
     -------
     Path
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from nndl.files.atomic import atomic_writer
+    from nndl.figures import new_figure, write_png
     total = len(predictions)
     predictions = predictions[:_MAX_SHOWN]
     n = len(predictions)
     columns = min(n, 6) or 1
     rows = max(1, -(-n // columns))
-    fig = Figure(figsize=(1.9 * columns, 2.1 * rows))
-    FigureCanvasAgg(fig)
+    fig = new_figure((1.9 * columns, 2.1 * rows))
     for k, prediction in enumerate(predictions):
         ax = fig.add_subplot(rows, columns, k + 1)
         ax.imshow(np.asarray(prediction.pixels).reshape(SIDE, SIDE), cmap="gray", vmin=0, vmax=1,
@@ -314,7 +311,4 @@ def show_predictions(predictions, path, names=None):
     more = f", the first {n} of {total}" if total > n else ""
     fig.suptitle(f"What the network saw (28x28, prepared as MNIST{more})", fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    with atomic_writer(path) as f:
-        fig.savefig(f, format="png", dpi=100)
-    return path
+    return write_png(fig, path)

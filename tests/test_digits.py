@@ -1,4 +1,4 @@
-"""Predicting digits in images and reading whole numbers (nndl.serve.predict, nndl.serve.read) and their
+"""Predicting digits in images and reading whole numbers (nndl.digits.predict, nndl.digits.read) and their
 commands, nndl predict and nndl read: the probabilities, MNIST digits on paper, composed numbers, bad input."""
 
 import io
@@ -13,12 +13,12 @@ import pytest
 from PIL import Image
 
 from nndl.cli import main
-from nndl.data.images import compose_number, gap_for_distance
+from nndl.digits.predict import MIN_CONFIDENCE, Classifier, Prediction, predict
+from nndl.digits.prepare import compose_number, gap_for_distance
+from nndl.digits.read import METHODS, Reading, read_number
 from nndl.engine.feedforward import FeedforwardNetwork
+from nndl.engine.modelio import save
 from nndl.errors import InputError, ModelFileError
-from nndl.files.modelfile import save
-from nndl.serve.predict import MIN_CONFIDENCE, Classifier, Prediction, predict
-from nndl.serve.read import METHODS, Reading, read_number
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -363,8 +363,8 @@ def test_the_commands_offer_the_methods_and_name_the_threshold_of_the_library(ca
 
 
 def test_importing_the_modules_imports_nothing_heavy():
-    code = ("import sys, nndl, nndl.cli, nndl.cli.digits, nndl.serve, nndl.serve.predict, nndl.serve.read, "
-            "nndl.data.images\n"
+    code = ("import sys, nndl, nndl.cli, nndl.cli.digits, nndl.serve, nndl.digits.predict, nndl.digits.read, "
+            "nndl.digits.prepare\n"
             "nndl.cli.build_parser()\n"
             "print(sorted(m for m in ('torch', 'matplotlib', 'PIL', 'scipy', 'starlette', 'fastapi', 'uvicorn')\n"
             "             if m in sys.modules))")

@@ -1,4 +1,4 @@
-"""Preparing any image as MNIST's digits were (nndl.data.images): known centred results on synthetic images,
+"""Preparing any image as MNIST's digits were (nndl.digits.prepare): known centred results on synthetic images,
 the bad inputs refused in words, and the MNIST digits themselves left as they are."""
 
 import io
@@ -10,9 +10,8 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from nndl.data import images
-from nndl.data.images import (MAX_PIXELS, compose_number, gap_for_distance, open_image, prepare, prepare_array,
-                              to_grey, to_ink)
+from nndl.digits.prepare import (MAX_PIXELS, NOISE_FLOOR, compose_number, gap_for_distance, open_image, prepare,
+                                 prepare_array, shrink_factor, to_grey, to_ink)
 from nndl.errors import InputError
 
 
@@ -133,7 +132,7 @@ def test_the_exif_orientation_is_applied():
 
 
 def test_a_very_large_image_is_shrunk_first_and_its_box_is_in_its_own_pixels():
-    assert images.shrink_factor(2000, 1000) == 1 and images.shrink_factor(3000, 1000) == 2
+    assert shrink_factor(2000, 1000) == 1 and shrink_factor(3000, 1000) == 2
     a = page(width=3000, height=1000, box=(600, 300, 1800, 900))         # 3 million pixels: halved
     p = prepare(png(a))
     assert p.box == (600, 300, 1800, 900)
@@ -257,7 +256,7 @@ def test_mnist_digits_come_back_nearly_unchanged(mnist_data):
     """MNIST's digits are already prepared: preparing them again changes most not at all, the rest little."""
     x = mnist_data.test.images[:200]
     prepared = np.array([prepare(row).pixels for row in x])
-    floor = np.where(x >= images.NOISE_FLOOR, x, 0)           # what the noise floor takes away
+    floor = np.where(x >= NOISE_FLOOR, x, 0)           # what the noise floor takes away
     same = np.all(np.abs(prepared - floor) < 1e-6, axis=1)
     assert same.mean() > 0.8
     assert np.abs(prepared - x).mean() < 0.01

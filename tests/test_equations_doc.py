@@ -163,6 +163,7 @@ ENGINE_DOCSTRINGS = {
     "feedforward.py": ["(22)", "(25)"],
     "gradcheck.py": ["BP1-BP4"],
     "initializers.py": ["1/n_in", "N(0, 1)"],
+    "modelio.py": ["none of the book's equations"],
     "optimizers.py": ["(20)", "(107)"],
     "regularizers.py": ["(87)", "(93)", "(95)", "(97)"],
 }

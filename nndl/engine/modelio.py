@@ -1,4 +1,4 @@
-"""Saving and loading a ``FeedforwardNetwork`` as a model file.
+"""Saving and loading a ``FeedforwardNetwork`` as a model file (chapter 3's ``network2.save`` files too).
 
     >>> save(net, "net.npz", metadata={"best_accuracy": 0.97})     # doctest: +SKIP
     >>> net = load("net.npz")                                      # doctest: +SKIP
@@ -7,7 +7,8 @@ The file format (JSON or ``.npz``, the book's ``network2.save`` files too,
 every field and array checked before use) is :mod:`nndl.files.modelfile`,
 which needs only NumPy; this module is the bridge between it and the
 network: it turns a network into the file's plain data and back, and only
-it knows which activation and cost names can be built.
+it knows which activation and cost names can be built. It computes none of
+the book's equations.
 """
 
 import os

@@ -7,8 +7,9 @@ The file format (JSON or ``.npz``, the book's ``network2.save`` files too,
 every field and array checked before use) is :mod:`nndl.files.modelfile`,
 which needs only NumPy; this module is the bridge between it and the
 network: it turns a network into the file's plain data and back, and only
-it knows which activation and cost names can be built. It computes none of
-the book's equations.
+it knows which activation and cost names can be built.
+
+It computes none of the book's equations.
 """
 
 import os

@@ -74,10 +74,11 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a checkout without installing
 
-from nndl.engine.feedforward import FeedforwardNetwork  # noqa: E402
-from nndl.data.mnist import load_mnist  # noqa: E402
-from nndl.training import train  # noqa: E402
 from machine import base_context, cpu_line  # noqa: E402  (benchmarks/machine.py, beside this script)
+
+from nndl.data.mnist import load_mnist  # noqa: E402
+from nndl.engine.feedforward import FeedforwardNetwork  # noqa: E402
+from nndl.training import train  # noqa: E402
 
 SIZES = [784, 30, 10]
 MINI_BATCH = 10

@@ -86,12 +86,13 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a checkout without installing
 
+from machine import base_context, cpu_line  # noqa: E402  (benchmarks/machine.py, beside this script)
+
 from nndl.deep.network import ConvNetwork  # noqa: E402
 from nndl.deep.presets import get_preset  # noqa: E402
 from nndl.deep.train import train as train_conv  # noqa: E402
 from nndl.training import train as train_numpy  # noqa: E402
 from nndl.training.config import NetworkConfig, TrainingConfig  # noqa: E402
-from machine import base_context, cpu_line  # noqa: E402  (benchmarks/machine.py, beside this script)
 
 #: The networks: nndl's preset, and how the reference writes the same network.
 NETWORKS = {

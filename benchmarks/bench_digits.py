@@ -54,7 +54,7 @@ import numpy as np
 if __package__ in (None, ""):                        # run as a script from anywhere: use this checkout
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nndl.digits.prepare import compose_number, gap_for_distance      # noqa: E402
+from nndl.digits.prepare import compose_number, gap_for_distance  # noqa: E402
 
 #: How neighbouring digits are spaced: (kind, share, how).
 SPACINGS = (("apart", 0.35), ("close", 0.25), ("touching", 0.25), ("overlapping", 0.15))

@@ -86,11 +86,12 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))                    # run from a checkout without installing
 
+from machine import base_context, cpu_line  # noqa: E402  (benchmarks/machine.py, beside this script)
+
 from nndl.deep.network import ConvNetwork  # noqa: E402
+from nndl.deep.presets import PRESETS, get_preset  # noqa: E402
 from nndl.deep.train import train  # noqa: E402
 from nndl.training.config import TrainingConfig  # noqa: E402
-from nndl.deep.presets import PRESETS, get_preset  # noqa: E402
-from machine import base_context, cpu_line  # noqa: E402  (benchmarks/machine.py, beside this script)
 
 NETWORKS = ("relu", "dropout")
 BATCHES = (10, 100)
@@ -151,6 +152,7 @@ def pack_seconds(preset, repeats=50):
 def worker(spec_path):
     """One rank of the two-process job: the all-reduce sizes, then the training rounds; each rank writes JSON."""
     import torch.distributed as dist
+
     from nndl.deep.distributed import init_from_environment
     spec = json.loads(Path(spec_path).read_text())
     torch.set_num_threads(1)
@@ -338,7 +340,7 @@ LINKS = {
 def flops_per_image(network):
     """Multiply-adds x 2 of one image's forward pass, x 3 for forward + backward (the usual estimate)."""
     total = 0
-    for layer, (n_in, n_out) in zip(network.layers, network.shapes()):
+    for layer, (n_in, _n_out) in zip(network.layers, network.shapes()):
         if layer["type"] == "conv-pool":
             channels, height, width = n_in
             fh, fw = layer["filter"]

@@ -51,9 +51,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))           # run from a checkout without installing
 
+from machine import base_context, cpu_line  # noqa: E402  (benchmarks/machine.py, beside this script)
+
 from nndl.engine.feedforward import FeedforwardNetwork  # noqa: E402
 from nndl.engine.modelio import save  # noqa: E402
-from machine import base_context, cpu_line  # noqa: E402  (benchmarks/machine.py, beside this script)
 
 TARGET_P50_MS = 20.0
 

@@ -23,9 +23,9 @@ import numbers
 import numpy as np
 from scipy.special import expit
 
-from nndl.errors import ConfigError, InputError
 from nndl.engine.optimizers import SGD
 from nndl.engine.regularizers import get_regularizer
+from nndl.errors import ConfigError, InputError
 from nndl.validate import float_dtype, layer_sizes
 
 __all__ = ["sigmoid", "sigmoid_prime", "vectorized_result", "draw_seed", "private_rng", "check_sizes", "check_dtype",
@@ -192,7 +192,7 @@ def from_book_pairs(data, n_in, n_out, what="data"):
     ys = [_array(y, f"y in {what}[{i}]") for i, y in enumerate(ys)]
     for i, y in enumerate(ys):
         if y.shape not in shapes or y.dtype.kind not in "biuf":
-            kind = "a number, or " if n_out == 1 else "an integer label in 0..{}, or ".format(n_out - 1)
+            kind = "a number, or " if n_out == 1 else f"an integer label in 0..{n_out - 1}, or "
             raise InputError(f"{what}[{i}]: y must be {kind}a ({n_out}, 1) column of desired outputs; "
                              f"got shape {y.shape} (dtype {y.dtype})")
     targets = np.concatenate([y.reshape(-1) for y in ys]).astype(np.float64, copy=False).reshape(-1, n_out)

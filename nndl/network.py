@@ -41,8 +41,17 @@ Where nndl differs from the book
 
 import numpy as np
 
-from nndl.bookcompat import (BookNetwork, check_dtype, check_sizes, draw_seed, labels_of, plain, private_rng,
-                             sigmoid, sigmoid_prime)
+from nndl.bookcompat import (
+    BookNetwork,
+    check_dtype,
+    check_sizes,
+    draw_seed,
+    labels_of,
+    plain,
+    private_rng,
+    sigmoid,
+    sigmoid_prime,
+)
 from nndl.engine.feedforward import FeedforwardNetwork
 from nndl.training import train
 

@@ -74,8 +74,20 @@ import json
 
 import numpy as np
 
-from nndl.bookcompat import (BookNetwork, check_dtype, check_number, check_sizes, draw_seed, labels_of, plain,
-                             private_rng, sigmoid, sigmoid_prime, targets_of, vectorized_result)
+from nndl.bookcompat import (
+    BookNetwork,
+    check_dtype,
+    check_number,
+    check_sizes,
+    draw_seed,
+    labels_of,
+    plain,
+    private_rng,
+    sigmoid,
+    sigmoid_prime,
+    targets_of,
+    vectorized_result,
+)
 from nndl.engine import costs as _costs
 from nndl.engine.feedforward import FeedforwardNetwork
 from nndl.engine.initializers import get_initializer

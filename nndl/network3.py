@@ -49,8 +49,8 @@ import os
 import torch
 import torch.nn.functional as F
 
-from nndl.errors import ConfigError, InputError
 from nndl.deep.config import ConvNetConfig
+from nndl.errors import ConfigError, InputError
 from nndl.training.config import TrainingConfig
 
 __all__ = ["Network", "ConvPoolLayer", "FullyConnectedLayer", "SoftmaxLayer", "load_data_shared",

@@ -9,8 +9,15 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from nndl.deep.augment import (Augmentation, _transform, augment, augment_in_chunks,  # noqa: E402
-                               elastic_field, gaussian_kernel, plot_examples)
+from nndl.deep.augment import (  # noqa: E402
+    Augmentation,
+    _transform,
+    augment,
+    augment_in_chunks,
+    elastic_field,
+    gaussian_kernel,
+    plot_examples,
+)
 from nndl.errors import ConfigError, InputError  # noqa: E402
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -139,7 +139,7 @@ TORCH_ACTIVATIONS = {"sigmoid": "sigmoid", "tanh": "tanh", "relu": "relu", "line
     ("relu", "softmax", "log-likelihood"), ("linear", "softmax", "cross-entropy"),
 ])
 def test_forward_and_gradients_match_pytorch(hidden, output, cost):
-    import torch   # in the test extra: this reference always runs under the README's test command
+    import torch  # in the test extra: this reference always runs under the README's test command
     sizes = (5, 7, 4)
     net = FeedforwardNetwork(sizes, activations=[hidden, output], cost=cost, seed=11)
     x, labels = small_problem(seed=3, m=6, sizes=sizes)

@@ -4,8 +4,8 @@ import copy
 
 import numpy as np
 import pytest
-
 from conftest import blobs, real_mnist_dir
+
 from nndl import mnist_loader, network
 from nndl.engine.feedforward import FeedforwardNetwork
 from nndl.errors import ConfigError, InputError

@@ -1,17 +1,17 @@
 """The nndl command line, run in-process on a small synthetic data set in MNIST's idx layout."""
 
 import json
-from pathlib import Path
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from nndl.engine.backprop import Backprop
 from nndl.cli import main
 from nndl.data.idx import write_idx
 from nndl.data.mnist import FILES
+from nndl.engine.backprop import Backprop
 
 
 def run(capsys, *args):
@@ -246,6 +246,7 @@ def test_read_only_output_directory_is_refused(capsys, idx_dataset, tmp_path):
 def test_a_failed_save_is_rescued_to_a_named_file(capsys, idx_dataset, tmp_path, monkeypatch):
     """Disk full at the end of training: the network goes to a rescue file that the message names."""
     import errno
+
     import nndl.engine.modelio as modelio
     from nndl.engine.modelio import load
     target = tmp_path / "net.json"

@@ -9,10 +9,8 @@ import time
 
 import pytest
 import torch
-
 from conftest import default_sigint
 from test_cli import data_args, run
-
 
 SMALL = ["--conv", "6:5:2", "--fc", "20", "--activation", "relu", "--epochs", 2, "--eta", 0.05, "--threads", 1,
          "--device", "cpu", "--no-progress"]

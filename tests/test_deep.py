@@ -23,13 +23,13 @@ import torch.nn.functional as F
 from scipy.signal import correlate2d
 
 from nndl.deep.checkpoint import load_checkpoint, load_model, save_model
+from nndl.deep.config import ConvNetConfig
 from nndl.deep.device import fast_kernels, resolve_device
 from nndl.deep.ensemble import average_probabilities, evaluate_ensemble, majority_vote
 from nndl.deep.layers import ConvPool, FullyConnected, Softmax
 from nndl.deep.network import ConvNetwork
 from nndl.deep.train import train
 from nndl.errors import ConfigError, InputError, ModelFileError
-from nndl.deep.config import ConvNetConfig
 from nndl.training.config import TrainingConfig
 from nndl.training.plateau import Plateau
 

@@ -18,17 +18,22 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_cli import data_args, run
 
 from nndl.deep.checkpoint import load_checkpoint
-from nndl.deep.distributed import (DEFAULT_TIMEOUT, World, init_from_environment, launched_by_torchrun, rank_seed,
-                                   shard_sizes)
+from nndl.deep.config import ConvNetConfig
+from nndl.deep.distributed import (
+    DEFAULT_TIMEOUT,
+    World,
+    init_from_environment,
+    launched_by_torchrun,
+    rank_seed,
+    shard_sizes,
+)
 from nndl.deep.network import ConvNetwork
 from nndl.deep.train import train
 from nndl.errors import ConfigError, NndlError
-from nndl.deep.config import ConvNetConfig
 from nndl.training.config import TrainingConfig
-
-from test_cli import data_args, run
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent

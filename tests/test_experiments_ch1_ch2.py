@@ -6,8 +6,7 @@ from conftest import real_mnist_dir
 
 from nndl.engine.feedforward import FeedforwardNetwork, one_hot
 from nndl.errors import ConfigError
-from nndl.experiments import Context, experiments, get
-from nndl.experiments import ch1, ch2
+from nndl.experiments import Context, ch1, ch2, experiments, get
 from nndl.experiments.registry import config_dict
 
 BITS = [(0, 0), (0, 1), (1, 0), (1, 1)]

@@ -6,15 +6,13 @@ import math
 import sys
 
 import pytest
-
 from conftest import real_mnist_dir
+
 from nndl.errors import ConfigError
-from nndl.experiments import experiments
+from nndl.experiments import ch3, experiments, hyper  # noqa: E402  (registers them)
 from nndl.experiments.common import MnistRun
 from nndl.experiments.registry import Context, config_dict
 from nndl.training.config import NetworkConfig, TrainingConfig
-
-from nndl.experiments import ch3, hyper  # noqa: E402  (registers them)
 
 IDS = [i for i in experiments() if i.startswith(("ch3-", "hyper-"))]
 

@@ -2,12 +2,11 @@
 
 import numpy as np
 import pytest
-
 from conftest import real_mnist_dir
+
 from nndl.engine.feedforward import FeedforwardNetwork
 from nndl.errors import ConfigError
-from nndl.experiments import Context, experiments
-from nndl.experiments import ch4, ch5
+from nndl.experiments import Context, ch4, ch5, experiments
 
 CH4_CH5 = [i for i in ("ch4-bumps", "ch4-towers", "ch4-trained", "ch5-speed-init", "ch5-speed-training",
                        "ch5-depth-accuracy", "ch5-chain")]

@@ -186,7 +186,7 @@ def test_book_sgd_is_the_books_rule_with_weight_decay_and_momentum():
     w0, b0 = torch.tensor([[1.0, -2.0]], dtype=torch.float64), torch.tensor([0.5], dtype=torch.float64)
     g_w, g_b = torch.tensor([[0.1, 0.2]], dtype=torch.float64), torch.tensor([0.3], dtype=torch.float64)
     eta, d, mu = 0.5, 0.01, 0.9
-    for regularization, penalty in (("l2", w0), ("l1", w0.sign())):
+    for regularization, _penalty in (("l2", w0), ("l1", w0.sign())):
         w, b = w0.clone(), b0.clone()
         opt = BookSGD([{"params": [w]}, {"params": [b], "weight_decay": 0.0}], lr=eta, weight_decay=d,
                       regularization=regularization)
@@ -217,6 +217,7 @@ def test_book_sgd_is_the_books_rule_with_weight_decay_and_momentum():
 def test_a_checkpoint_of_the_previous_release_resumes_to_its_uninterrupted_result():
     torch = pytest.importorskip("torch")
     import test_deep as td
+
     from nndl.deep.checkpoint import load_checkpoint as load_conv_checkpoint
     from nndl.deep.checkpoint import load_model
     from nndl.deep.network import ConvNetwork
@@ -241,6 +242,7 @@ def test_a_checkpoint_of_the_previous_release_resumes_to_its_uninterrupted_resul
 def test_a_conv_checkpoint_saves_the_optimizers_state_dict(tmp_path):
     pytest.importorskip("torch")
     import test_deep as td
+
     from nndl.deep.checkpoint import load_checkpoint as load_conv_checkpoint
     from nndl.deep.network import ConvNetwork
     from nndl.deep.train import train as train_conv
@@ -257,6 +259,7 @@ def test_a_conv_checkpoint_saves_the_optimizers_state_dict(tmp_path):
 def test_a_conv_network_can_train_the_last_partial_mini_batch():
     torch = pytest.importorskip("torch")
     import test_deep as td
+
     from nndl.deep.network import ConvNetwork
     from nndl.deep.train import train as train_conv
     x, y = td.blob_data(12, 10)

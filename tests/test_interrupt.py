@@ -3,8 +3,8 @@
 import signal
 
 import pytest
-
 from conftest import blobs
+
 from nndl.engine.feedforward import FeedforwardNetwork
 from nndl.training import interrupt, train
 
@@ -71,9 +71,9 @@ def test_a_lost_interrupt_still_stops_numpy_training_after_the_epoch(installed, 
 
 def test_a_lost_interrupt_still_stops_convolutional_training(installed):
     torch = pytest.importorskip("torch")
+    from nndl.deep.config import ConvNetConfig
     from nndl.deep.network import ConvNetwork
     from nndl.deep.train import train as train_conv
-    from nndl.deep.config import ConvNetConfig
     config = ConvNetConfig(input_shape=(1, 8, 8), layers=(
         {"type": "conv-pool", "filters": 2, "filter": 3, "pool": 2, "activation": "sigmoid"},
         {"type": "softmax", "n_out": 2}), dtype="float64")

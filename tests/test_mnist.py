@@ -21,13 +21,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import real_mnist_dir
 
 from nndl.data import locate, mnist, verify
 from nndl.data.idx import IdxError, write_idx
-from nndl.errors import ConfigError, InputError, OutputError
-from nndl.files import atomic
 from nndl.data.mnist import (
     FILES,
     ChecksumError,
@@ -41,6 +38,8 @@ from nndl.data.mnist import (
     load_idx_dataset,
     load_mnist,
 )
+from nndl.errors import ConfigError, InputError, OutputError
+from nndl.files import atomic
 
 N_TRAIN, N_TEST, SIDE = 12, 5, 4
 

@@ -6,8 +6,8 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import real_mnist_dir
+
 from nndl.engine.feedforward import FeedforwardNetwork
 from nndl.training import train
 

@@ -5,7 +5,6 @@ import zipfile
 
 import numpy as np
 import pytest
-
 from conftest import run_python
 
 from nndl.engine.feedforward import FeedforwardNetwork

@@ -8,8 +8,8 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import blobs, real_mnist_dir
+
 from nndl import mnist_loader, network2
 from nndl.engine import costs, modelio
 from nndl.engine.feedforward import FeedforwardNetwork

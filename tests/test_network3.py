@@ -2,12 +2,11 @@
 
 import pytest
 import torch
+from conftest import real_mnist_dir
 
 from nndl import network3
 from nndl.errors import ConfigError, InputError
 from nndl.network3 import ConvPoolLayer, FullyConnectedLayer, Network, ReLU, SoftmaxLayer, linear, sigmoid, tanh
-
-from conftest import real_mnist_dir
 
 
 def _synthetic(n, seed):

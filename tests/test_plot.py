@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
+from nndl.plot import DPI, PANEL_HEIGHT, PANEL_WIDTH, _make_figure, plot_histories, plot_history
 from nndl.training.config import NetworkConfig, TrainingConfig
 from nndl.training.history import HISTORY_VERSION, History
-from nndl.plot import DPI, PANEL_HEIGHT, PANEL_WIDTH, _make_figure, plot_histories, plot_history
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -10,8 +10,18 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from nndl.digits.prepare import (MAX_PIXELS, NOISE_FLOOR, compose_number, gap_for_distance, open_image, prepare,
-                                 prepare_array, shrink_factor, to_grey, to_ink)
+from nndl.digits.prepare import (
+    MAX_PIXELS,
+    NOISE_FLOOR,
+    compose_number,
+    gap_for_distance,
+    open_image,
+    prepare,
+    prepare_array,
+    shrink_factor,
+    to_grey,
+    to_ink,
+)
 from nndl.errors import InputError
 
 

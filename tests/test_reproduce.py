@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import real_mnist_dir
+
 from nndl.errors import ConfigError, OutputError
 from nndl.experiments import registry
 from nndl.experiments.registry import Context, Experiment, experiments, get, select
@@ -339,6 +339,7 @@ def test_the_ensembles_members_are_the_dropout_rungs_networks(tmp_path):
 
 def test_neighbour_correlation_tells_spatial_structure_from_noise():
     import numpy as np
+
     from nndl.experiments.ch6 import neighbour_correlation
     rng = np.random.default_rng(3)
     noise = rng.normal(size=(200, 5, 5))
@@ -354,6 +355,7 @@ def test_a_chapter6_checkpoint_goes_on_for_more_epochs_and_is_not_overwritten_by
     pytest.importorskip("torch")
     import numpy as np
     import torch
+
     from nndl.experiments.ch6 import train_conv
     rng = np.random.default_rng(0)
     data = [(torch.tensor(rng.random((n, 784)), dtype=torch.float32), torch.tensor(rng.integers(0, 10, n)))

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import default_sigint
+
 from nndl.cli import main
 from nndl.engine.feedforward import FeedforwardNetwork
 from nndl.engine.modelio import save
@@ -102,6 +102,7 @@ def drawn_one(width=280, height=280, x=140):
 
 def client_for(model, **settings):
     from starlette.testclient import TestClient
+
     from nndl.serve.app import create_app
     return TestClient(create_app(model, **settings), raise_server_exceptions=False)
 
@@ -211,7 +212,7 @@ def test_read_a_number_written_in_mnist_digits(trained, mnist_data):
             assert len(answer["boxes"]) == 4 and len(answer["digits"]) == 4
             for prediction in answer["digits"]:
                 assert_prediction(prediction)
-            for (x0, y0, x1, y1), (u0, v0, u1, v1) in zip(answer["boxes"], boxes):
+            for (x0, _y0, x1, _y1), (u0, _v0, u1, _v1) in zip(answer["boxes"], boxes):
                 assert abs(x0 - u0) <= 2 and abs(x1 - u1) <= 2
 
 
@@ -258,6 +259,7 @@ def test_bad_uploads_get_a_json_error(client):
 @needs_web
 def test_a_decompression_bomb_is_refused_before_it_is_decoded(client):
     from PIL import Image
+
     from nndl.digits.prepare import MAX_PIXELS
     side = int(MAX_PIXELS ** 0.5) + 100                    # a few kilobytes that would decode to 40+ megapixels
     bomb = png(Image.new("1", (side, side), 1))
@@ -471,6 +473,7 @@ def live_server(page_model):
     if WEB_MISSING:
         pytest.skip(WEB_MISSING)
     import uvicorn
+
     from nndl.cli.serve import bind
     from nndl.serve.app import create_app
     sock = bind("127.0.0.1", 0)

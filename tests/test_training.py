@@ -4,16 +4,16 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import blobs
+
 from nndl.engine.backprop import Backprop
 from nndl.engine.feedforward import FeedforwardNetwork
-from nndl.training.history import History
 from nndl.engine.optimizers import SGD
 from nndl.engine.regularizers import L1, L2
 from nndl.errors import ConfigError, InputError
 from nndl.training import train
 from nndl.training.config import TrainingConfig
+from nndl.training.history import History
 from nndl.training.plateau import Plateau
 
 

@@ -12,8 +12,17 @@ import argparse
 import sys
 import time
 
-from nndl.cli._common import (add_data_options, epoch_line, load_data, non_negative_float, positive_float,
-                              positive_int, print_summary, training_header, write_or_rescue)
+from nndl.cli._common import (
+    add_data_options,
+    epoch_line,
+    load_data,
+    non_negative_float,
+    positive_float,
+    positive_int,
+    print_summary,
+    training_header,
+    write_or_rescue,
+)
 from nndl.errors import ConfigError
 
 __all__ = ["add_commands", "cmd_conv", "cmd_ensemble"]
@@ -141,8 +150,8 @@ def _conv_layers(specs, activation):
 
 def _settings(args):
     """(ConvNetConfig, TrainingConfig, expanded, members) from a preset and the options that change it."""
-    from nndl.deep.presets import BOOK_STYLE, get_preset
     from nndl.deep.config import ConvNetConfig
+    from nndl.deep.presets import BOOK_STYLE, get_preset
     from nndl.training.config import TrainingConfig
     preset = get_preset(args.preset) if args.preset else None
     style = args.style or ("book" if preset else "nndl")
@@ -206,6 +215,7 @@ def _list_presets():
 def _resumed(args, device, say=print):
     """(net, training state, TrainingConfig, run) from --resume's checkpoint; run: the data the run used."""
     import json
+
     from nndl.deep.augment import Augmentation
     from nndl.deep.checkpoint import load_checkpoint
     from nndl.errors import ModelFileError
@@ -427,6 +437,7 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     print(f"average of the probabilities: {result['average']:.2%}")
     if args.json:
         import json
+
         from nndl.files.atomic import atomic_write_text
         atomic_write_text(args.json, json.dumps({"models": [str(p) for p in args.models], "split": args.split,
                                                  **result}, indent=1))

@@ -73,10 +73,10 @@ def _describe(name, prediction):
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from nndl.digits.predict import Classifier, predict, show_predictions
     from nndl.digits.prepare import prepare
     from nndl.errors import InputError
     from nndl.files.outputs import check_outputs
-    from nndl.digits.predict import Classifier, predict, show_predictions
     check_outputs({"--show": args.show}, inputs=[args.model, *args.images])
     classifier = Classifier.load(args.model)
     prepared, failed = {}, {}
@@ -103,9 +103,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_read(args: argparse.Namespace) -> int:
-    from nndl.files.outputs import check_outputs
     from nndl.digits.predict import Classifier
     from nndl.digits.read import read_number, show_reading
+    from nndl.files.outputs import check_outputs
     check_outputs({"--show": args.show}, inputs=[args.model, args.image])
     classifier = Classifier.load(args.model)
     reading = read_number(classifier, args.image, method=args.method)

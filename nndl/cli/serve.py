@@ -84,8 +84,8 @@ def add_commands(commands) -> None:
 def _web_modules():
     """(uvicorn, create_app), or MissingDependencyError naming what to install."""
     try:
-        import uvicorn
         import starlette  # noqa: F401
+        import uvicorn
         try:
             import python_multipart  # noqa: F401
         except ImportError:

@@ -9,8 +9,19 @@ import sys
 import time
 from pathlib import Path
 
-from nndl.cli._common import (DefaultsHelpFormatter, add_data_options, epoch_line, load_data, non_negative_float, positive_float,
-                              positive_int, print_summary, split, training_header, write_or_rescue)
+from nndl.cli._common import (
+    DefaultsHelpFormatter,
+    add_data_options,
+    epoch_line,
+    load_data,
+    non_negative_float,
+    positive_float,
+    positive_int,
+    print_summary,
+    split,
+    training_header,
+    write_or_rescue,
+)
 from nndl.errors import ConfigError
 
 __all__ = ["add_commands", "cmd_train", "cmd_evaluate", "cmd_expand", "cmd_plot"]
@@ -290,6 +301,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _with_dtype(net, dtype):
     import numpy as np
+
     from nndl.engine.feedforward import FeedforwardNetwork
     other = FeedforwardNetwork(net.sizes, activations=net.layers, cost=net.cost, dtype=np.dtype(dtype), seed=0)
     other.set_parameters(net.weights, net.biases)

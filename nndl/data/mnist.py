@@ -29,8 +29,17 @@ from nndl.data import locate
 from nndl.data.download import DEFAULT_MIRRORS, DOWNLOAD_TIME_LIMIT, SOCKET_TIMEOUT, download_mnist
 from nndl.data.idx import parse_idx, read_idx
 from nndl.data.locate import ENV_VAR, FILES, cache_dir, candidate_names, find_mnist, locate_file, missing_reason
-from nndl.data.splits import (TEST_SIZE, TRAINING_SIZE, VALIDATION_SIZE, MnistData, Split, check_layout, check_mnist,
-                              check_validation_size, make_splits)
+from nndl.data.splits import (
+    TEST_SIZE,
+    TRAINING_SIZE,
+    VALIDATION_SIZE,
+    MnistData,
+    Split,
+    check_layout,
+    check_mnist,
+    check_validation_size,
+    make_splits,
+)
 from nndl.data.verify import GZ_SHA256, RAW_SHA256, verified_content
 from nndl.errors import ChecksumError, ConfigError, DataError, DataNotFoundError, DownloadError
 

@@ -27,10 +27,10 @@ import zipfile
 from pathlib import Path
 
 from nndl.deep._torch import torch
+from nndl.deep.config import ConvNetConfig
 from nndl.errors import ConfigError, ModelFileError
 from nndl.files.atomic import atomic_writer
 from nndl.files.header import check_header, parse_json
-from nndl.deep.config import ConvNetConfig
 
 __all__ = ["save_model", "load_model", "save_checkpoint", "load_checkpoint", "load_tensors", "FORMAT", "VERSION"]
 

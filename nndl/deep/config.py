@@ -6,7 +6,7 @@ compared where PyTorch is not installed; building the network it describes
 needs PyTorch (``nndl.deep.network.ConvNetwork``).
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from nndl.errors import ConfigError
 from nndl.settings import Settings, choice
@@ -130,7 +130,7 @@ class ConvNetConfig(Settings):
         if "conv-pool" in kinds[first_dense:]:
             raise ConfigError(f"conv-pool layers must come before the fully connected ones, got {kinds}")
         n_params = 0
-        for (n_in, n_out), layer in zip(self.shapes(), layers):
+        for (n_in, _n_out), layer in zip(self.shapes(), layers):
             if layer["type"] == "conv-pool":
                 n_params += layer["filters"] * (n_in[0] * layer["filter"][0] * layer["filter"][1] + 1)
             else:

@@ -73,6 +73,7 @@ PREDICTIONS_VERSION = 1
 def fingerprint(images, labels):
     """sha256 of the images (as float32) and labels (as int64): which data a member's predictions are of."""
     import hashlib
+
     import numpy as np
     images = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
     labels = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
@@ -98,6 +99,7 @@ def save_predictions(path, net, splits, metadata=None):
     ``labels`` (dicts by split name; float32 (n, k) and int64 (n,)).
     """
     import json
+
     from nndl.deep.checkpoint import _write
     outputs, labels, described = {}, {}, {}
     for name, (images, y) in splits.items():

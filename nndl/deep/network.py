@@ -13,11 +13,11 @@ training-set size n as in network2.
 import math
 
 from nndl.deep._torch import F, nn, torch
+from nndl.deep.config import ConvNetConfig
 from nndl.deep.data import as_tensors
 from nndl.deep.device import resolve_device
 from nndl.deep.layers import make_layer
 from nndl.errors import ConfigError
-from nndl.deep.config import ConvNetConfig
 
 __all__ = ["ConvNetwork"]
 

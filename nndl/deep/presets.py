@@ -12,8 +12,8 @@ configurations so that the experiments registry can list the ladder without it).
 
 from dataclasses import dataclass
 
-from nndl.errors import ConfigError
 from nndl.deep.config import ConvNetConfig
+from nndl.errors import ConfigError
 from nndl.training.config import TrainingConfig
 
 __all__ = ["Preset", "PRESETS", "get_preset", "BOOK_STYLE"]

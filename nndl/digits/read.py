@@ -53,8 +53,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from nndl.digits.prepare import (ink_components, open_image, prepare_array, shrink_factor, to_grey, to_image_box,
-                                 to_ink, upright_size)
+from nndl.digits.prepare import (
+    ink_components,
+    open_image,
+    prepare_array,
+    shrink_factor,
+    to_grey,
+    to_image_box,
+    to_ink,
+    upright_size,
+)
 from nndl.errors import ConfigError, InputError
 
 __all__ = ["Reading", "read_number", "show_reading", "METHODS", "MAX_MARKS"]

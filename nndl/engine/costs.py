@@ -28,10 +28,9 @@ Simplified deltas and the output activation each one assumes:
 import numpy as np
 from scipy.special import xlogy
 
-from nndl.engine.activations import Softmax, Sigmoid, Strategy
+from nndl.engine.activations import Sigmoid, Softmax, Strategy
 from nndl.errors import ConfigError
 from nndl.lookup import lookup
-
 
 __all__ = ["Cost", "QuadraticCost", "CrossEntropyCost", "LogLikelihoodCost", "COSTS", "get_cost"]
 

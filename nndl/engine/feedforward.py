@@ -13,7 +13,7 @@ Training lives in ``nndl.training``; this module holds the network itself.
 
 import numpy as np
 
-from nndl.engine.activations import get_activation, Softmax
+from nndl.engine.activations import Softmax, get_activation
 from nndl.engine.backprop import Backprop
 from nndl.engine.costs import get_cost
 from nndl.engine.initializers import get_initializer

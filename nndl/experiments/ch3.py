@@ -14,8 +14,15 @@ import math
 from dataclasses import dataclass
 
 from nndl.errors import ConfigError
-from nndl.experiments.common import (FULL_TRAINING_SIZE, MnistRun, evaluation_data, mnist_experiment, mnist_result,
-                                     quick_version, train_mnist)
+from nndl.experiments.common import (
+    FULL_TRAINING_SIZE,
+    MnistRun,
+    evaluation_data,
+    mnist_experiment,
+    mnist_result,
+    quick_version,
+    train_mnist,
+)
 from nndl.experiments.figures import epoch_axis, figure, title
 from nndl.experiments.registry import Experiment, register
 from nndl.training.config import MONITORS, NetworkConfig, Settings, TrainingConfig
@@ -138,7 +145,7 @@ def train_neuron(w, b, x, y, eta, cost, epochs):
     if cost not in COSTS:
         raise ConfigError(f"cost must be one of {', '.join(COSTS)}, got {cost!r}")
     curve = {"cost": [], "output": [], "w": [], "b": []}
-    for epoch in range(epochs + 1):
+    for _epoch in range(epochs + 1):
         z = w * x + b
         a = _sigmoid(z)
         if cost == "quadratic":
@@ -575,6 +582,7 @@ def svm_accuracy(images, labels, evaluation, key):
 def run_more_data(config, context):
     """Train and measure the network (and the SVM) at each size; the value is the network's accuracy at the largest."""
     import time
+
     from nndl.training import train
 
     data = context.mnist()

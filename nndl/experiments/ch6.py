@@ -19,12 +19,12 @@ members of ``ch6-ensemble`` seed 1 are ``ch6-dropout``'s seeds 1 to 5 in the sam
 
 from dataclasses import dataclass
 
+from nndl.deep.config import ConvNetConfig
+from nndl.deep.presets import PRESETS
 from nndl.errors import ConfigError
 from nndl.experiments.figures import epoch_axis, figure
 from nndl.experiments.registry import Experiment, register
-from nndl.deep.config import ConvNetConfig
 from nndl.training.config import Settings, TrainingConfig
-from nndl.deep.presets import PRESETS
 
 __all__ = ["ConvRun", "train_conv"]
 
@@ -199,7 +199,7 @@ def plot_rung(result, path):
     with figure(path, title=f"{result['id']}: {result['title']}", size=(6.0, 4.0), caption=caption) as (ax,):
         for run in result["runs"]:
             nets = run.get("members") or [run]
-            for k, member in enumerate(nets):
+            for _k, member in enumerate(nets):
                 history = member["history"]
                 label = f"seed {member.get('seed', run['seed'])}"
                 line, = ax.plot(history["epochs"], [100 * a for a in history["evaluation_accuracy"]],

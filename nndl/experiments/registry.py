@@ -24,8 +24,8 @@ at ``import nndl``), in the book's order.
 import dataclasses
 import difflib
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from nndl.errors import ConfigError
 from nndl.training.config import Settings, TrainingConfig

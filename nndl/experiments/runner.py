@@ -34,7 +34,6 @@ import json
 import os
 import platform
 import statistics
-import sys
 import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -42,8 +41,8 @@ from datetime import datetime, timezone
 from multiprocessing import get_context
 from pathlib import Path
 
-from nndl.errors import MissingDependencyError, NndlError, OutputError
-from nndl.experiments.registry import Context, config_dict, format_value, get, experiments
+from nndl.errors import MissingDependencyError, NndlError
+from nndl.experiments.registry import Context, config_dict, experiments, format_value, get
 from nndl.files.atomic import atomic_write_text
 
 __all__ = ["reproduce", "load_result", "write_report", "Outcome", "FORMAT", "VERSION"]

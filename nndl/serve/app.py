@@ -95,9 +95,9 @@ try:
 except ImportError:                     # python-multipart before 0.0.13
     from multipart.exceptions import FormParserError
 
-from nndl.errors import InputError
 from nndl.digits.predict import Classifier, predict
 from nndl.digits.read import read_number
+from nndl.errors import InputError
 
 __all__ = ["create_app", "MAX_UPLOAD_BYTES", "MAX_SERVED_PIXELS", "READ_METHODS", "STATIC"]
 

@@ -109,6 +109,7 @@ class NetworkConfig(Settings):
         if self.init is None:
             raise ConfigError("this network configuration does not say how to draw the initial weights (init)")
         import numpy as np
+
         from nndl.engine.feedforward import FeedforwardNetwork
         return FeedforwardNetwork(self.sizes, activations=list(self.activations), cost=self.cost, init=self.init,
                                   seed=seed, dtype=np.dtype(self.dtype))

@@ -32,6 +32,16 @@ def run_python(code, timeout=60):
                           env={**os.environ, "PYTHONPATH": str(root)})
 
 
+def pytest_configure(config):
+    """A relative $NNDL_DATA (as the README's first command writes it) made absolute, once.
+
+    Tests run commands in other directories (``cwd=tmp_path``); there the
+    relative path would name nothing.
+    """
+    if os.environ.get("NNDL_DATA"):
+        os.environ["NNDL_DATA"] = str(Path(os.environ["NNDL_DATA"]).resolve())
+
+
 def real_mnist_dir():
     """The directory of the real MNIST files, or None: $NNDL_DATA, then ../shared/data/mnist."""
     candidates = []

@@ -2,9 +2,15 @@
 
 Chapter 6 trains the same network from several random starts (the seeds of a
 result, the five members of its vote). At the book's mini-batch of 10 one
-network's step is many small operations, each paying its own overhead; K
-networks trained together go through one set of operations K times as
-wide. ``train_many`` gives the same numbers as K separate
+network's step is many small operations, each with a fixed cost of its own
+(on a GPU, a kernel launch); K networks trained together go through one set
+of operations K times as wide, paying those costs once. The arithmetic is
+the same: where it dominates -- the book's larger networks on one CPU thread
+-- training them together takes about as long as one at a time
+(``benchmarks/bench_chapter6.py`` measures it), and what remains is one
+process, one copy of the data and one checkpoint for the K of them.
+
+``train_many`` gives the same numbers as K separate
 ``nndl.deep.train.train`` runs (up to the rounding of the batched
 operations): each member keeps its own initial weights, its own two random
 streams seeded exactly as ``TorchEngine`` seeds them (the order of the

@@ -47,6 +47,16 @@ NumPy MLP (timed in the fc100 CPU rounds)
     the same settings; the time is ``History.epoch_time[0]``. That engine
     always trains on one BLAS thread.
 
+several networks at once (``--members``, 3 and 5 by default)
+    K ``dropout`` networks (seeds 1..K) at the book's mini-batch of 10,
+    trained for one epoch together by ``nndl.deep.multi.train_many``, against
+    the same K networks trained one at a time by ``train`` (the sum of their
+    ``History.epoch_time[0]``), interleaved in the same rounds. What is
+    compared is member-images per second: K x the images of the epoch over
+    the seconds it took. The number of images is chosen from a short timed
+    ``train`` pass of one network, so that one network's pass takes about
+    ``--seconds``.
+
 Every contender warms up first (a few steps for the reference, a tiny
 ``train`` call for nndl). The number of images N of each (network, m,
 device) is chosen so that one pass takes about ``--seconds`` (1.5 s by
@@ -61,6 +71,8 @@ faster). ``threads`` is ``torch.get_num_threads()``, 1 by default
 (``--threads``): one thread per process is how parallel runs (one seed per
 core) use this machine. The project's speed targets are printed at the end as
 PASS or FAIL, computed from the measured ratios; nothing is asserted.
+Then one row per (K, device) of networks trained at once: member-images per
+second one at a time and together, and together / one at a time.
 Timings vary with whatever else the machine is doing: compare the rows of
 one run, never numbers across runs.
 
@@ -70,6 +82,8 @@ Usage::
     python benchmarks/bench_chapter6.py --networks conv2-relu --batch-sizes 10,100,500 --json out.json
     python benchmarks/bench_chapter6.py --quick          # smoke run, seconds
     python benchmarks/bench_chapter6.py --compile        # adds a torch.compile reference
+    python benchmarks/bench_chapter6.py --networks fc100 --batch-sizes 10 --members 3,5,10
+    python benchmarks/bench_chapter6.py --members none   # without the rows of several networks at once
 """
 
 import argparse
@@ -87,7 +101,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a checkout without installing
 
 from machine import base_context, cpu_line  # noqa: E402  (benchmarks/machine.py, beside this script)
-
+from nndl.deep.multi import train_many  # noqa: E402
 from nndl.deep.network import ConvNetwork  # noqa: E402
 from nndl.deep.presets import get_preset  # noqa: E402
 from nndl.deep.train import train as train_conv  # noqa: E402
@@ -111,6 +125,8 @@ MAX_IMAGES = 50_000            # ... and at most the book's training set
 QUICK_SECONDS = 0.2
 NUMPY_MLP = NetworkConfig(sizes=(784, 100, 10), activations=("sigmoid", "softmax"), cost="log-likelihood",
                           init="default", dtype="float32")
+#: Several networks at once: which network, at which mini-batch size.
+MEMBERS_NETWORK, MEMBERS_M = "dropout", 10
 #: The project's speed targets: nndl / reference on the CPU for conv2-relu, at m = 10 and at larger mini-batches.
 TARGET_NETWORK, TARGET_SMALL_M, TARGET_SMALL, TARGET_LARGE = "conv2-relu", 10, 1.5, 1.0
 
@@ -296,6 +312,65 @@ def compile_reference(reference, x_cal, y_cal, m, device):
     return (compiled, optimizer), seconds, None
 
 
+def members_config(m, seed):
+    return nndl_config(m).replace(seed=seed)
+
+
+def one_at_a_time_pass(nets, seeds, x, y, m):
+    """Each network's epoch of ``train`` in turn; returns the sum of their History.epoch_time[0]."""
+    seconds = 0.0
+    for net, seed in zip(nets, seeds):
+        sync(net.device)
+        history = train_conv(net, (x, y), members_config(m, seed))
+        if history.stop_reason != "completed":
+            raise RuntimeError(f"nndl's training stopped early ({history.stop_reason}: {history.message})")
+        seconds += history.epoch_time[0]
+    return seconds
+
+
+def together_pass(nets, seeds, x, y, m):
+    """One epoch of ``train_many`` for all the networks; returns its History.epoch_time[0] (the same for all)."""
+    sync(nets[0].device)
+    histories = train_many(nets, (x, y), nndl_config(m), seeds=seeds)
+    stopped = [h for h in histories if h.stop_reason != "completed"]
+    if stopped:
+        raise RuntimeError(f"nndl's training stopped early ({stopped[0].stop_reason}: {stopped[0].message})")
+    return histories[0].epoch_time[0]
+
+
+def bench_members(k, device, args, log):
+    """K ``dropout`` networks at once against one at a time, interleaved; returns the result row."""
+    m, spec = MEMBERS_M, NETWORKS[MEMBERS_NETWORK]
+    seeds = [SEED + i for i in range(k)]
+    nets = [ConvNetwork(get_preset(spec["preset"]).network, device=device, seed=seed) for seed in seeds]
+    # Warm-up, and one network's rate on data of its own chooses N.
+    steps = max(3, CALIBRATION_IMAGES // m)
+    x_cal, y_cal = synthetic_data((WARMUP_STEPS + steps) * m, device, SEED + 1)
+    warm_x, warm_y = x_cal[:WARMUP_STEPS * m], y_cal[:WARMUP_STEPS * m]
+    one_at_a_time_pass(nets[:1], seeds[:1], warm_x, warm_y, m)
+    together_pass(nets, seeds, warm_x, warm_y, m)
+    seconds = one_at_a_time_pass(nets[:1], seeds[:1], x_cal[WARMUP_STEPS * m:], y_cal[WARMUP_STEPS * m:], m)
+    n = choose_images(steps * m / seconds, m, args)
+    x, y = synthetic_data(n, device, SEED)
+    contenders = {"one_at_a_time": lambda: one_at_a_time_pass(nets, seeds, x, y, m),
+                  "together": lambda: together_pass(nets, seeds, x, y, m)}
+    times = {key: [] for key in contenders}
+    for _ in range(args.repeats):
+        for key, run in contenders.items():
+            times[key].append(run())
+    row = dict(network=MEMBERS_NETWORK, members=k, m=m, device=device.type, threads=torch.get_num_threads(),
+               images=n, steps=n // m)
+    member_images = k * (n // m) * m
+    for key, values in times.items():
+        row[f"{key}_seconds"] = values
+        row[f"{key}_member_images_per_second"] = member_images / statistics.median(values)
+    row["ratio"] = row["together_member_images_per_second"] / row["one_at_a_time_member_images_per_second"]
+    log(f"  {k} x {MEMBERS_NETWORK} m={m} {device.type}: N={n:,}, one at a time "
+        f"{row['one_at_a_time_member_images_per_second']:,.0f} member-img/s, together "
+        f"{row['together_member_images_per_second']:,.0f} member-img/s ({row['ratio']:.2f}x)")
+    return row
+
+
 # ---------------------------------------------------------------------------
 # Reporting
 # ---------------------------------------------------------------------------
@@ -354,6 +429,25 @@ def print_numpy(rows):
               f"the PyTorch reference, {numpy_rate / r['nndl_images_per_second']:.2f}x nndl's PyTorch engine")
 
 
+def print_members(rows):
+    if not rows:
+        print("several networks at once: not timed (--members none).")
+        return
+    print(f"several networks at once: {MEMBERS_NETWORK} networks, m={MEMBERS_M}, nndl.deep.multi.train_many against "
+          "train one network at a time")
+    header = (f"{'networks':>8}  {'device':<8}{'threads':>7}{'images':>8}{'one at a time':>15}{'together':>10}"
+              f"{'together/one':>14}")
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(f"{r['members']:>8}  {r['device']:<8}{r['threads']:>7}{r['images']:>8,}"
+              f"{r['one_at_a_time_member_images_per_second']:>15,.0f}{r['together_member_images_per_second']:>10,.0f}"
+              f"{r['ratio']:>13.2f}x")
+    print()
+    print("member-images/s: networks x images of the epoch / seconds, median of the rounds; together/one: above 1 = "
+          "training them at once is faster.")
+
+
 def target_results(rows):
     """The project's speed targets, each as a dict: what, goal, measured ratio (None: not measured), passed."""
     results = []
@@ -398,8 +492,20 @@ def parse_args(argv=None):
     parser.add_argument("--quick", action="store_true", help="a smoke run: short passes, 1 round")
     parser.add_argument("--compile", action="store_true",
                         help="also time the reference under torch.compile (skipped with a note if it fails)")
+    parser.add_argument("--members", default="3,5",
+                        help=f"numbers of {MEMBERS_NETWORK} networks to train at once against one at a time, "
+                             f"comma-separated (default 3,5; 'none' skips them)")
     parser.add_argument("--json", metavar="OUT", help="also write the results as JSON to this file")
     args = parser.parse_args(argv)
+    if args.members.strip().lower() == "none":
+        args.members = []
+    else:
+        try:
+            args.members = [int(k) for k in args.members.split(",") if k.strip()]
+        except ValueError:
+            parser.error(f"--members must be whole numbers separated by commas, or none; got {args.members!r}")
+        if min(args.members, default=2) < 2:
+            parser.error("--members: train at least 2 networks at once")
     args.networks = [name.strip() for name in args.networks.split(",") if name.strip()]
     unknown = sorted(set(args.networks) - set(NETWORKS))
     if unknown or not args.networks:
@@ -443,6 +549,8 @@ def main(argv=None):
         for name in args.networks:
             for m in args.batch_sizes:
                 rows.append(bench_one(name, m, device, args, log))
+    member_rows = [bench_members(k, torch.device(device_name), args, log)
+                   for device_name in args.devices for k in args.members]
     log(f"  ({time.perf_counter() - start:.0f} s in all)")
     log("")
 
@@ -451,6 +559,8 @@ def main(argv=None):
     print()
     targets = target_results(rows)
     print_targets(targets)
+    print()
+    print_members(member_rows)
     if torch.backends.mkldnn.enabled != context["mkldnn_enabled"]:
         notes.append("torch.backends.mkldnn.enabled changed during the run: the reference rows may not have "
                      "used PyTorch's defaults")
@@ -466,8 +576,10 @@ def main(argv=None):
     if args.json:
         config = dict(networks=args.networks, batch_sizes=args.batch_sizes, devices=args.devices,
                       repeats=args.repeats, threads=args.threads, seconds=args.seconds, images=args.images,
-                      quick=args.quick, compile=args.compile, eta=ETA, lmbda=LMBDA, seed=SEED)
-        result = dict(context=context, config=config, results=rows, targets=targets, notes=notes)
+                      quick=args.quick, compile=args.compile, members=args.members, eta=ETA, lmbda=LMBDA,
+                      seed=SEED)
+        result = dict(context=context, config=config, results=rows, targets=targets, members=member_rows,
+                      notes=notes)
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
         print(f"wrote {args.json}")
 

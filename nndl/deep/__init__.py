@@ -14,6 +14,7 @@ in ``layers`` and ``network``. One module per job:
     data        MNIST as tensors on the training device; the expanded set
     augment     shifts, rotations and elastic distortions, on the device
     train       the SGD loop: History, best-validation epoch, schedule, checkpoints, resume
+    multi       several networks of one architecture trained at once (seeds, ensemble members): train_many
     checkpoint  model and checkpoint files (no pickle), validated against their architecture
     ensemble    several networks voting or averaging their probabilities (from models or saved predictions)
     distributed several processes training one network (torchrun, gloo/nccl): World, init_from_environment

@@ -15,9 +15,23 @@ tensors, numbers and JSON text -- never pickled objects -- read back with
                 when written by a distributed run}. Checkpoints of nndl 0.1 have
                 "velocities": [tensors] instead of "optimizer"; they still resume.
 
+Several networks of one architecture trained together (``nndl.deep.multi``)
+share one checkpoint of their own format, so that the K members resume
+together or not at all:
+
+    format      "nndl-conv-members"
+    version     1
+    header      JSON: {"network": ConvNetConfig as a dict, "members": K, "metadata": {...}}
+    parameters  [state_dict of member 0, ..., of member K-1]
+    training    {"epoch": last finished epoch of any member, "histories": [JSON per
+                member], "bests": [state_dict or None per member], "seeds": [int per
+                member], "members": [{"eta", "optimizer", "shuffle_rng",
+                "dropout_rng"} per member]}
+
 Every tensor is checked against the architecture the header declares (names,
-shapes, finite values) before the network is built. Files are written
-atomically: a crash or Ctrl-C while saving leaves the previous file whole.
+shapes, finite values) before the network is built -- each member's in a
+members file. Files are written atomically: a crash or Ctrl-C while saving
+leaves the previous file whole.
 """
 
 import json
@@ -32,10 +46,14 @@ from nndl.errors import ConfigError, ModelFileError
 from nndl.files.atomic import atomic_writer
 from nndl.files.header import check_header, parse_json
 
-__all__ = ["save_model", "load_model", "save_checkpoint", "load_checkpoint", "load_tensors", "FORMAT", "VERSION"]
+__all__ = ["save_model", "load_model", "save_checkpoint", "load_checkpoint", "load_tensors", "FORMAT", "VERSION",
+           "save_members_checkpoint", "load_members_checkpoint", "MEMBERS_FORMAT", "MEMBERS_VERSION"]
 
 FORMAT = "nndl-conv"
 VERSION = 1
+#: The checkpoint of several networks trained together.
+MEMBERS_FORMAT = "nndl-conv-members"
+MEMBERS_VERSION = 1
 #: No convolutional network of nndl's comes near this; a bigger file is not one of ours.
 MAX_BYTES = 8 * 2**30
 
@@ -93,13 +111,23 @@ def load_tensors(path, what="an nndl convolutional model"):
     return content
 
 
-def _read(path, content=None):
-    """(content, ConvNetConfig, metadata) of a model or checkpoint file (``content``: already loaded)."""
+def _read(path, content=None, kind=FORMAT, version=VERSION):
+    """(content, ConvNetConfig, header) of a model or checkpoint file (``content``: already loaded).
+
+    ``kind`` and ``version``: the format expected (one network, or several
+    trained together); a file of the other says which function reads it.
+    """
     source = str(path)
     if content is None:
         content = load_tensors(path)
-    check_header({"format": content.get("format"), "version": content.get("version")}, FORMAT, VERSION, source,
-                 error=ModelFileError)
+    found = content.get("format")
+    if kind == FORMAT and found == MEMBERS_FORMAT:
+        raise ModelFileError(f"{source} holds several networks trained together (nndl.deep.multi), not one; "
+                             "read it with nndl.deep.checkpoint.load_members_checkpoint")
+    if kind == MEMBERS_FORMAT and found == FORMAT:
+        raise ModelFileError(f"{source} holds one network, not several trained together; read it with "
+                             "nndl.deep.checkpoint.load_checkpoint and resume it with nndl.deep.train.train")
+    check_header({"format": found, "version": content.get("version")}, kind, version, source, error=ModelFileError)
     header = content.get("header")
     if not isinstance(header, str):
         raise ModelFileError(f"{source}: the header must be JSON text")
@@ -110,7 +138,7 @@ def _read(path, content=None):
         config = ConvNetConfig.from_dict(header.get("network"), source)
     except ConfigError as e:
         raise ModelFileError(f"{source}: the network it describes is not valid: {e}") from None
-    return content, config, header.get("metadata", {})
+    return content, config, header
 
 
 def _check_state(state, net, source, what="parameters"):
@@ -141,25 +169,75 @@ def load_model(path, device="cpu", content=None):
     ModelFileError
         For anything that is not a valid nndl convolutional model, saying why.
     """
-    return _network(*_read(path, content), str(path), device)
+    content, config, header = _read(path, content)
+    return _network(content.get("parameters"), config, header.get("metadata", {}), str(path), device)
 
 
-def _network(content, config, metadata, source, device):
+def _network(parameters, config, metadata, source, device, what="parameters"):
+    """A ConvNetwork of ``config`` holding ``parameters`` (a state_dict, checked first), with ``.metadata``."""
     from nndl.deep.network import ConvNetwork
     net = ConvNetwork(config, device=device, seed=0)
-    _check_state(content.get("parameters"), net, source)
-    net.load_state_dict(content["parameters"])
+    _check_state(parameters, net, source, what)
+    net.load_state_dict(parameters)
     net.metadata = metadata
     return net
 
 
 def load_checkpoint(path, device="cpu"):
     """(net, training_state, metadata) from a checkpoint written by ``save_checkpoint``."""
-    content, config, metadata = _read(path)
+    content, config, header = _read(path)
+    metadata = header.get("metadata", {})
     state = content.get("training")
     if not isinstance(state, dict):
         raise ModelFileError(f"{path} is a model, not a checkpoint: it holds no training state to resume")
-    net = _network(content, config, metadata, str(path), device)
+    net = _network(content.get("parameters"), config, metadata, str(path), device)
     if "best" in state:
         _check_state(state["best"], net, str(path), "the best epoch's parameters")
     return net, state, metadata
+
+
+def save_members_checkpoint(path, nets, training_state, metadata=None):
+    """Write K networks of one architecture trained together, and the state of their training, atomically.
+
+    ``training_state`` is what ``nndl.deep.multi`` keeps (see the module
+    docstring); each member's parameters are stored apart, on the CPU.
+    """
+    header = {"network": nets[0].config.to_dict(), "members": len(nets), "metadata": metadata or {}}
+    return _write(path, {"format": MEMBERS_FORMAT, "version": MEMBERS_VERSION, "header": json.dumps(header),
+                         "parameters": [_cpu_state(net.state_dict()) for net in nets], "training": training_state})
+
+
+def load_members_checkpoint(path, device="cpu"):
+    """(nets, training_state, metadata) from a checkpoint written by ``save_members_checkpoint``.
+
+    Every member's parameters (and its best epoch's, where kept) are checked
+    against the architecture the header declares before anything is built.
+
+    Raises
+    ------
+    FileNotFoundError
+    ModelFileError
+        For anything that is not a valid checkpoint of several networks, saying why.
+    """
+    source = str(path)
+    content, config, header = _read(path, kind=MEMBERS_FORMAT, version=MEMBERS_VERSION)
+    metadata = header.get("metadata", {})
+    k, parameters, state = header.get("members"), content.get("parameters"), content.get("training")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ModelFileError(f"{source}: the header must say how many networks it holds (a whole number >= 1)")
+    if not isinstance(parameters, list) or len(parameters) != k:
+        raise ModelFileError(f"{source}: the header declares {k} networks, but the file holds parameters for "
+                             f"{len(parameters) if isinstance(parameters, list) else 'none'}")
+    if not isinstance(state, dict):
+        raise ModelFileError(f"{source} holds no training state to resume")
+    nets = [_network(p, config, metadata, source, device, f"network {i}'s parameters")
+            for i, p in enumerate(parameters)]
+    bests = state.get("bests", [None] * k) if k > 1 or "best" not in state else [state["best"]]
+    engine_states = state.get("members")
+    if not isinstance(bests, list) or len(bests) != k or not isinstance(engine_states, list) \
+            or len(engine_states) != k or not all(isinstance(s, dict) for s in engine_states):
+        raise ModelFileError(f"{source}: the training state does not hold one entry per network ({k})")
+    for i, (net, best) in enumerate(zip(nets, bests)):
+        if best is not None:
+            _check_state(best, net, source, f"network {i}'s best epoch's parameters")
+    return nets, state, metadata

@@ -145,6 +145,63 @@ def _measure_split(net: Any, data: tuple[torch.Tensor, torch.Tensor], world: Any
     return correct / max(1, count), total / max(1, count)
 
 
+def measure_network(net: Any, config: TrainingConfig, divisor: float, monitor: Sequence[str],
+                    training: tuple[torch.Tensor, torch.Tensor],
+                    validation: tuple[torch.Tensor, torch.Tensor] | None,
+                    test: tuple[torch.Tensor, torch.Tensor] | None, world: Any = None) -> dict[str, float]:
+    """``net``'s monitored costs (with the L2 or L1 term, lambda / ``divisor``) and accuracies, and its test accuracy.
+
+    What ``fit`` records after an epoch, by name; the engine of one network
+    and the engine of several networks at once both measure with it.
+    """
+    measured: dict[str, float] = {}
+    penalty = 0.0
+    if any(name.endswith("cost") for name in monitor) and config.lmbda:
+        with torch.no_grad():
+            weights = net.weights()
+            if config.regularization == "l2":
+                penalty = 0.5 * config.lmbda / divisor * float(sum((w * w).sum() for w in weights))
+            else:
+                penalty = config.lmbda / divisor * float(sum(w.abs().sum() for w in weights))
+    for prefix, data in (("training", training), ("evaluation", validation)):
+        if f"{prefix}_accuracy" in monitor or f"{prefix}_cost" in monitor:
+            assert data is not None
+            accuracy, cost = _measure_split(net, data, world)
+            if f"{prefix}_accuracy" in monitor:
+                measured[f"{prefix}_accuracy"] = accuracy
+            if f"{prefix}_cost" in monitor:
+                measured[f"{prefix}_cost"] = cost + penalty
+    if test is not None:
+        measured["test_accuracy"] = _measure_split(net, test, world)[0]
+    return measured
+
+
+def load_optimizer_state(optimizer: BookSGD, state: dict[str, Any], params: Sequence[torch.Tensor],
+                         momentum: float) -> None:
+    """Put a checkpoint's optimiser state into ``optimizer`` (its learning rate is set apart), refusing a misfit.
+
+    ``state`` holds BookSGD's ``state_dict`` under "optimizer", or, in a
+    checkpoint of nndl 0.1, the velocities saved by hand under "velocities".
+    """
+    if "optimizer" in state:
+        try:
+            optimizer.load_state_dict(state["optimizer"])
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as e:
+            raise ModelFileError(f"the checkpoint's optimiser state does not fit this run ({e})") from None
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                buffer = optimizer.state.get(p, {}).get("momentum_buffer")
+                if momentum and (buffer is None or buffer.shape != p.shape):
+                    raise ModelFileError("the checkpoint has no velocities for this momentum run")
+    elif momentum:                                       # a checkpoint of nndl 0.1: velocities saved by hand
+        velocities = state.get("velocities")
+        if not isinstance(velocities, list) or len(velocities) != len(params) or any(
+                not isinstance(v, torch.Tensor) or v.shape != p.shape for v, p in zip(velocities, params)):
+            raise ModelFileError("the checkpoint has no velocities for this momentum run")
+        for v, p in zip(velocities, params):
+            optimizer.state[p]["momentum_buffer"] = v.to(p.device, p.dtype)
+
+
 class TorchEngine:
     """One ConvNetwork on its device: the engine ``fit`` drives for chapter 6.
 
@@ -249,27 +306,8 @@ class TorchEngine:
 
     def measure(self, i: int, monitor: Sequence[str]) -> dict[str, float]:
         """The monitored costs and accuracies after an epoch, and the test accuracy, as a dict by name."""
-        net, config, world = self.net, self.config, self.world
-        measured: dict[str, float] = {}
-        penalty = 0.0
-        if any(name.endswith("cost") for name in monitor) and config.lmbda:
-            with torch.no_grad():
-                weights = net.weights()
-                if config.regularization == "l2":
-                    penalty = 0.5 * config.lmbda / self.divisor * float(sum((w * w).sum() for w in weights))
-                else:
-                    penalty = config.lmbda / self.divisor * float(sum(w.abs().sum() for w in weights))
-        for prefix, data in (("training", (self.x, self.y)), ("evaluation", self.validation)):
-            if f"{prefix}_accuracy" in monitor or f"{prefix}_cost" in monitor:
-                assert data is not None
-                accuracy, cost = _measure_split(net, data, world)
-                if f"{prefix}_accuracy" in monitor:
-                    measured[f"{prefix}_accuracy"] = accuracy
-                if f"{prefix}_cost" in monitor:
-                    measured[f"{prefix}_cost"] = cost + penalty
-        if self.test is not None:
-            measured["test_accuracy"] = _measure_split(net, self.test, world)[0]
-        return measured
+        return measure_network(self.net, self.config, self.divisor, monitor, (self.x, self.y), self.validation,
+                               self.test, self.world)
 
     def copy_params(self, i: int) -> dict[str, torch.Tensor]:
         return _copy_state(self.net)
@@ -336,23 +374,7 @@ class TorchEngine:
             self.dropout_rng.set_state(self._rank_rng_state(state))
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
             raise ModelFileError(f"the checkpoint's training state is incomplete or damaged ({e})") from None
-        if "optimizer" in state:
-            try:
-                self.optimizer.load_state_dict(state["optimizer"])
-            except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as e:
-                raise ModelFileError(f"the checkpoint's optimiser state does not fit this run ({e})") from None
-            for group in self.optimizer.param_groups:
-                for p in group["params"]:
-                    buffer = self.optimizer.state.get(p, {}).get("momentum_buffer")
-                    if self.config.momentum and (buffer is None or buffer.shape != p.shape):
-                        raise ModelFileError("the checkpoint has no velocities for this momentum run")
-        elif self.config.momentum:                       # a checkpoint of nndl 0.1: velocities saved by hand
-            velocities = state.get("velocities")
-            if not isinstance(velocities, list) or len(velocities) != len(self.params) or any(
-                    not isinstance(v, torch.Tensor) or v.shape != p.shape for v, p in zip(velocities, self.params)):
-                raise ModelFileError("the checkpoint has no velocities for this momentum run")
-            for v, p in zip(velocities, self.params):
-                self.optimizer.state[p]["momentum_buffer"] = v.to(p.device, p.dtype)
+        load_optimizer_state(self.optimizer, state, self.params, self.config.momentum)
         self.optimizer.eta = eta
 
 

@@ -160,6 +160,8 @@ def fit(engine: Engine, config: TrainingConfig, histories: Sequence[History], *,
     resume : dict, optional
         A training state read from such a checkpoint: go on from its last
         epoch. The config may differ from the checkpoint's only in ``epochs``.
+        A member that had stopped (early stopping, the schedule, divergence)
+        stays stopped with its History; the others go on.
     """
     if len(histories) != engine.members:
         raise ValueError(f"fit needs one History per member: {engine.members}, got {len(histories)}")
@@ -171,7 +173,7 @@ def fit(engine: Engine, config: TrainingConfig, histories: Sequence[History], *,
     for i, member in enumerate(members):
         member.good = engine.copy_params(i)
     bar = _ProgressBar(progress, engine.images_per_epoch)
-    first = min(len(m.history.epochs) for m in members)
+    first = min((len(m.history.epochs) for m in members if m.active), default=config.epochs)
     try:
         for epoch in range(first, config.epochs):
             if not any(m.active for m in members):
@@ -299,15 +301,22 @@ def _resume(engine: Engine, config: TrainingConfig, members: list[_Member], stat
                        if k != "epochs" and v != wanted.to_dict()[k]]
             raise ConfigError("resuming needs the training settings of the checkpoint (only the number of epochs may "
                               f"change); changed: {', '.join(changed)}")
-        if history.stop_reason not in ("completed", "interrupted"):
-            raise ConfigError(f"the checkpoint's run has already ended ({history.stop_reason}: {history.message})")
+    ended = [h.stop_reason not in ("completed", "interrupted") for h in saved]
+    if all(ended):
+        history = saved[0]
+        raise ConfigError(f"the checkpoint's run has already ended ({history.stop_reason}: {history.message})"
+                          if len(saved) == 1 else "every run in the checkpoint has already ended ("
+                          + "; ".join(f"{i}: {h.stop_reason}" for i, h in enumerate(saved)) + ")")
     bests = [state.get("best")] if len(members) == 1 else state.get("bests", [None] * len(members))
     engine.load_state(state)
-    for member, history, best in zip(members, saved, bests):
+    for member, history, best, done in zip(members, saved, bests, ended):
         for epoch, accuracy in zip(history.epochs, history.evaluation_accuracy or history.training_accuracy):
             member.plateau.update(epoch, accuracy)
         history.config = member.history.config
-        history.stop("completed", "")
+        if done:                                         # stopped before the checkpoint: it stays stopped
+            member.active = False
+        else:
+            history.stop("completed", "")
         member.history = history
         if best is not None:
             member.best = engine.params_from_state(best)

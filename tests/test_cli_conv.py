@@ -145,3 +145,61 @@ def test_show_augmentation_writes_a_figure(capsys, idx_dataset, tmp_path):
                          "--show-augmentation", figure, "--threads", 1)
     assert code == 0, err
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# --- several seeds at once ----------------------------------------------------------------------------
+
+
+def test_seeds_train_each_network_as_its_seed_alone_and_vote(capsys, idx_dataset, tmp_path):
+    alone = tmp_path / "alone.json"
+    code, _, err = run(capsys, "conv", *data_args(idx_dataset), *SMALL, "--seed", 2, "--history", alone)
+    assert code == 0, err
+    code, out, err = run(capsys, "conv", *data_args(idx_dataset), *SMALL, "--seeds", 1, 2, "--vote",
+                         "--save", tmp_path / "net.pt", "--history", tmp_path / "h.json")
+    assert code == 0, err
+    assert "2 networks at once, seeds 1 2" in out
+    assert "seed 1: Epoch 0:" in out and "seed 2: Epoch 1:" in out
+    assert "Vote of the 2 networks on the 300 test images:" in out
+    for seed in (1, 2):
+        assert (tmp_path / f"net-s{seed}.pt").exists()
+    together = json.loads((tmp_path / "h-s2.json").read_text())
+    separate = json.loads(alone.read_text())
+    assert together["evaluation_accuracy"] == separate["evaluation_accuracy"]
+    assert together["config"]["seed"] == 2
+    code, out, _ = run(capsys, "ensemble", tmp_path / "net-s1.pt", tmp_path / "net-s2.pt", *data_args(idx_dataset))
+    assert code == 0
+
+
+def test_seeds_resume_from_one_checkpoint_to_the_same_result(capsys, idx_dataset, tmp_path):
+    settings = [*SMALL[:SMALL.index("--epochs")], *SMALL[SMALL.index("--eta"):]]
+    code, _, err = run(capsys, "conv", *data_args(idx_dataset), *settings, "--epochs", 3, "--seeds", 4, 5,
+                       "--history", tmp_path / "full.json")
+    assert code == 0, err
+    checkpoint = tmp_path / "run.ckpt"
+    code, _, err = run(capsys, "conv", *data_args(idx_dataset), *settings, "--epochs", 1, "--seeds", 4, 5,
+                       "--checkpoint", checkpoint)
+    assert code == 0, err
+    code, out, err = run(capsys, "conv", *data_args(idx_dataset), "--resume", checkpoint, "--epochs", 3,
+                         "--history", tmp_path / "resumed.json", "--threads", 1, "--no-progress")
+    assert code == 0, err
+    assert "Resuming" in out and "(seeds 4 5)" in out
+    for seed in (4, 5):
+        full, resumed = (json.loads((tmp_path / f"{name}-s{seed}.json").read_text()) for name in ("full", "resumed"))
+        assert resumed["evaluation_accuracy"] == full["evaluation_accuracy"]
+        assert resumed["test_accuracy"] == full["test_accuracy"]
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--seeds", 1, 1, 2], "--seeds must differ from each other; repeated: 1"),
+    (["--seeds", 1, 2, "--seed", 3], "either --seed"),
+    (["--seed", 3, "--vote"], "--vote needs several networks"),
+    (["--seeds", 1, 2, "--shift", 1], "augmentation"),
+])
+def test_seeds_refuse_what_cannot_mean_anything_in_one_line(capsys, idx_dataset, options, message):
+    code, out, err = run(capsys, "conv", *data_args(idx_dataset), *SMALL, *options)
+    assert code == 2 and message in err and err.count("\n") == 1, err
+
+
+def test_seeds_that_are_not_numbers_are_refused(capsys, idx_dataset):
+    code, out, err = run(capsys, "conv", *data_args(idx_dataset), *SMALL, "--seeds", 1, "two")
+    assert code == 2 and "invalid int value: 'two'" in err

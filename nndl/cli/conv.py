@@ -73,6 +73,12 @@ def add_commands(commands) -> None:
     g.add_argument("--early-stopping", type=positive_int, metavar="N")
     g.add_argument("--seed", type=int, help="seed of the weights, the order of the examples, dropout and "
                    "augmentation")
+    g.add_argument("--seeds", type=int, nargs="+", metavar="S",
+                   help="train one network per seed, all at once (the seeds of a rung, the members of an "
+                        "ensemble): each is the network --seed S would train alone; --save, --history and "
+                        "--predictions write one file per seed (NAME-sS.pt), --checkpoint one file for all")
+    g.add_argument("--vote", action="store_true",
+                   help="with --seeds: the members' majority vote on the test images (the book's ensemble)")
     g = c.add_argument_group("data")
     add_data_options(g)
     g.add_argument("--expanded", metavar="FILE", help="train on a set written by nndl expand")
@@ -295,7 +301,40 @@ def cmd_conv(args: argparse.Namespace) -> int:
             world.close()
 
 
+def _check_seeds(args, world):
+    """Refuse, in one line, what --seeds cannot mean."""
+    if args.vote and not args.seeds and not (args.resume and _is_members_checkpoint(args.resume)):
+        raise ConfigError("--vote needs several networks: give --seeds S1 S2 ...")
+    if not args.seeds:
+        return
+    if args.seed is not None:
+        raise ConfigError("give either --seed (one network) or --seeds (several at once), not both")
+    repeated = sorted({s for s in args.seeds if args.seeds.count(s) > 1})
+    if repeated:
+        raise ConfigError(f"--seeds must differ from each other; repeated: {', '.join(map(str, repeated))}")
+    if world is not None:
+        raise ConfigError("--seeds trains several networks in one process; it cannot be combined with torchrun")
+    if args.resume:
+        raise ConfigError("--resume takes the seeds from the checkpoint; leave out --seeds")
+
+
+def _is_members_checkpoint(path):
+    """Whether ``path`` is a checkpoint of several networks trained at once (read only its header)."""
+    from nndl.deep.checkpoint import MEMBERS_FORMAT, load_tensors
+    return load_tensors(path).get("format") == MEMBERS_FORMAT
+
+
+def _per_seed(path, seed):
+    """PATH with "-sSEED" before its suffix: run.pt -> run-s3.pt."""
+    from pathlib import Path
+    path = Path(path)
+    return str(path.with_name(f"{path.stem}-s{seed}{path.suffix}"))
+
+
 def _conv(args, augmentation, world):
+    _check_seeds(args, world)
+    if args.seeds or (args.resume and _is_members_checkpoint(args.resume)):
+        return _conv_many(args, augmentation)
     from nndl.deep.data import split_tensors
     from nndl.deep.device import resolve_device, set_threads
     from nndl.deep.network import ConvNetwork
@@ -359,9 +398,82 @@ def _conv(args, augmentation, world):
     return status
 
 
-def _report_and_save(args, history, net, training, run, checkpoint, validation, test):
-    """Print the result and write --save, --history and --predictions; returns 2 if a write failed, else 0."""
+def _conv_many(args, augmentation):
+    """nndl conv --seeds S1 S2 ...: the networks of several seeds trained at once (nndl.deep.multi.train_many)."""
+    import json
+
+    from nndl.deep.checkpoint import load_members_checkpoint
+    from nndl.deep.data import split_tensors
+    from nndl.deep.device import resolve_device, set_threads
+    from nndl.deep.multi import train_many
+    from nndl.deep.network import ConvNetwork
+    from nndl.errors import ModelFileError
+    from nndl.training.history import History
+
+    device = resolve_device(args.device)
+    threads = set_threads(args.threads) if device.type == "cpu" else None
+    if args.resume:
+        nets, resume, metadata = load_members_checkpoint(args.resume, device)
+        seeds = list(resume["seeds"])
+        training = History.from_dict(json.loads(resume["histories"][0]), source=args.resume).config
+        if args.epochs is not None:
+            training = training.replace(epochs=args.epochs)
+        run = metadata.get("run", {})
+        source, size = run.get("expanded"), run.get("training_size")
+        if not (source is None or isinstance(source, str)) or not (size is None or (isinstance(size, int)
+                                                                                    and size > 0)):
+            raise ModelFileError(f"{args.resume}: the description of the run's data is damaged")
+        print(f"Resuming {args.resume} after epoch {resume['epoch']} of {training.epochs} "
+              f"(seeds {' '.join(map(str, seeds))})", flush=True)
+        checkpoint, training_size = args.checkpoint or args.resume, size
+    else:
+        network, training, expanded, _ = _settings(args)
+        seeds = list(args.seeds)
+        nets = [ConvNetwork(network, device=device, seed=seed) for seed in seeds]
+        resume, checkpoint, training_size = None, args.checkpoint, args.training_size
+        source = args.expanded or ("shifts" if expanded else None)
+    network = nets[0].config
+    train_set, validation, test = split_tensors(load_data(args), device=device, dtype=nets[0].dtype,
+                                                expanded=source)
+    if training_size:
+        train_set = (train_set[0][:training_size], train_set[1][:training_size])
+    where = f"{device}" + (f", {threads} thread{'s' if threads != 1 else ''}" if threads else "")
+    details = [f"{nets[0].n_parameters():,} parameters each", f"init {network.init}", network.dtype]
+    extra = [f"{len(seeds)} networks at once, seeds {' '.join(map(str, seeds))}"]
+    print(training_header(network.describe(), details, train_set[0].shape[0], training, where=where, extra=extra),
+          flush=True)
+    run = {"expanded": source, "augmentation": augmentation.to_dict(), "training_size": training_size}
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    histories = train_many(nets, train_set, training, seeds=seeds, validation_data=validation, test_data=test,
+                           augmentation=augmentation, progress=progress,
+                           on_epoch=lambda h: print(f"seed {h.config.seed}: {epoch_line(h, 'validation')}",
+                                                    flush=True),
+                           checkpoint=checkpoint, checkpoint_metadata={"run": run}, resume=resume)
+    status = 0
+    for seed, net, history in zip(seeds, nets, histories):
+        print(f"seed {seed}:")
+        status |= _report_and_save(args, history, net, history.config, run, checkpoint, validation, test,
+                                   suffix=lambda path, seed=seed: _per_seed(path, seed))
+    if args.vote:
+        from nndl.deep.ensemble import evaluate_ensemble
+        scores = evaluate_ensemble(nets, *test)
+        members = ", ".join(f"{100 * a:.2f}%" for a in scores["members"])
+        print(f"Vote of the {len(nets)} networks on the {scores['n']:,} test images: {100 * scores['vote']:.2f}% "
+              f"(members {members}; averaged probabilities {100 * scores['average']:.2f}%)")
+    if any(h.stop_reason == "interrupted" for h in histories):
+        return 130
+    if all(h.stop_reason == "diverged" for h in histories):
+        return 1
+    return status
+
+
+def _report_and_save(args, history, net, training, run, checkpoint, validation, test, suffix=None):
+    """Print the result and write --save, --history and --predictions; returns 2 if a write failed, else 0.
+
+    ``suffix(path)`` names one member's file among several (``_per_seed``).
+    """
     from nndl.deep.checkpoint import save_model
+    name = suffix or (lambda path: path)
     print_summary(history, "validation")
     status = 0
     kept = "the last network" if args.keep_last else f"the best network (epoch {history.best_epoch})"
@@ -369,14 +481,14 @@ def _report_and_save(args, history, net, training, run, checkpoint, validation, 
                 "best_validation_accuracy": history.best_accuracy,
                 "test_accuracy": history.best_test_accuracy, "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     if args.save:
-        status |= write_or_rescue(lambda path: save_model(net, path, metadata), args.save, kept)
+        status |= write_or_rescue(lambda path: save_model(net, path, metadata), name(args.save), kept)
     if args.history:
-        status |= write_or_rescue(history.save, args.history, "the history")
+        status |= write_or_rescue(history.save, name(args.history), "the history")
     if args.predictions:
         from nndl.deep.ensemble import save_predictions
         status |= write_or_rescue(
             lambda path: save_predictions(path, net, {"validation": validation, "test": test}, metadata),
-            args.predictions, f"the predictions of {kept}")
+            name(args.predictions), f"the predictions of {kept}")
     if history.stop_reason == "interrupted" and not (args.save or checkpoint or args.predictions):
         print("Interrupted; nothing was saved (use --save or --checkpoint).", file=sys.stderr)
     return 2 if status else 0

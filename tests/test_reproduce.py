@@ -447,3 +447,23 @@ def test_cli_bad_input_is_one_plain_line(tmp_path):
     bad.write_text('{"format": "nndl-experiment", "version": 99, "id": "ch1-nand"}')
     result = _nndl("plot", str(bad), "-o", str(tmp_path / "x.png"))
     assert result.returncode == 2 and "newer nndl" in result.stderr
+
+
+def test_together_trains_the_seeds_of_a_rung_at_once_with_the_same_results(tmp_path):
+    e = get("ch6-relu")
+    reason = _can_run(e)
+    if reason:
+        pytest.skip(reason)
+    data = str(real_mnist_dir())
+    apart = reproduce(["ch6-relu"], seeds=[1, 2], quick=True, out=tmp_path / "apart", echo=lambda line: None,
+                      data_dir=data)
+    lines = []
+    together = reproduce(["ch6-relu"], seeds=[1, 2], quick=True, out=tmp_path / "together", echo=lines.append,
+                         data_dir=data, together=True)
+    assert apart.ok and together.ok and "ch6-relu: seeds 1 2 trained together" in lines
+    assert (tmp_path / "together" / "runs" / "checkpoints" / "ch6-relu-s1-2-quick.ckpt").exists()
+    for seed in (1, 2):
+        a, b = (json.loads((tmp_path / where / "runs" / f"ch6-relu-s{seed}.json").read_text())
+                for where in ("apart", "together"))
+        assert a["value"] == b["value"] and a["history"]["evaluation_accuracy"] == b["history"]["evaluation_accuracy"]
+        assert a["history"]["config"]["seed"] == b["history"]["config"]["seed"] == seed

@@ -35,6 +35,9 @@ def add_commands(commands) -> None:
                    help="train for N epochs instead of the book's (experiments that train one network, e.g. the "
                         "chapter 6 rungs on a CPU): kept apart as OUT/ID-eN.json, not compared with the book; a "
                         "later run of more epochs goes on from its checkpoints")
+    r.add_argument("--together", action="store_true",
+                   help="train the seeds of each chapter 6 rung at once, in one process (fast on a GPU; on a "
+                        "CPU, --jobs with one seed per process is usually faster)")
     r.set_defaults(run=cmd_reproduce)
 
 
@@ -57,7 +60,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     out = args.out or ("reproduced-quick" if args.quick else "reproduced")
     seeds = args.seeds or ([1] if args.quick else [1, 2, 3])
     outcome = reproduce(args.ids, seeds=seeds, quick=args.quick, out=out, jobs=args.jobs, force=args.force,
-                        data_dir=args.data, epochs=args.epochs, echo=lambda line: print(line, flush=True))
+                        data_dir=args.data, epochs=args.epochs, together=args.together,
+                        echo=lambda line: print(line, flush=True))
     print(f"Report: {out}/REPORT.md ({len(outcome.finished)} finished, {len(outcome.skipped)} already done, "
           f"{len(outcome.failed)} failed)")
     if outcome.failed:

@@ -146,6 +146,59 @@ def train_conv(config, context, seed, data, suffix=""):
     return net, history
 
 
+def run_rung_many(config, contexts):
+    """Several seeds of a rung trained at once (``nndl.deep.multi.train_many``): one result per context.
+
+    The members checkpoint together every epoch (OUT/runs/checkpoints/ID-sA-B-C.ckpt) and resume
+    from there; each member is the network its seed trains alone (see ``nndl.deep.multi``).
+    """
+    if config.members != 1:
+        raise ConfigError("only rungs of one network train their seeds together")
+    import json
+    from pathlib import Path
+
+    from nndl.deep.checkpoint import load_members_checkpoint
+    from nndl.deep.device import set_threads
+    from nndl.deep.multi import train_many
+    from nndl.deep.network import ConvNetwork
+
+    first = contexts[0]
+    set_threads(first.threads)
+    seeds = [c.seed for c in contexts]
+    training_config = config.train
+    metadata = {"experiment": first.name.rsplit("-s", 1)[0], "config": config.to_dict(), "seeds": seeds}
+    checkpoint = first.checkpoint_path(suffix="") if first.work_dir else None
+    if checkpoint:
+        checkpoint = str(Path(checkpoint).with_name(f"{metadata['experiment']}-s{'-'.join(map(str, seeds))}"
+                                                     f"{'-quick' if first.quick else ''}.ckpt"))
+    resume = None
+    if checkpoint and Path(checkpoint).exists():
+        nets, state, saved = load_members_checkpoint(checkpoint)
+        if saved.get("experiment") == metadata["experiment"] and isinstance(saved.get("config"), dict) \
+                and _without_epochs(saved["config"]) == _without_epochs(metadata["config"]) \
+                and list(state.get("seeds", [])) == seeds:
+            done = max(len(json.loads(h).get("epochs", [])) for h in state["histories"])
+            if done > training_config.epochs:
+                raise ConfigError(f"{checkpoint} holds {done} epochs of this run, more than the "
+                                  f"{training_config.epochs} asked for")
+            resume = state
+    if resume is None:
+        nets = [ConvNetwork(config.net, seed=seed) for seed in seeds]
+    training, validation, test = _data(config, first)
+    histories = train_many(nets, training, training_config, seeds=seeds, validation_data=validation,
+                           test_data=test, checkpoint=checkpoint, checkpoint_metadata=metadata, resume=resume)
+    if any(h.stop_reason == "interrupted" for h in histories):
+        raise KeyboardInterrupt
+    results = []
+    for history in histories:
+        result = _member_result(history)
+        result["value"] = history.best_test_accuracy
+        result["summary"] = (f"test {100 * history.best_test_accuracy:.2f}% at epoch {history.best_epoch} "
+                             f"(validation {100 * history.best_accuracy:.2f}%)")
+        results.append(result)
+    return results
+
+
 def _member_result(history):
     return {"best_epoch": history.best_epoch, "best_validation_accuracy": history.best_accuracy,
             "test_accuracy": history.best_test_accuracy, "history": history.to_dict()}
@@ -339,7 +392,7 @@ def _rung(preset):
     return register(Experiment(
         id=f"ch6-{preset.name}", title=preset.title, run=run_rung, config=config, quick=config.quick(),
         book=f"{100 * preset.book:.2f}%", target=preset.book, tolerance=tolerance, plot=plot_rung,
-        needs=("mnist", "torch")))
+        needs=("mnist", "torch"), run_many=run_rung_many if preset.members == 1 else None))
 
 
 for _preset in PRESETS.values():

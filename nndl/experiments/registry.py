@@ -74,6 +74,10 @@ class Experiment:
         False for a deterministic experiment: it runs once, whatever seeds are asked for.
     needs : tuple of str
         What it needs beyond NumPy: "mnist", "torch", "sklearn".
+    run_many : callable, optional
+        ``run_many(config, contexts) -> list of dict``: several seeds at once, in one process (the
+        chapter 6 rungs: their networks trained together), one result per context, in order;
+        used by ``nndl reproduce --together``.
     """
 
     id: str
@@ -89,6 +93,7 @@ class Experiment:
     plot: Callable = None
     seeded: bool = True
     needs: tuple = ()
+    run_many: Callable = None
 
     def __post_init__(self):
         if not self.id.islower() or " " in self.id or not self.id.startswith(GROUPS):

@@ -153,6 +153,25 @@ def run_one(experiment_id, seed, quick, data_dir=None, threads=None, work_dir=No
     return {**result, "seed": seed, "seconds": time.perf_counter() - start}
 
 
+def run_together(experiment_id, seeds, quick, data_dir=None, threads=None, work_dir=None, epochs=None):
+    """Several seeds of one experiment at once (its ``run_many``): a list of result dicts, one per seed.
+
+    An error fails every seed of the group, each with the message.
+    """
+    experiment = get(experiment_id)
+    contexts = [Context(seed=seed, quick=quick, data_dir=data_dir, threads=threads, work_dir=work_dir,
+                        name=f"{experiment_id}-s{seed}{'-quick' if quick else ''}") for seed in seeds]
+    start = time.perf_counter()
+    try:
+        results = experiment.run_many(experiment.settings(quick, epochs), contexts)
+    except NndlError as e:
+        return [{"seed": seed, "error": str(e)} for seed in seeds]
+    except Exception:
+        return [{"seed": seed, "error": traceback.format_exc()} for seed in seeds]
+    seconds = (time.perf_counter() - start) / len(seeds)       # shared: each seed's part of the time
+    return [{**result, "seed": seed, "seconds": seconds} for seed, result in zip(seeds, results)]
+
+
 def _worker_init(threads):
     _limit_threads(threads)
 
@@ -216,11 +235,14 @@ def _finish(experiment, quick, runs, seeds, out, echo, epochs=None):
 
 
 def reproduce(ids, *, seeds=(1, 2, 3), quick=False, out="reproduced", jobs=1, force=False, data_dir=None,
-              epochs=None, echo=print):
+              epochs=None, together=False, echo=print):
     """Run the experiments ``ids`` (ids, groups or "all") for ``seeds``; see the module docstring.
 
     ``epochs``: train each for this many epochs instead of the book's (only
     experiments that train one network; the others are a ConfigError, before any run).
+    ``together``: an experiment that can (``run_many``: the chapter 6 rungs)
+    trains its pending seeds at once, in one process (a GPU's way; on a CPU,
+    ``jobs`` processes of one seed each are usually faster).
 
     Returns
     -------
@@ -289,6 +311,14 @@ def reproduce(ids, *, seeds=(1, 2, 3), quick=False, out="reproduced", jobs=1, fo
     work = str(out / "runs" / "checkpoints")
     for experiment_id in [i for i in done if i not in pending]:
         _maybe_finish(experiment_id)          # every seed was already saved: just combine them
+    if together:
+        for experiment_id in [i for i in pending if get(i).run_many is not None and len(pending[i]) > 1]:
+            group = pending.pop(experiment_id)
+            echo(f"{experiment_id}: seeds {' '.join(map(str, group))} trained together")
+            for k, result in enumerate(run_together(experiment_id, group, quick, data_dir, None, work,
+                                                    reduced[experiment_id]), 1):
+                settle(experiment_id, result["seed"], result, k)
+        tasks = [(i, s) for i in pending for s in pending[i]]
     try:
         if jobs <= 1 or total <= 1:
             for k, (experiment_id, seed) in enumerate(tasks, 1):

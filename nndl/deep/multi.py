@@ -342,10 +342,11 @@ class MultiTorchEngine:
         labels = yb.expand(len(idx), -1) if yb.dim() == 1 else yb                        # (K, m)
         costs = -logp.gather(2, labels.unsqueeze(2)).squeeze(2).mean(dim=1)              # (K,)
         grads = torch.autograd.grad(costs.sum(), params)     # member k's part: the gradient of its own cost
-        for j, k in enumerate(idx):
-            for p, g in zip(self.member_params[k], grads):
-                p.grad = g[j]
-            self.optimizers[k].step()
+        with torch.no_grad():
+            for j, k in enumerate(idx):
+                for p, g in zip(self.member_params[k], grads):
+                    p.grad = g[j]
+                self.optimizers[k].update()              # BookSGD.step without torch's hooks (see there)
         return costs.detach()
 
     def forward(self, xb: torch.Tensor, params: Sequence[torch.Tensor], idx: Sequence[int]) -> torch.Tensor:

@@ -296,7 +296,8 @@ class TorchEngine:
             grads = self.world.all_reduce_gradients(grads, self.share)
         for p, g in zip(self.params, grads):
             p.grad = g
-        self.optimizer.step()
+        with torch.no_grad():
+            self.optimizer.update()                      # BookSGD.step without torch's hooks (see there)
         return cost.detach()
 
     # --- what fit asks between epochs -----------------------------------------------------------

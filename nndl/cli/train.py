@@ -159,7 +159,8 @@ def _network_config(args):
 
 def _training_config(args):
     from nndl.training.config import TrainingConfig
-    return TrainingConfig(epochs=30 if args.epochs is None else args.epochs, mini_batch_size=args.mini_batch_size, eta=args.eta, lmbda=args.lmbda,
+    return TrainingConfig(epochs=30 if args.epochs is None else args.epochs, mini_batch_size=args.mini_batch_size,
+                          eta=args.eta, lmbda=args.lmbda,
                           regularization=args.regularization, momentum=args.momentum, nesterov=args.nesterov,
                           p_dropout=args.dropout, schedule=args.schedule, patience=args.patience,
                           early_stopping=args.early_stopping, monitor=tuple(args.monitor) if args.monitor else None,

@@ -75,7 +75,8 @@ class Backprop:
                                 net.layers[l - 1]) for l in range(1, L + 1)]
         self._backward_steps = [(self.delta[l + 1], net.params[l][:, :-1], self.delta[l], self.z[l],
                                  self.activations[l], self.scratch[l], net.layers[l - 1]) for l in range(L - 1, 0, -1)]
-        #: Per layer, ([a | 1].T, delta.T, P.T): Fortran-ordered views for BLAS updates of P (see nndl.engine.optimizers).
+        #: Per layer, ([a | 1].T, delta.T, P.T): Fortran-ordered views for BLAS updates of P
+        #: (see nndl.engine.optimizers).
         self.update_operands = [(self.inputs[l - 1].T, self.delta[l].T, net.params[l - 1].T) for l in range(1, L + 1)]
 
     @property

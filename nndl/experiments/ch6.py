@@ -207,7 +207,8 @@ def plot_rung(result, path):
                 ax.plot(history["epochs"], [100 * a for a in history["test_accuracy"]], linestyle="--",
                         color=line.get_color(), label=f"{label} test")
             if "vote" in run:
-                ax.axhline(100 * run["vote"], color="black", linestyle="-.", label=f"ensemble {run['seed']}: vote (test)")
+                ax.axhline(100 * run["vote"], color="black", linestyle="-.",
+                           label=f"ensemble {run['seed']}: vote (test)")
         if result.get("target") is not None:
             ax.axhline(100 * result["target"], color="0.3", linestyle=":", label="book (test)")
         epoch_axis(ax)

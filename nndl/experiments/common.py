@@ -171,7 +171,8 @@ def plot_accuracy(result, path):
 
 def mnist_experiment(id, title, config, quick, *, book="", target=None, tolerance=None, better="higher",
                      plot=plot_accuracy):
-    """Register the standard MNIST experiment: ``config`` (and ``quick``) are MnistRun; the value is the best accuracy."""
+    """Register the standard MNIST experiment: ``config`` (and ``quick``) are MnistRun; the value is the best
+    accuracy."""
 
     def run(config, context):
         _, history = train_mnist(config, context)

@@ -385,7 +385,9 @@ def write_report(out):
         "# The book's experiments, reproduced",
         "",
         f"Written by `nndl reproduce` ({len(rows)} of {len(order)} experiments have results here"
-        f"{'; rows marked quick ran the small --quick configuration and are not comparable with the book' if quick else ''}). "
+        + ("; rows marked quick ran the small --quick configuration and are not comparable with the book"
+           if quick else "")
+        + "). "
         "\"ours\" is the median over seeds, with the lowest and highest in brackets; \"within tolerance\" "
         "compares it with the book's number (yes also when better), or says whether the behaviour the book "
         "describes was shown. Each row's command runs it again."

@@ -24,8 +24,8 @@ from nndl.errors import ConfigError
 from nndl.settings import Settings, choice
 from nndl.validate import layer_sizes, real_number, whole_number
 
-__all__ = ["Settings", "NetworkConfig", "TrainingConfig", "network_config_from_dict", "resolve_training_config", "MONITORS", "SCHEDULES",
-           "REGULARIZATIONS", "LMBDA_SCALES", "LAST_BATCHES"]
+__all__ = ["Settings", "NetworkConfig", "TrainingConfig", "network_config_from_dict", "resolve_training_config",
+           "MONITORS", "SCHEDULES", "REGULARIZATIONS", "LMBDA_SCALES", "LAST_BATCHES"]
 
 #: The per-epoch measurements that can be monitored.
 MONITORS = ("training_cost", "training_accuracy", "evaluation_cost", "evaluation_accuracy")

@@ -285,7 +285,8 @@ def _saved_histories(state: dict[str, Any], members: int) -> list[History]:
 
 
 def _resume(engine: Engine, config: TrainingConfig, members: list[_Member], state: dict[str, Any]) -> None:
-    """Continue from a checkpoint: each member's History, plateau counter and best parameters, then the engine's state."""
+    """Continue from a checkpoint: each member's History, plateau counter and best parameters, then the engine's
+    state."""
     saved = _saved_histories(state, len(members))
     network = engine.network_config()
     for history, member in zip(saved, members):

@@ -353,7 +353,7 @@ class _ProgressBar:
 
 def _diagnose(engine: Engine, i: int, history: History) -> None:
     """Say plainly when a network ended no better than guessing, and why if the engine can tell."""
-    network = history.network
+    network: object = history.network             # NetworkConfig (sizes) or ConvNetConfig (n_outputs)
     n_outputs = getattr(network, "n_outputs", None)
     if n_outputs is None and hasattr(network, "sizes"):
         n_outputs = network.sizes[-1]

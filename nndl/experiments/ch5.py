@@ -509,16 +509,16 @@ class Chain(Settings):
 
 def run_chain(config, context):
     rng = np.random.default_rng(context.seed)
-    random, terms = [], []
+    random_rows, term_rows = [], []
     for _ in range(config.chains):
         weights, biases = rng.standard_normal(config.layers), rng.standard_normal(config.layers)
         g, t = chain_gradients(weights, biases, config.x, config.y)
-        random.append(g)
-        terms.append(t)
-    random, terms = np.array(random), np.array(terms)                  # (chains, layers)
+        random_rows.append(g)
+        term_rows.append(t)
+    random, terms = np.array(random_rows), np.array(term_rows)          # (chains, layers)
     median = np.median(random, axis=0)
-    exploding, exploding_terms = chain_gradients(*exploding_chain(config.layers, config.w, config.x),
-                                                 config.x, config.y)
+    large_weights, zeroing_biases = exploding_chain(config.layers, config.w, config.x)
+    exploding, exploding_terms = chain_gradients(large_weights, zeroing_biases, config.x, config.y)
     vanishing_shown = all(b > a for a, b in zip(median, median[1:]))
     exploding_shown = all(a > b for a, b in zip(exploding, exploding[1:]))
     ratio = np.median(random[:, 0] / random[:, -1])

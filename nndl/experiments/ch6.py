@@ -50,11 +50,11 @@ class ConvRun(Settings):
         members are that rung's networks of those seeds, checkpoints shared.
     """
 
-    net: ConvNetConfig = None
+    net: ConvNetConfig | None = None
     train: TrainingConfig = TrainingConfig()
     expanded: bool = False
-    training_size: int = None
-    evaluation_size: int = None
+    training_size: int | None = None
+    evaluation_size: int | None = None
     members: int = 1
 
     def __post_init__(self):

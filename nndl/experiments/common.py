@@ -48,9 +48,9 @@ class MnistRun(Settings):
 
     net: NetworkConfig = NetworkConfig()
     train: TrainingConfig = TrainingConfig()
-    training_size: int = None
+    training_size: int | None = None
     evaluate_on: str = "test"
-    evaluation_size: int = None
+    evaluation_size: int | None = None
 
     def __post_init__(self):
         if not isinstance(self.net, NetworkConfig) or not isinstance(self.train, TrainingConfig):

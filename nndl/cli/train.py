@@ -283,7 +283,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.save:
         from nndl.engine.modelio import save
         kept = "last" if args.keep_last or history.best_epoch is None else f"best (epoch {history.best_epoch})"
-        metadata = {"network": history.network.to_dict(), "trained": config.to_dict(),
+        network = history.network                    # (train records it)
+        metadata = {"network": network.to_dict() if network is not None else None, "trained": config.to_dict(),
                     "best_epoch": history.best_epoch, "best_accuracy": history.best_accuracy,
                     "evaluated_on": args.evaluate_on, "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         status |= write_or_rescue(lambda path: save(net, path, metadata=metadata), args.save,

@@ -79,7 +79,7 @@ def float_dtype(value: DTypeLike) -> FloatDType:
     except (TypeError, ValueError):
         dtype = None
     for allowed in (np.dtype(np.float64), np.dtype(np.float32)):
-        if dtype == allowed:
+        if dtype is not None and dtype == allowed:          # (NumPy's dtype == None is float64's)
             return allowed
     raise ConfigError(f"dtype must be float64 or float32, got {value!r}")
 

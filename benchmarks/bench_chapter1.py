@@ -94,7 +94,8 @@ QUICK_FRACTION = 0.2          # share of an epoch the book code trains with --qu
 def bench_nndl(data, epochs, dtype, seed):
     net = FeedforwardNetwork(SIZES, activations="sigmoid", cost="quadratic", init="large",
                              seed=seed, dtype=dtype)
-    history = train(net, (data.training.images, data.training.labels), epochs=epochs, mini_batch_size=MINI_BATCH, eta=ETA, seed=seed)
+    history = train(net, (data.training.images, data.training.labels), epochs=epochs, mini_batch_size=MINI_BATCH,
+                    eta=ETA, seed=seed)
     return dict(seconds=statistics.median(history.epoch_time), epoch_times=list(history.epoch_time),
                 epochs=epochs, accuracy=net.accuracy(data.test.images, data.test.labels))
 

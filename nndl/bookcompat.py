@@ -18,7 +18,10 @@ Everything both modules need is defined once, here:
   global random state (the book seeds nothing and uses global generators).
 """
 
+from __future__ import annotations
+
 import numbers
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.special import expit
@@ -27,6 +30,9 @@ from nndl.engine.optimizers import SGD
 from nndl.engine.regularizers import get_regularizer
 from nndl.errors import ConfigError, InputError
 from nndl.validate import float_dtype, layer_sizes
+
+if TYPE_CHECKING:
+    from nndl.engine.feedforward import FeedforwardNetwork
 
 __all__ = ["sigmoid", "sigmoid_prime", "vectorized_result", "draw_seed", "private_rng", "check_sizes", "check_dtype",
            "plain", "check_number", "from_book_pairs", "labels_of", "targets_of", "ParameterList", "BookNetwork"]
@@ -96,9 +102,13 @@ def plain(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
+#: The real numbers ``check_number`` takes: Python's and NumPy's (the ones ``np.isfinite`` accepts).
+_REAL_TYPES = (int, float, np.integer, np.floating)
+
+
 def check_number(value, what, minimum=None, positive=False, whole=False):
     """``value`` as a float (an int when ``whole``), or ConfigError when it is not a finite number in range."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, _REAL_TYPES) or not np.isfinite(value):
         raise ConfigError(f"{what} must be a finite number, got {value!r}")
     if whole and value != int(value):
         raise ConfigError(f"{what} must be a whole number, got {value!r}")
@@ -312,7 +322,9 @@ class BookNetwork:
     ``self.sizes`` and ``self.num_layers``.
     """
 
-    engine = None
+    engine: FeedforwardNetwork
+    sizes: list[int]
+    num_layers: int
 
     @property
     def weights(self):

@@ -7,17 +7,35 @@ rules (case, spaces, ``_`` for ``-``) and the same message for a name it does
 not know.
 """
 
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal, TypeVar, overload
+
 from nndl.errors import ConfigError
 
 __all__ = ["lookup", "normalise"]
 
+T = TypeVar("T")
 
-def normalise(name):
+
+def normalise(name: str) -> str:
     """The canonical spelling of a name: lower case, trimmed, ``_`` as ``-``."""
     return name.strip().lower().replace("_", "-")
 
 
-def lookup(spec, table, what, *, base=None, aliases=None, make=True):
+@overload
+def lookup(spec: object, table: Mapping[str, type[T]], what: str, *, base: type[T],
+           aliases: Mapping[str, str] | None = None, make: Literal[True] = True) -> T: ...
+
+
+@overload
+def lookup(spec: object, table: Mapping[str, T], what: str, *, base: None = None,
+           aliases: Mapping[str, str] | None = None, make: Literal[False]) -> T: ...
+
+
+def lookup(spec: object, table: Mapping[str, Any], what: str, *, base: type[object] | None = None,
+           aliases: Mapping[str, str] | None = None, make: bool = True) -> Any:
     """The strategy ``spec`` names.
 
     Parameters

@@ -317,11 +317,11 @@ class Network(BookNetwork):
                 correct = int(round(history.training_accuracy[-1] * n))
                 training_accuracy.append(correct)
                 print(f"Accuracy on training data: {correct} / {n}")
-            if monitor_evaluation_cost:
-                cost = self._total_cost(*evaluation, lmbda)
+            if monitor_evaluation_cost and evaluation is not None:          # (evaluation is given: see above)
+                cost = self._total_cost(evaluation[0], evaluation[1], lmbda)
                 evaluation_cost.append(cost)
                 print(f"Cost on evaluation data: {cost}")
-            if monitor_evaluation_accuracy:
+            if monitor_evaluation_accuracy and evaluation is not None:
                 n_data = evaluation[0].shape[0]
                 correct = int(round(history.evaluation_accuracy[-1] * n_data))
                 evaluation_accuracy.append(correct)
@@ -382,7 +382,8 @@ class Network(BookNetwork):
         ``convert`` says.
         """
         lmbda = check_number(lmbda, "the regularisation parameter lmbda", minimum=0)
-        return self._total_cost(*self._data(data, "data"), lmbda)
+        x, y = self._data(data, "data")
+        return self._total_cost(x, y, lmbda)
 
     def _total_cost(self, x, y, lmbda):
         """``total_cost`` on arrays: x (n, sizes[0]); y labels (n,) or desired outputs (n, sizes[-1])."""

@@ -245,7 +245,7 @@ class Network:
             raise ConfigError(f"the last layer must be a SoftmaxLayer, got {type(layers[-1]).__name__}")
         self.mini_batch_size = mini_batch_size
         input_shape = _check_chain(layers, mini_batch_size)
-        config = ConvNetConfig(input_shape=input_shape, layers=[layer.spec() for layer in layers], init="book",
+        config = ConvNetConfig(input_shape=input_shape, layers=tuple(layer.spec() for layer in layers), init="book",
                                dropout="book", dtype="float32")
         self.layers, self.seed = layers, seed
         self.net = ConvNetwork(config, device=DEVICE if device is None else device, seed=seed)

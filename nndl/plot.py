@@ -20,6 +20,7 @@ non-interactive Agg canvas (:mod:`nndl.figures`), so nothing here touches pyplot
 import os
 import textwrap
 from pathlib import Path
+from typing import Literal
 
 from nndl.errors import ConfigError, InputError
 from nndl.figures import DPI, new_figure, write_png  # noqa: F401  (DPI: the resolution PANEL_WIDTH is drawn at)
@@ -41,7 +42,7 @@ _PANELS = (
     ("Accuracy", "Accuracy (%)", "training_accuracy", "evaluation_accuracy", 100.0),
 )
 #: Line styles of the two data sets.
-_STYLES = {"training": "--", "evaluation": "-"}
+_STYLES: dict[str, Literal["--", "-"]] = {"training": "--", "evaluation": "-"}
 #: Colours of the two data sets when a single history is drawn.
 _SINGLE_COLOURS = {"training": "tab:blue", "evaluation": "tab:orange"}
 
@@ -112,7 +113,7 @@ def _load_runs(histories):
     """Return a list of (History, source path or None) from the caller's input."""
     if isinstance(histories, (History, str, os.PathLike)):
         histories = [histories]
-    runs = []
+    runs: list[tuple[History, Path | None]] = []
     for item in histories:
         if isinstance(item, History):
             runs.append((item, None))

@@ -5,23 +5,30 @@ and converts to and from a plain dict (JSON) that rejects unknown keys; a
 setting may itself be a Settings, written as a nested dict.
 """
 
+from __future__ import annotations
+
 import dataclasses
+from collections.abc import Callable, Collection
+from typing import Any, ClassVar, TypeVar
 
 from nndl.errors import ConfigError
 from nndl.lookup import normalise
 
 __all__ = ["Settings", "choice"]
 
+S = TypeVar("S", bound="Settings")
 
-def choice(value, choices, what, canon=normalise):
+
+def choice(value: object, choices: Collection[str], what: str, canon: Callable[[str], str] = normalise) -> str:
     """``value`` (canonicalised by ``canon``) if it is one of ``choices``, else ConfigError naming ``what``."""
     key = canon(value) if isinstance(value, str) else value
-    if key not in choices:
+    if not (isinstance(key, str) and key in choices):
         raise ConfigError(f"unknown {what} {value!r}; choose one of: {', '.join(choices)}")
     return key
 
 
-def _plain(value):
+def _plain(value: object) -> Any:
+    """``value`` as plain data for JSON: a Settings as its dict, a tuple as a list."""
     if isinstance(value, Settings):
         return value.to_dict()
     if isinstance(value, (tuple, list)):
@@ -37,12 +44,15 @@ class Settings:
     inside an experiment), and ``to_dict`` writes it as a nested dict.
     """
 
-    def to_dict(self):
+    # Every Settings is a dataclass (so ``dataclasses.fields`` and ``replace`` apply): its fields are here.
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
+
+    def to_dict(self) -> dict[str, Any]:
         """The settings as a JSON-ready dict."""
         return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     @classmethod
-    def from_dict(cls, data, source=None):
+    def from_dict(cls: type[S], data: object, source: str | None = None) -> S:
         """The configuration a dict describes; unknown keys are an error, missing ones take their defaults."""
         where = f" in {source}" if source else ""
         if not isinstance(data, dict):
@@ -56,7 +66,7 @@ class Settings:
         except ConfigError as e:
             raise ConfigError(f"{e}{where}") from None
 
-    def replace(self, **changes):
+    def replace(self: S, **changes: Any) -> S:
         """A copy with some settings changed (validated again)."""
         unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
         if unknown:

@@ -363,8 +363,13 @@ def header(**changes):
     return {k: v for k, v in h.items() if v is not None}
 
 
-def archive(images=np.zeros((2, 784), np.uint8), labels=np.zeros(2, np.int64), metadata=None, **extra):
-    """The bytes of an .npz archive written directly, bypassing save_expanded's checks."""
+def archive(images=None, labels=None, metadata=None, **extra):
+    """The bytes of an .npz archive written directly, bypassing save_expanded's checks.
+
+    ``images`` and ``labels`` default to two blank images labelled 0; False leaves the member out.
+    """
+    images = np.zeros((2, 784), np.uint8) if images is None else images
+    labels = np.zeros(2, np.int64) if labels is None else labels
     members = {"images": images, "labels": labels,
                "metadata": np.array(json.dumps(header())) if metadata is None else metadata, **extra}
     buffer = io.BytesIO()

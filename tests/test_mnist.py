@@ -138,7 +138,8 @@ def test_validation_size_zero(tmp_path):
         ({"test_labels": np.zeros((5, 1), np.uint8)}, "test labels .* should be 1-d"),
         ({"test_labels": np.zeros(5, np.float32)}, "test labels .* should be integers"),
         ({"train_labels": np.full(12, -1, np.int8)}, "train labels .* negative"),
-        ({"test_images": np.zeros((5, 3, 3), np.uint8)}, r"training images .* are \(4, 4\) but test images are \(3, 3\)"),
+        ({"test_images": np.zeros((5, 3, 3), np.uint8)},
+         r"training images .* are \(4, 4\) but test images are \(3, 3\)"),
     ],
     ids=["count", "not-3d", "not-uint8", "labels-2d", "labels-float", "negative", "image-size"],
 )

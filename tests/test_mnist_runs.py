@@ -16,20 +16,23 @@ pytestmark = [pytest.mark.slow, pytest.mark.mnist]
 
 def test_chapter1_network_after_two_epochs(mnist_data):
     net = FeedforwardNetwork([784, 30, 10], cost="quadratic", init="large", seed=1)
-    history = train(net, mnist_data.training, epochs=2, mini_batch_size=10, eta=3.0, evaluation_data=mnist_data.test, seed=1)
+    history = train(net, mnist_data.training, epochs=2, mini_batch_size=10, eta=3.0,
+                    evaluation_data=mnist_data.test, seed=1)
     assert history.evaluation_accuracy[0] > 0.85      # the book: about 91% after the first epoch
     assert history.best_accuracy > 0.90
 
 
 def test_float32_learns_as_well(mnist_data):
     net = FeedforwardNetwork([784, 30, 10], cost="quadratic", init="large", seed=1, dtype=np.float32)
-    history = train(net, mnist_data.training, epochs=2, mini_batch_size=10, eta=3.0, evaluation_data=mnist_data.test, seed=1)
+    history = train(net, mnist_data.training, epochs=2, mini_batch_size=10, eta=3.0,
+                    evaluation_data=mnist_data.test, seed=1)
     assert history.best_accuracy > 0.90
 
 
 def test_eta_100_saturates_and_says_so(mnist_data):
     net = FeedforwardNetwork([784, 30, 10], cost="quadratic", init="large", seed=1)
-    history = train(net, mnist_data.training, epochs=2, mini_batch_size=10, eta=100.0, evaluation_data=mnist_data.test, seed=1)
+    history = train(net, mnist_data.training, epochs=2, mini_batch_size=10, eta=100.0,
+                    evaluation_data=mnist_data.test, seed=1)
     assert history.best_accuracy < 0.2
     assert history.stop_reason in ("saturated", "diverged")
     assert "learning rate" in history.message or "eta" in history.message

@@ -85,7 +85,8 @@ def test_the_books_activation_functions(fn, name):
 def test_layers_that_do_not_chain_say_what_they_should_be():
     layers = _two_conv()
     layers[2] = FullyConnectedLayer(n_in=20 * 12 * 12, n_out=100, activation_fn=ReLU)
-    with pytest.raises(ConfigError, match=r"layer 3 \(FullyConnectedLayer\): n_in=2880, .* 40x4x4 = 640 .*use n_in=640"):
+    with pytest.raises(ConfigError,
+                       match=r"layer 3 \(FullyConnectedLayer\): n_in=2880, .* 40x4x4 = 640 .*use n_in=640"):
         Network(layers, 10)
     layers = _two_conv()
     layers[1] = ConvPoolLayer(image_shape=(10, 20, 24, 24), filter_shape=(40, 20, 5, 5))

@@ -1,4 +1,5 @@
-"""The experiments registry and ``nndl reproduce``: completeness, the runner's files, resuming, errors, every quick run."""
+"""The experiments registry and ``nndl reproduce``: completeness, the runner's files, resuming, errors, every
+quick run."""
 
 import dataclasses
 import importlib.util
@@ -312,7 +313,8 @@ def test_filters_misclassified_and_ensemble_share_the_checkpoints_of_their_rungs
             assert get(own).settings(quick).to_dict() == get(rung).settings(quick).to_dict()
         context = Context(seed=2, name=f"{own}-s2-quick", work_dir="w")
         shared = _as_run_of(context, rung)
-        assert shared.name == f"{rung}-s2-quick" and shared.checkpoint_path() == str(Path("w") / f"{rung}-s2-quick.ckpt")
+        assert shared.name == f"{rung}-s2-quick"
+        assert shared.checkpoint_path() == str(Path("w") / f"{rung}-s2-quick.ckpt")
     ensemble = get("ch6-ensemble")
     for quick, epochs in ((False, None), (True, None), (False, 4)):
         assert _rung_of(ensemble.settings(quick, epochs).replace(members=1)) == "ch6-dropout"

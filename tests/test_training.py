@@ -182,7 +182,8 @@ def test_each_configuration_learns(problem, kwargs):
     net_args = {k: kwargs.pop(k) for k in ("activations", "cost", "init", "dtype") if k in kwargs}
     net = FeedforwardNetwork((10, 20, 4), seed=0, **net_args)
     eta = kwargs.pop("eta")
-    history = train(net, problem[0], epochs=15, mini_batch_size=10, eta=eta, evaluation_data=problem[1], seed=0, **kwargs)
+    history = train(net, problem[0], epochs=15, mini_batch_size=10, eta=eta, evaluation_data=problem[1], seed=0,
+                    **kwargs)
     assert history.stop_reason == "completed"
     assert history.best_accuracy > 0.9, history.evaluation_accuracy
     assert net.params[0].dtype == net_args.get("dtype", np.float64)
@@ -210,7 +211,8 @@ def test_last_mini_batch_may_be_smaller(problem):
 def test_monitoring_records_all_four_and_history_round_trips(problem, tmp_path):
     net = FeedforwardNetwork((10, 12, 4), seed=0)
     monitor = ("training_cost", "training_accuracy", "evaluation_cost", "evaluation_accuracy")
-    history = train(net, problem[0], epochs=3, mini_batch_size=10, eta=0.5, lmbda=0.5, evaluation_data=problem[1], monitor=monitor)
+    history = train(net, problem[0], epochs=3, mini_batch_size=10, eta=0.5, lmbda=0.5, evaluation_data=problem[1],
+                    monitor=monitor)
     for name in monitor + ("eta", "epoch_time", "monitor_time"):
         assert len(getattr(history, name)) == 3, name
     # the costs include the regularisation term
@@ -238,7 +240,8 @@ def test_early_stopping_restores_the_best_weights(problem):
 
     def remember(history):
         saved[history.epochs[-1]] = net.copy_params()
-    history = train(net, problem[0], epochs=200, mini_batch_size=10, eta=0.5, evaluation_data=problem[1], early_stopping=3, on_epoch=remember)
+    history = train(net, problem[0], epochs=200, mini_batch_size=10, eta=0.5, evaluation_data=problem[1],
+                    early_stopping=3, on_epoch=remember)
     assert history.stop_reason == "early stopping"
     assert len(history.epochs) < 200
     assert history.epochs[-1] - history.best_epoch == 3
@@ -284,7 +287,8 @@ def test_keyboard_interrupt_stops_cleanly(problem, monkeypatch):
             raise KeyboardInterrupt
         return original(self)
     monkeypatch.setattr(Backprop, "forward", forward)
-    history = train(net, problem[0], epochs=10, mini_batch_size=10, eta=0.5, evaluation_data=problem[1], restore_best=True)
+    history = train(net, problem[0], epochs=10, mini_batch_size=10, eta=0.5, evaluation_data=problem[1],
+                    restore_best=True)
     assert history.stop_reason == "interrupted"
     assert history.epochs == [0, 1]
     assert net.parameters_finite()
@@ -305,7 +309,8 @@ def test_bad_training_arguments(problem, kwargs, match):
     args.update(kwargs)
     net = FeedforwardNetwork((10, 5, 4), seed=0)
     with pytest.raises(ConfigError, match=match):
-        train(net, problem[0], epochs=args.pop("epochs"), mini_batch_size=args.pop("mini_batch_size"), eta=args.pop("eta"), **args)
+        train(net, problem[0], epochs=args.pop("epochs"), mini_batch_size=args.pop("mini_batch_size"),
+              eta=args.pop("eta"), **args)
 
 
 def test_training_data_that_does_not_fit_the_network(problem):
@@ -317,7 +322,8 @@ def test_training_data_that_does_not_fit_the_network(problem):
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(sizes=[10]), "at least an input"), (dict(sizes=[10, 0, 4]), "every layer size must be a whole number of at least 1"),
+    (dict(sizes=[10]), "at least an input"),
+    (dict(sizes=[10, 0, 4]), "every layer size must be a whole number of at least 1"),
     (dict(activations=["softmax", "sigmoid"]), "softmax can only be the output"),
     (dict(activations="swish"), "unknown activation"), (dict(cost="hinge"), "unknown cost"),
     (dict(activations=["sigmoid", "tanh"], cost="cross-entropy"), "cross-entropy"),
@@ -417,4 +423,5 @@ def test_a_config_object_and_keyword_changes(problem):
     a = train(FeedforwardNetwork((10, 5, 4), seed=0), problem[0], config, evaluation_data=problem[1])
     b = train(FeedforwardNetwork((10, 5, 4), seed=0), problem[0], config.replace(epochs=1), epochs=2,
               evaluation_data=problem[1])
-    assert a.config == config.replace(last_batch="train", best_on_tie=False) and a.evaluation_accuracy == b.evaluation_accuracy
+    assert a.config == config.replace(last_batch="train", best_on_tie=False)
+    assert a.evaluation_accuracy == b.evaluation_accuracy

@@ -162,10 +162,10 @@ def _settings(args):
     preset = get_preset(args.preset) if args.preset else None
     style = args.style or ("book" if preset else "nndl")
     if preset is None:
-        network = ConvNetConfig(layers=[
+        network = ConvNetConfig(layers=(
             {"type": "conv-pool", "filters": 20, "activation": "relu"},
             {"type": "conv-pool", "filters": 40, "activation": "relu"},
-            {"type": "fully-connected", "n_out": 100, "activation": "relu"}, {"type": "softmax", "n_out": 10}])
+            {"type": "fully-connected", "n_out": 100, "activation": "relu"}, {"type": "softmax", "n_out": 10}))
         training = TrainingConfig(epochs=60, mini_batch_size=10, eta=0.03, lmbda=0.1, lmbda_scale="batches")
     else:
         network, training = preset.network, preset.training

@@ -32,8 +32,8 @@ def add_commands(commands) -> None:
                     "cropped to the ink; scaled to fit 20x20 keeping its aspect ratio; centred by its centre of "
                     "mass in 28x28. Prints the digit and the three most probable digits with their "
                     "probabilities; a blank image, or one with no clear digit (top probability below "
-                    f"{MIN_CONFIDENCE:.0%}), says so. A network with sigmoid outputs gives its outputs normalised to sum "
-                    "to 1.")
+                    f"{MIN_CONFIDENCE:.0%}), says so. A network with sigmoid outputs gives its outputs normalised to "
+                    "sum to 1.")
     p.add_argument("model", metavar="MODEL",
                    help="a model taking 28x28 images: nndl train --save (.json, .npz) or nndl conv --save (.pt)")
     p.add_argument("images", metavar="IMAGE", nargs="+", help="image files, one digit in each")

@@ -159,7 +159,8 @@ def _network_config(args):
 
 def _training_config(args):
     from nndl.training.config import TrainingConfig
-    return TrainingConfig(epochs=30 if args.epochs is None else args.epochs, mini_batch_size=args.mini_batch_size, eta=args.eta, lmbda=args.lmbda,
+    return TrainingConfig(epochs=30 if args.epochs is None else args.epochs, mini_batch_size=args.mini_batch_size,
+                          eta=args.eta, lmbda=args.lmbda,
                           regularization=args.regularization, momentum=args.momentum, nesterov=args.nesterov,
                           p_dropout=args.dropout, schedule=args.schedule, patience=args.patience,
                           early_stopping=args.early_stopping, monitor=tuple(args.monitor) if args.monitor else None,
@@ -282,7 +283,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.save:
         from nndl.engine.modelio import save
         kept = "last" if args.keep_last or history.best_epoch is None else f"best (epoch {history.best_epoch})"
-        metadata = {"network": history.network.to_dict(), "trained": config.to_dict(),
+        network = history.network                    # (train records it)
+        metadata = {"network": network.to_dict() if network is not None else None, "trained": config.to_dict(),
                     "best_epoch": history.best_epoch, "best_accuracy": history.best_accuracy,
                     "evaluated_on": args.evaluate_on, "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         status |= write_or_rescue(lambda path: save(net, path, metadata=metadata), args.save,

@@ -116,8 +116,8 @@ def _fetch(url: str, sink: _Sink, *, timeout: float, time_limit: float, progress
     import pooch
 
     timeout = min(timeout, time_limit)
-    bar = _progress_bar(label) if progress else False
-    downloader = pooch.HTTPDownloader(progressbar=bar, chunk_size=_CHUNK, timeout=timeout,
+    bar = _progress_bar(label) if progress else None
+    downloader = pooch.HTTPDownloader(progressbar=bar or False, chunk_size=_CHUNK, timeout=timeout,
                                       headers={"User-Agent": _USER_AGENT})
     failure: list[BaseException] = []
 
@@ -133,7 +133,7 @@ def _fetch(url: str, sink: _Sink, *, timeout: float, time_limit: float, progress
         worker.join(time_limit)
     finally:                                         # on Ctrl-C too: the transfer must stop writing
         sink.close()
-        if bar:
+        if bar is not None:
             bar.close()
     if worker.is_alive():
         raise DownloadError(f"took longer than the time limit of {time_limit:g} s")

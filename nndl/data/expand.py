@@ -241,10 +241,11 @@ def load_expanded(path):
         If there is no file at ``path``.
     """
     name = str(path)
-    limits = {"max_elements": MAX_IMAGES * _PIXELS, "max_bytes": MAX_IMAGES * _PIXELS, "label": name}
+    limit = MAX_IMAGES * _PIXELS                     # elements and bytes of any member
     # The header first, to know the shapes to expect; then every member, each
     # checked (dtype kind, shape, size) before its data is read.
-    metadata = read_npz(path, {"metadata": "U"}, allow_extra=True, **limits)["metadata"]
+    metadata = read_npz(path, {"metadata": "U"}, allow_extra=True, max_elements=limit, max_bytes=limit,
+                        label=name)["metadata"]
     if metadata.shape != ():
         raise FileFormatError(f"{name}: member 'metadata' must be one JSON string")
     header = parse_json(metadata.item(), name)
@@ -255,7 +256,7 @@ def load_expanded(path):
     if not isinstance(expansion, dict):
         raise FileFormatError(f"{name}: the header has no \"expansion\" object")
     arrays = read_npz(path, {"images": ("u", (count, _PIXELS)), "labels": ("iu", (count,)), "metadata": "U"},
-                      **limits)
+                      max_elements=limit, max_bytes=limit, label=name)
     images, labels = arrays["images"], arrays["labels"]
     if images.dtype != np.uint8:
         raise FileFormatError(f"{name}: images must be uint8; got {images.dtype}")

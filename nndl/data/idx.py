@@ -373,6 +373,7 @@ def read_idx(path: str | os.PathLike, *, max_bytes: int = MAX_BYTES) -> np.ndarr
         raise FileNotFoundError(errno.ENOENT, "idx file not found", str(path)) from None
     except IsADirectoryError:
         raise IdxError(f"{name} is a directory, not a file") from None
+    content: bytes | bytearray
     with f:
         if f.read(2) == GZIP_MAGIC:
             f.seek(0)

@@ -205,11 +205,11 @@ class Prediction:
         The top probability is at least ``MIN_CONFIDENCE``.
     """
 
-    digit: int
-    probabilities: list
-    top3: list
+    digit: int | None
+    probabilities: list[float]
+    top3: list[tuple[int, float]]
     pixels: np.ndarray = field(repr=False)
-    message: str = None
+    message: str | None = None
     confident: bool = False
 
     @classmethod
@@ -264,10 +264,11 @@ def predict(model, images):
         images = [images]
     prepared = [image if isinstance(image, Prepared) else prepare(image) for image in images]
     inked = [k for k, p in enumerate(prepared) if not p.blank]
-    p = classifier.probabilities(np.stack([prepared[k].pixels for k in inked])) if inked else None   # (m, 10)
     predictions = [Prediction.blank(item) for item in prepared]
-    for row, k in enumerate(inked):
-        predictions[k] = Prediction.from_probabilities(p[row], prepared[k].pixels)
+    if inked:
+        p = classifier.probabilities(np.stack([prepared[k].pixels for k in inked]))       # (m, 10)
+        for row, k in enumerate(inked):
+            predictions[k] = Prediction.from_probabilities(p[row], prepared[k].pixels)
     return predictions
 
 

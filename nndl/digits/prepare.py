@@ -108,8 +108,8 @@ class Prepared:
     pixels: np.ndarray
     blank: bool
     inverted: bool = False
-    box: tuple = None
-    message: str = None
+    box: tuple[int, int, int, int] | None = None
+    message: str | None = None
 
 
 # ---------------------------------------------------------------------------
@@ -227,11 +227,11 @@ def to_grey(image):
     image = _array_image(image) if isinstance(image, np.ndarray) else ImageOps.exif_transpose(image)
     factor = shrink_factor(*image.size)
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        grey = np.asarray(image, dtype=np.float32)
-        full = 1.0 if grey.max(initial=0) <= 1 else 255.0 if grey.max() <= 255 and not image.mode.startswith("I;16") \
-            else 65535.0
-        grey = Image.fromarray(np.clip(grey / full, 0, 1).astype(np.float32))
-        return np.asarray(grey.reduce(factor) if factor > 1 else grey, dtype=np.float32)
+        values = np.asarray(image, dtype=np.float32)
+        full = 1.0 if values.max(initial=0) <= 1 else \
+            255.0 if values.max() <= 255 and not image.mode.startswith("I;16") else 65535.0
+        scaled = Image.fromarray(np.clip(values / full, 0, 1).astype(np.float32))
+        return np.asarray(scaled.reduce(factor) if factor > 1 else scaled, dtype=np.float32)
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
         rgba = image.convert("RGBA")
         if factor > 1:                                     # averaged with premultiplied alpha, as it should be

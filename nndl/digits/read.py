@@ -48,8 +48,11 @@ rules hold at any resolution. Boxes are ``(x0, y0, x1, y1)`` in the image,
 x1 and y1 exclusive.
 """
 
+from __future__ import annotations
+
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -64,6 +67,9 @@ from nndl.digits.prepare import (
     upright_size,
 )
 from nndl.errors import ConfigError, InputError
+
+if TYPE_CHECKING:
+    from nndl.digits.predict import Prediction
 
 __all__ = ["Reading", "read_number", "show_reading", "METHODS", "MAX_MARKS"]
 
@@ -138,11 +144,11 @@ class Reading:
     """
 
     text: str
-    digits: list
-    boxes: list
+    digits: list[Prediction]
+    boxes: list[tuple[int, ...]]
     score: float
     method: str
-    message: str = None
+    message: str | None = None
 
     def to_dict(self):
         """A JSON-ready dict: text, digits (each ``Prediction.to_dict()``), boxes ([[x0, y0, x1, y1], ...]),
@@ -255,7 +261,7 @@ def _is_dot(piece, height):
 
 def _component_groups(marks, height):
     """components: marks merged where their columns overlap heavily, lone dots dropped; list of lists."""
-    groups = []                                   # each [x0, x1, [marks]], left to right
+    groups: list[list[Any]] = []                  # each [x0, x1, [marks]], left to right
     for mark in sorted(marks, key=lambda m: m.box[0]):
         x0, x1 = mark.box[0], mark.box[2]
         for group in groups:
@@ -287,8 +293,8 @@ def _cut_wide_marks(ink, marks, height):
         x0, y0, x1, y1 = mark.box
         mark_ink = np.where(mark.mask, ink[y0:y1, x0:x1], 0)                # (h, w), this mark's ink only
         band = max(1, round(BAND * height))
-        paths = {tuple(_cut_path(mark_ink, c, band)) for c in _cut_columns(mark_ink.sum(axis=0), height, width)}
-        paths = [np.array(p) for p in sorted(paths, key=sum)]
+        unique = {tuple(_cut_path(mark_ink, c, band)) for c in _cut_columns(mark_ink.sum(axis=0), height, width)}
+        paths = [np.array(p) for p in sorted(unique, key=sum)]
         for k in range(1, len(paths)):
             paths[k] = np.maximum(paths[k], paths[k - 1])                     # slices must not cross
         h, w = mark.mask.shape
@@ -390,7 +396,7 @@ def _cut_columns(profile, height, width):
         if a <= b:
             expected.append(a + int(np.argmin(smooth[a:b + 1])))
     grid = list(range(low, high + 1, max(1, round(GRID * height)))) if GRID else []
-    chosen = []
+    chosen: list[int] = []
     for x in expected + sorted(minima, key=lambda x: smooth[x]) + grid:
         if all(abs(x - c) >= gap for c in chosen):
             chosen.append(x)
@@ -461,7 +467,8 @@ def _best_grouping(classifier, ink, pieces, height):
         log_p = math.log(max(prediction.top3[0][1], 1e-300))
         score[i, j] = (log_p + _prior(box, height) - pieces[i].cut_cost, prediction, box)
     best = [0.0] + [-math.inf] * n                # best[j]: the best total for pieces[:j]
-    back = [None] * (n + 1)                        # back[j]: (i, span) of the last step into j
+    back: list[tuple[int, tuple[int, int] | None] | None] = [None] * (n + 1)   # back[j]: (i, span) of the last
+                                                                               # step into j
     for j in range(1, n + 1):
         if _is_dot(pieces[j - 1], height) and best[j - 1] - DOT_PENALTY > best[j]:
             best[j], back[j] = best[j - 1] - DOT_PENALTY, (j - 1, None)
@@ -471,7 +478,9 @@ def _best_grouping(classifier, ink, pieces, height):
                 best[j], back[j] = total, (i, (i, j))
     chosen, j = [], n
     while j > 0:
-        i, span = back[j]
+        step = back[j]
+        assert step is not None, "every piece is reached by some step"
+        i, span = step
         if span is not None:
             chosen.append(span)
         j = i

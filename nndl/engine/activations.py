@@ -22,9 +22,12 @@ Derivatives are computed from ``a`` where the book's formulas allow it
 exponentials in the backward pass.
 """
 
+from __future__ import annotations
+
 import numpy as np
 from scipy.special import expit
 
+from nndl.arrays import FloatArray
 from nndl.lookup import lookup
 
 __all__ = ["Activation", "Sigmoid", "Tanh", "ReLU", "Linear", "Softmax", "ACTIVATIONS", "get_activation"]
@@ -41,13 +44,13 @@ class Strategy:
     kind = "strategy"
     name = "strategy"
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         return isinstance(other, Strategy) and (self.kind, self.name) == (other.kind, other.name)
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return hash((self.kind, self.name))
 
 
@@ -59,16 +62,16 @@ class Activation(Strategy):
     #: True when sigma acts on each neuron separately (all but softmax).
     elementwise = True
     #: The open or closed range of the outputs, for checking cost pairings.
-    output_range = (-np.inf, np.inf)
+    output_range: tuple[float, float] = (-np.inf, np.inf)
 
-    def fn(self, z, out=None):
+    def fn(self, z: FloatArray, out: FloatArray | None = None) -> FloatArray:
         raise NotImplementedError
 
-    def prime(self, z, a, out=None):
+    def prime(self, z: FloatArray, a: FloatArray, out: FloatArray | None = None) -> FloatArray:
         """sigma'(z), shape (m, n); ``a`` must be sigma(z)."""
         raise NotImplementedError
 
-    def vjp(self, grad, z, a, tmp):
+    def vjp(self, grad: FloatArray, z: FloatArray, a: FloatArray, tmp: FloatArray) -> FloatArray:
         """dC/dz = dC/da * sigma'(z), written into ``grad``."""
         np.multiply(grad, self.prime(z, a, out=tmp), out=grad)
         return grad
@@ -80,12 +83,13 @@ class Sigmoid(Activation):
     name = "sigmoid"
     output_range = (0.0, 1.0)
 
-    def fn(self, z, out=None):
+    def fn(self, z: FloatArray, out: FloatArray | None = None) -> FloatArray:
         # scipy's expit is exact and never overflows (1 / (1 + exp(-z))
         # warns for z < -709).
-        return expit(z, out=out)
+        a: FloatArray = expit(z, out=out)             # (see nndl.arrays on typed locals)
+        return a
 
-    def prime(self, z, a, out=None):
+    def prime(self, z: FloatArray, a: FloatArray, out: FloatArray | None = None) -> FloatArray:
         # sigma'(z) = sigma(z) (1 - sigma(z))
         out = np.subtract(1.0, a, out=out)
         return np.multiply(out, a, out=out)
@@ -97,10 +101,10 @@ class Tanh(Activation):
     name = "tanh"
     output_range = (-1.0, 1.0)
 
-    def fn(self, z, out=None):
+    def fn(self, z: FloatArray, out: FloatArray | None = None) -> FloatArray:
         return np.tanh(z, out=out)
 
-    def prime(self, z, a, out=None):
+    def prime(self, z: FloatArray, a: FloatArray, out: FloatArray | None = None) -> FloatArray:
         # tanh'(z) = 1 - tanh(z)^2
         out = np.multiply(a, a, out=out)
         return np.subtract(1.0, out, out=out)
@@ -112,15 +116,15 @@ class ReLU(Activation):
     name = "relu"
     output_range = (0.0, np.inf)
 
-    def fn(self, z, out=None):
+    def fn(self, z: FloatArray, out: FloatArray | None = None) -> FloatArray:
         return np.maximum(z, 0.0, out=out)
 
-    def prime(self, z, a, out=None):
+    def prime(self, z: FloatArray, a: FloatArray, out: FloatArray | None = None) -> FloatArray:
         if out is None:
             out = np.empty_like(z)
         return np.greater(z, 0.0, out=out)
 
-    def vjp(self, grad, z, a, tmp):
+    def vjp(self, grad: FloatArray, z: FloatArray, a: FloatArray, tmp: FloatArray) -> FloatArray:
         # Cheaper than multiplying by a 0/1 mask: zero the entries where z <= 0.
         np.multiply(grad, np.greater(z, 0.0, out=tmp), out=grad)
         return grad
@@ -131,19 +135,20 @@ class Linear(Activation):
 
     name = "linear"
 
-    def fn(self, z, out=None):
+    def fn(self, z: FloatArray, out: FloatArray | None = None) -> FloatArray:
         if out is None:
-            return z.copy()
+            a: FloatArray = z.copy()                  # (see nndl.arrays on typed locals)
+            return a
         np.copyto(out, z)
         return out
 
-    def prime(self, z, a, out=None):
+    def prime(self, z: FloatArray, a: FloatArray, out: FloatArray | None = None) -> FloatArray:
         if out is None:
             return np.ones_like(z)
         out.fill(1.0)
         return out
 
-    def vjp(self, grad, z, a, tmp):
+    def vjp(self, grad: FloatArray, z: FloatArray, a: FloatArray, tmp: FloatArray) -> FloatArray:
         return grad
 
 
@@ -159,16 +164,16 @@ class Softmax(Activation):
     elementwise = False
     output_range = (0.0, 1.0)
 
-    def fn(self, z, out=None):
+    def fn(self, z: FloatArray, out: FloatArray | None = None) -> FloatArray:
         out = np.subtract(z, z.max(axis=1, keepdims=True), out=out)
         np.exp(out, out=out)
         out /= out.sum(axis=1, keepdims=True)
         return out
 
-    def prime(self, z, a, out=None):
+    def prime(self, z: FloatArray, a: FloatArray, out: FloatArray | None = None) -> FloatArray:
         raise TypeError("softmax has a full Jacobian, not an element-wise derivative; use vjp")
 
-    def vjp(self, grad, z, a, tmp):
+    def vjp(self, grad: FloatArray, z: FloatArray, a: FloatArray, tmp: FloatArray) -> FloatArray:
         # dC/dz_j = sum_i dC/da_i * da_i/dz_j = a_j (g_j - sum_i g_i a_i)
         np.multiply(grad, a, out=tmp)
         s = tmp.sum(axis=1, keepdims=True)
@@ -181,7 +186,7 @@ class Softmax(Activation):
 ACTIVATIONS = {cls.name: cls for cls in (Sigmoid, Tanh, ReLU, Linear, Softmax)}
 
 
-def get_activation(spec):
+def get_activation(spec: str | type[Activation] | Activation) -> Activation:
     """An activation instance from a name ("sigmoid", "tanh", "relu", "linear",
     "softmax"), a class, or an instance."""
     return lookup(spec, ACTIVATIONS, "activation", base=Activation, aliases={"identity": "linear"})

@@ -25,17 +25,20 @@ Simplified deltas and the output activation each one assumes:
 - log-likelihood with a **softmax** output: a - y, equation (84).
 """
 
+from __future__ import annotations
+
 import numpy as np
 from scipy.special import xlogy
 
-from nndl.engine.activations import Sigmoid, Softmax, Strategy
+from nndl.arrays import FloatArray
+from nndl.engine.activations import Activation, Sigmoid, Softmax, Strategy
 from nndl.errors import ConfigError
 from nndl.lookup import lookup
 
 __all__ = ["Cost", "QuadraticCost", "CrossEntropyCost", "LogLikelihoodCost", "COSTS", "get_cost"]
 
 
-def _clip_probabilities(a):
+def _clip_probabilities(a: FloatArray) -> FloatArray:
     """Keep a inside (eps, 1 - eps) so the logarithms stay finite.
 
     A saturated sigmoid or softmax can output exactly 0.0 or 1.0 in floating
@@ -53,16 +56,17 @@ class Cost(Strategy):
     kind = "cost"
     name = "cost"
 
-    def fn(self, a, y):
+    def fn(self, a: FloatArray, y: FloatArray) -> float:
         raise NotImplementedError
 
-    def derivative(self, a, y, out=None):
+    def derivative(self, a: FloatArray, y: FloatArray, out: FloatArray | None = None) -> FloatArray:
         raise NotImplementedError
 
-    def check_output(self, activation):
+    def check_output(self, activation: Activation) -> None:
         """Raise ValueError when this cost cannot be paired with the output activation."""
 
-    def delta(self, z, a, y, activation, tmp, out):
+    def delta(self, z: FloatArray, a: FloatArray, y: FloatArray, activation: Activation, tmp: FloatArray,
+              out: FloatArray) -> FloatArray:
         """delta^L into ``out`` (shape (m, k)); ``tmp`` is scratch of the same shape."""
         self.derivative(a, y, out=out)
         return activation.vjp(out, z, a, tmp)
@@ -73,11 +77,11 @@ class QuadraticCost(Cost):
 
     name = "quadratic"
 
-    def fn(self, a, y):
+    def fn(self, a: FloatArray, y: FloatArray) -> float:
         d = a - y
         return 0.5 * float(np.einsum("ij,ij->", d, d))
 
-    def derivative(self, a, y, out=None):
+    def derivative(self, a: FloatArray, y: FloatArray, out: FloatArray | None = None) -> FloatArray:
         return np.subtract(a, y, out=out)
 
 
@@ -90,18 +94,18 @@ class CrossEntropyCost(Cost):
 
     name = "cross-entropy"
 
-    def fn(self, a, y):
+    def fn(self, a: FloatArray, y: FloatArray) -> float:
         a = _clip_probabilities(a)
         return -float(np.sum(xlogy(y, a) + xlogy(1.0 - y, 1.0 - a)))
 
-    def derivative(self, a, y, out=None):
+    def derivative(self, a: FloatArray, y: FloatArray, out: FloatArray | None = None) -> FloatArray:
         a = _clip_probabilities(a)
         # dC/da = (a - y) / (a (1 - a))
         out = np.subtract(a, y, out=out)
         out /= a * (1.0 - a)
         return out
 
-    def check_output(self, activation):
+    def check_output(self, activation: Activation) -> None:
         lo, hi = activation.output_range
         if lo < 0.0 or hi > 1.0:
             raise ConfigError(
@@ -109,7 +113,8 @@ class CrossEntropyCost(Cost):
                 "can leave that range; use a sigmoid or softmax output layer"
             )
 
-    def delta(self, z, a, y, activation, tmp, out):
+    def delta(self, z: FloatArray, a: FloatArray, y: FloatArray, activation: Activation, tmp: FloatArray,
+              out: FloatArray) -> FloatArray:
         if isinstance(activation, Sigmoid):
             return np.subtract(a, y, out=out)  # sigma'(z) cancels (chapter 3, equation 66)
         return super().delta(z, a, y, activation, tmp, out)
@@ -125,23 +130,24 @@ class LogLikelihoodCost(Cost):
 
     name = "log-likelihood"
 
-    def fn(self, a, y):
+    def fn(self, a: FloatArray, y: FloatArray) -> float:
         a = _clip_probabilities(a)
         return -float(np.sum(xlogy(y, a)))
 
-    def derivative(self, a, y, out=None):
+    def derivative(self, a: FloatArray, y: FloatArray, out: FloatArray | None = None) -> FloatArray:
         a = _clip_probabilities(a)
         out = np.divide(y, a, out=out)
         return np.negative(out, out=out)
 
-    def check_output(self, activation):
+    def check_output(self, activation: Activation) -> None:
         if not isinstance(activation, (Softmax, Sigmoid)):
             raise ConfigError(
                 f"the log-likelihood cost needs probability outputs, but the output layer is {activation.name}; "
                 "use a softmax output layer"
             )
 
-    def delta(self, z, a, y, activation, tmp, out):
+    def delta(self, z: FloatArray, a: FloatArray, y: FloatArray, activation: Activation, tmp: FloatArray,
+              out: FloatArray) -> FloatArray:
         if isinstance(activation, Softmax):
             return np.subtract(a, y, out=out)
         return super().delta(z, a, y, activation, tmp, out)
@@ -153,7 +159,7 @@ _ALIASES = {"mse": "quadratic", "crossentropy": "cross-entropy", "ce": "cross-en
             "loglikelihood": "log-likelihood", "nll": "log-likelihood"}
 
 
-def get_cost(spec):
+def get_cost(spec: str | type[Cost] | Cost) -> Cost:
     """A cost instance from a name, a class (such as the book's
     ``network2.CrossEntropyCost``) or an instance."""
     return lookup(spec, COSTS, "cost", base=Cost, aliases=_ALIASES)

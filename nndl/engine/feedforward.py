@@ -11,12 +11,20 @@ in the book and in PyTorch's ``Linear`` -- and biases b of shape
 Training lives in ``nndl.training``; this module holds the network itself.
 """
 
-import numpy as np
+from __future__ import annotations
 
-from nndl.engine.activations import Softmax, get_activation
+from collections.abc import Sequence
+from typing import Any, TypeAlias
+
+import numpy as np
+from numpy.typing import ArrayLike, DTypeLike, NDArray
+
+from nndl.arrays import FloatArray, FloatDType, IntArray, NumberArray
+from nndl.engine.activations import Activation, Softmax, get_activation
 from nndl.engine.backprop import Backprop
-from nndl.engine.costs import get_cost
-from nndl.engine.initializers import get_initializer
+from nndl.engine.costs import Cost, get_cost
+from nndl.engine.initializers import Initializer, get_initializer
+from nndl.engine.regularizers import Regularizer
 from nndl.errors import ConfigError, InputError
 from nndl.validate import float_dtype, layer_sizes, whole_number
 
@@ -25,8 +33,11 @@ __all__ = ["FeedforwardNetwork", "one_hot", "as_labels", "check_inputs"]
 #: Rows fed through the network at a time by ``feedforward`` (bounds memory).
 EVAL_BATCH = 2000
 
+#: An activation by name ("relu"), class or instance.
+ActivationSpec: TypeAlias = "str | type[Activation] | Activation"
 
-def one_hot(labels, k, dtype=np.float64):
+
+def one_hot(labels: ArrayLike, k: int, dtype: DTypeLike = np.float64) -> FloatArray:
     """Integer class labels as one-hot rows.
 
     Parameters
@@ -46,7 +57,7 @@ def one_hot(labels, k, dtype=np.float64):
     return y
 
 
-def check_inputs(x, n_in, name="inputs"):
+def check_inputs(x: ArrayLike, n_in: int, name: str = "inputs") -> NumberArray:
     """The inputs as a finite 2-d float array of shape (n, n_in), or a clear InputError.
 
     A single example of n_in values is taken as one row. Inputs that look
@@ -78,18 +89,18 @@ def check_inputs(x, n_in, name="inputs"):
     return x
 
 
-def _looks_like_0_255_pixels(x):
+def _looks_like_0_255_pixels(x: NumberArray) -> bool:
     """uint8 values above 1, or whole numbers from 0 up to somewhere in (100, 255]: an image that was not scaled.
 
     Small whole-number inputs (0, 1, 2, ... of a toy problem) are not pixels.
     """
     high = x.max()
     if x.dtype == np.uint8:
-        return high > 1
-    return 100 < high <= 255 and x.min() >= 0 and (x.dtype.kind in "iu" or np.array_equal(x, np.round(x)))
+        return bool(high > 1)
+    return bool(100 < high <= 255 and x.min() >= 0 and (x.dtype.kind in "iu" or np.array_equal(x, np.round(x))))
 
 
-def as_labels(y, k, name="labels"):
+def as_labels(y: ArrayLike, k: int, name: str = "labels") -> IntArray:
     """Integer class labels in 0..k-1, from labels (n,) or exactly one-hot rows (n, k).
 
     Raises
@@ -106,7 +117,8 @@ def as_labels(y, k, name="labels"):
         if not (np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all()):
             raise InputError(f"{name}: rows of shape (n, {k}) must be one-hot (a single 1 in each row); "
                              "give integer labels instead")
-        return y.argmax(axis=1)
+        labels: IntArray = y.argmax(axis=1)
+        return labels
     if y.ndim != 1 or y.dtype.kind not in "biuf":
         raise InputError(f"{name} must be integer labels of shape (n,) or one-hot rows (n, {k}), "
                          f"got shape {y.shape} of {y.dtype}")
@@ -149,15 +161,20 @@ class FeedforwardNetwork:
         ``biases`` are views into these arrays.
     """
 
-    def __init__(self, sizes, activations="sigmoid", cost="cross-entropy", init="default", seed=None,
-                 dtype=np.float64):
+    #: Notes from the file the network was loaded from (set by ``modelio.load`` and ``load_checkpoint``).
+    metadata: dict[str, Any]
+
+    def __init__(self, sizes: Sequence[int], activations: ActivationSpec | Sequence[ActivationSpec] = "sigmoid",
+                 cost: str | type[Cost] | Cost = "cross-entropy", init: str | Initializer = "default",
+                 seed: int | np.random.Generator | None = None, dtype: DTypeLike = np.float64) -> None:
         self.sizes = sizes = list(layer_sizes(sizes))
-        self.dtype = float_dtype(dtype)
-        if isinstance(activations, (str, type)) or hasattr(activations, "fn"):
-            activations = [activations] * (len(sizes) - 1)
-        if not isinstance(activations, (list, tuple)):
-            raise ConfigError(f"activations must be a name or a list of names, got {activations!r}")
-        self.layers = [get_activation(a) for a in activations]
+        self.dtype: FloatDType = float_dtype(dtype)
+        specs: object = activations                    # checked here, whatever it is
+        if isinstance(specs, (str, type)) or hasattr(specs, "fn"):
+            specs = [specs] * (len(sizes) - 1)
+        if not isinstance(specs, (list, tuple)):
+            raise ConfigError(f"activations must be a name or a list of names, got {specs!r}")
+        self.layers: list[Activation] = [get_activation(a) for a in specs]
         if len(self.layers) != len(sizes) - 1:
             raise ConfigError(f"{len(sizes) - 1} layers after the input need {len(sizes) - 1} activations, "
                              f"got {len(self.layers)}")
@@ -165,14 +182,14 @@ class FeedforwardNetwork:
             if isinstance(layer, Softmax):
                 raise ConfigError(f"softmax can only be the output layer, but layer {i + 1} of "
                                  f"{len(self.layers)} is softmax")
-        self.cost = get_cost(cost)
+        self.cost: Cost = get_cost(cost)
         self.cost.check_output(self.layers[-1])
-        self.init = init if isinstance(init, str) else None
+        self.init: str | None = init if isinstance(init, str) else None
         initializer = get_initializer(init)
         if not (seed is None or isinstance(seed, np.random.Generator)):
             seed = whole_number(seed, "the seed", minimum=0)
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-        self.params = []
+        self.params: list[FloatArray] = []
         for n_in, n_out in zip(sizes[:-1], sizes[1:]):
             w, b = initializer(n_in, n_out, rng, dtype=self.dtype)
             p = np.empty((n_out, n_in + 1), dtype=self.dtype)
@@ -183,20 +200,20 @@ class FeedforwardNetwork:
     # --- parameters -------------------------------------------------------
 
     @property
-    def weights(self):
+    def weights(self) -> list[FloatArray]:
         """Views of the weight matrices, ``weights[l]`` of shape (sizes[l+1], sizes[l])."""
         return [p[:, :-1] for p in self.params]
 
     @property
-    def biases(self):
+    def biases(self) -> list[FloatArray]:
         """Views of the bias vectors, ``biases[l]`` of shape (sizes[l+1],)."""
         return [p[:, -1] for p in self.params]
 
     @property
-    def num_layers(self):
+    def num_layers(self) -> int:
         return len(self.sizes)
 
-    def set_parameters(self, weights, biases):
+    def set_parameters(self, weights: Sequence[ArrayLike], biases: Sequence[ArrayLike]) -> None:
         """Copy weights and biases in, checking them all before anything changes."""
         if not (isinstance(weights, (list, tuple)) and isinstance(biases, (list, tuple))
                 and len(weights) == len(self.params) == len(biases)):
@@ -217,25 +234,25 @@ class FeedforwardNetwork:
             p[:, :-1] = w
             p[:, -1] = b
 
-    def copy_params(self):
+    def copy_params(self) -> list[FloatArray]:
         """A copy of all parameters, for restoring later with ``restore_params``."""
         return [p.copy() for p in self.params]
 
-    def restore_params(self, saved):
+    def restore_params(self, saved: Sequence[ArrayLike]) -> None:
         for p, s in zip(self.params, saved):
             np.copyto(p, s)
 
-    def parameters_finite(self):
+    def parameters_finite(self) -> bool:
         """True when no weight or bias is inf or nan."""
         return all(np.isfinite(p).all() for p in self.params)
 
     # --- computing --------------------------------------------------------
 
-    def check_inputs(self, x, name="inputs"):
+    def check_inputs(self, x: ArrayLike, name: str = "inputs") -> NumberArray:
         """The inputs as a 2-d array (n, sizes[0]), or an InputError saying why they do not fit."""
         return check_inputs(x, self.sizes[0], name)
 
-    def feedforward(self, x):
+    def feedforward(self, x: ArrayLike) -> FloatArray:
         """The network's outputs a^L for inputs x.
 
         Parameters
@@ -264,11 +281,12 @@ class FeedforwardNetwork:
             out[start:start + EVAL_BATCH] = a
         return out
 
-    def predict(self, x):
+    def predict(self, x: ArrayLike) -> IntArray:
         """The predicted class of each example: the index of the most active output, shape (n,)."""
-        return self.feedforward(x).argmax(axis=1)
+        classes: IntArray = self.feedforward(x).argmax(axis=1)
+        return classes
 
-    def evaluate(self, x, labels):
+    def evaluate(self, x: ArrayLike, labels: ArrayLike) -> int:
         """How many examples the network classifies correctly (an int).
 
         Labels are integers (n,) in 0..sizes[-1]-1 or one-hot rows; anything
@@ -280,11 +298,12 @@ class FeedforwardNetwork:
             raise InputError(f"{x.shape[0]} inputs but {labels.shape[0]} labels")
         return int(np.count_nonzero(self.predict(x) == labels))
 
-    def accuracy(self, x, labels):
+    def accuracy(self, x: ArrayLike, labels: NDArray[Any] | Sequence[Any]) -> float:
         """The fraction of examples classified correctly, in [0, 1]."""
         return self.evaluate(x, labels) / len(labels)
 
-    def total_cost(self, x, y, regularizer=None, n=None):
+    def total_cost(self, x: ArrayLike, y: ArrayLike, regularizer: Regularizer | None = None,
+                   n: int | None = None) -> float:
         """The average cost over the data, plus the regularisation term.
 
         Parameters
@@ -302,13 +321,13 @@ class FeedforwardNetwork:
         total = 0.0
         for start in range(0, x.shape[0], EVAL_BATCH):
             total += self.cost.fn(self.feedforward(x[start:start + EVAL_BATCH]), y[start:start + EVAL_BATCH])
-        n_data = x.shape[0]
+        n_data: int = x.shape[0]
         cost = total / n_data
         if regularizer is not None:
             cost += regularizer.cost(self.weights, n if n is not None else n_data)
         return cost
 
-    def targets(self, y, name="desired outputs"):
+    def targets(self, y: ArrayLike, name: str = "desired outputs") -> FloatArray:
         """Desired outputs as rows (n, sizes[-1]): one-hot from integer labels (n,), or rows used as given."""
         y = np.asarray(y)
         if y.ndim == 1:
@@ -319,7 +338,7 @@ class FeedforwardNetwork:
             return y.astype(self.dtype, copy=False)
         raise InputError(f"{name} must be integer labels (n,) or rows (n, {self.sizes[-1]}), got shape {y.shape}")
 
-    def backprop(self, x, y):
+    def backprop(self, x: ArrayLike, y: ArrayLike) -> tuple[list[FloatArray], list[FloatArray]]:
         """Gradients of the cost, summed over the examples (chapter 2).
 
         Parameters
@@ -341,7 +360,7 @@ class FeedforwardNetwork:
         grads = [work.gradient(l) for l in range(1, self.num_layers)]
         return [g[:, :-1] for g in grads], [g[:, -1] for g in grads]
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         acts = ", ".join(layer.name for layer in self.layers)
         return (f"FeedforwardNetwork(sizes={self.sizes}, activations=[{acts}], cost={self.cost.name!r}, "
                 f"dtype={self.dtype.name})")

@@ -10,9 +10,20 @@ strong evidence that the backward pass is right. Do it in float64: in float32
 the rounding error of C swamps the difference quotient.
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike
+
+from nndl.arrays import FloatArray
+
+if TYPE_CHECKING:
+    from nndl.engine.feedforward import FeedforwardNetwork
+    from nndl.engine.regularizers import Regularizer
 
 __all__ = ["numerical_gradient", "check_gradients", "GradientCheck"]
 
@@ -37,14 +48,14 @@ class GradientCheck:
 
     max_relative_error: float
     max_abs_error: float
-    backprop: list
-    numerical: list
+    backprop: list[FloatArray]
+    numerical: list[FloatArray]
 
-    def ok(self, tol=1e-6):
+    def ok(self, tol: float = 1e-6) -> bool:
         return self.max_relative_error <= tol
 
 
-def numerical_gradient(f, params, h=1e-6):
+def numerical_gradient(f: Callable[[], float], params: Sequence[FloatArray], h: float = 1e-6) -> list[FloatArray]:
     """Central-difference gradient of the scalar ``f()`` with respect to each
     entry of each array in ``params``, perturbed in place and restored.
 
@@ -59,7 +70,7 @@ def numerical_gradient(f, params, h=1e-6):
     -------
     list of ndarray, each shaped like its parameter array
     """
-    grads = []
+    grads: list[FloatArray] = []
     for p in params:
         g = np.zeros_like(p, dtype=np.float64)
         it = np.nditer(p, flags=["multi_index"])
@@ -76,7 +87,9 @@ def numerical_gradient(f, params, h=1e-6):
     return grads
 
 
-def check_gradients(net, x, y, regularizer=None, n=None, masks=None, h=1e-6):
+def check_gradients(net: FeedforwardNetwork, x: ArrayLike, y: ArrayLike, regularizer: Regularizer | None = None,
+                    n: int | None = None, masks: list[FloatArray | None] | None = None,
+                    h: float = 1e-6) -> GradientCheck:
     """Compare backpropagation's gradient with central differences.
 
     The cost is the *sum* over the examples (as ``Backprop`` computes it)
@@ -111,7 +124,7 @@ def check_gradients(net, x, y, regularizer=None, n=None, masks=None, h=1e-6):
     work.masks = masks
     work.x[...] = x
 
-    def cost():
+    def cost() -> float:
         work.forward()
         c = net.cost.fn(work.output, y)
         if regularizer is not None:

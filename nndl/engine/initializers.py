@@ -9,14 +9,29 @@ Each initialiser fills a layer's parameters: weights of shape
 ``numpy.random.Generator`` so the same seed gives the same network.
 """
 
-import numpy as np
+from __future__ import annotations
 
+from typing import Protocol
+
+import numpy as np
+from numpy.typing import DTypeLike
+
+from nndl.arrays import FloatArray
 from nndl.lookup import lookup
 
-__all__ = ["default_weight_initializer", "large_weight_initializer", "INITIALIZERS", "get_initializer"]
+__all__ = ["default_weight_initializer", "large_weight_initializer", "INITIALIZERS", "get_initializer",
+           "Initializer"]
 
 
-def default_weight_initializer(n_in, n_out, rng, dtype=np.float64):
+class Initializer(Protocol):
+    """What an initialiser is: ``f(n_in, n_out, rng, dtype) -> (weights (n_out, n_in), biases (n_out,))``."""
+
+    def __call__(self, n_in: int, n_out: int, rng: np.random.Generator,
+                 dtype: DTypeLike = ...) -> tuple[FloatArray, FloatArray]: ...
+
+
+def default_weight_initializer(n_in: int, n_out: int, rng: np.random.Generator,
+                               dtype: DTypeLike = np.float64) -> tuple[FloatArray, FloatArray]:
     """Weights from N(0, 1/n_in), biases from N(0, 1) (chapter 3).
 
     Scaling the weights by 1/sqrt(n_in) keeps z = w.x + b of width about 1
@@ -32,7 +47,8 @@ def default_weight_initializer(n_in, n_out, rng, dtype=np.float64):
     return weights.astype(dtype, copy=False), biases.astype(dtype, copy=False)
 
 
-def large_weight_initializer(n_in, n_out, rng, dtype=np.float64):
+def large_weight_initializer(n_in: int, n_out: int, rng: np.random.Generator,
+                             dtype: DTypeLike = np.float64) -> tuple[FloatArray, FloatArray]:
     """Weights and biases from N(0, 1): the initialisation of chapter 1.
 
     Returns
@@ -45,10 +61,10 @@ def large_weight_initializer(n_in, n_out, rng, dtype=np.float64):
     return weights.astype(dtype, copy=False), biases.astype(dtype, copy=False)
 
 
-INITIALIZERS = {"default": default_weight_initializer, "large": large_weight_initializer}
+INITIALIZERS: dict[str, Initializer] = {"default": default_weight_initializer, "large": large_weight_initializer}
 
 
-def get_initializer(spec):
+def get_initializer(spec: str | Initializer) -> Initializer:
     """An initialiser from a name ("default" or "large") or a callable
     ``f(n_in, n_out, rng, dtype) -> (weights, biases)``."""
     if callable(spec):

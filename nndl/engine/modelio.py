@@ -14,6 +14,7 @@ It computes none of the book's equations.
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -26,7 +27,7 @@ from nndl.files.modelfile import ModelData, is_conv_model, read_model, write_mod
 __all__ = ["save", "load", "is_conv_model", "ModelFileError"]
 
 
-def save(net: FeedforwardNetwork, path: str | os.PathLike, metadata: dict | None = None,
+def save(net: FeedforwardNetwork, path: str | os.PathLike[str], metadata: dict[str, Any] | None = None,
          binary: bool | None = None) -> Path:
     """Write ``net`` to ``path`` atomically, with ``metadata`` (JSON-serialisable notes: settings, accuracy).
 
@@ -39,7 +40,7 @@ def save(net: FeedforwardNetwork, path: str | os.PathLike, metadata: dict | None
     return write_model(model, path, binary=binary)
 
 
-def load(path: str | os.PathLike) -> FeedforwardNetwork:
+def load(path: str | os.PathLike[str]) -> FeedforwardNetwork:
     """Read a network written by ``save`` (JSON or .npz) or by the book's ``network2.save``.
 
     Returns the ``FeedforwardNetwork``, with ``metadata`` (a dict) from the

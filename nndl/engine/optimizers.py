@@ -19,25 +19,35 @@ decay before the gradient step, which is the same update; with momentum its
 gradient joins g so it builds up velocity like the rest.
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.linalg.blas import get_blas_funcs
 
 from nndl import validate
+from nndl.arrays import FloatArray
+from nndl.engine.backprop import Backprop
+from nndl.engine.regularizers import Regularizer
 from nndl.errors import ConfigError
 
 __all__ = ["SGD"]
 
-_BLAS = {}
+#: A BLAS routine from scipy (a wrapped Fortran function), by name and dtype.
+_BLAS: dict[tuple[str, np.dtype[Any]], Callable[..., Any]] = {}
 
 
-def _gemm(dtype):
+def _gemm(dtype: np.dtype[Any]) -> Callable[..., Any]:
     """The BLAS matrix-product routine for ``dtype`` (dgemm or sgemm), looked up once."""
     if ("gemm", dtype) not in _BLAS:
         _BLAS["gemm", dtype] = get_blas_funcs("gemm", dtype=dtype)
     return _BLAS["gemm", dtype]
 
 
-def _axpy(dtype):
+def _axpy(dtype: np.dtype[Any]) -> Callable[..., Any]:
     """BLAS y <- a x + y for ``dtype`` (daxpy or saxpy), in place on contiguous y."""
     if ("axpy", dtype) not in _BLAS:
         _BLAS["axpy", dtype] = get_blas_funcs("axpy", dtype=dtype)
@@ -73,7 +83,8 @@ class SGD:
         with ``weight_decay``.
     """
 
-    def __init__(self, params, eta, *, momentum=0.0, nesterov=False, weight_decay=None, n=None):
+    def __init__(self, params: Iterable[FloatArray], eta: float, *, momentum: float = 0.0, nesterov: bool = False,
+                 weight_decay: Regularizer | None = None, n: int | None = None) -> None:
         eta = validate.learning_rate(eta)
         momentum = validate.momentum(momentum)
         validate.nesterov(bool(nesterov), momentum)
@@ -85,11 +96,11 @@ class SGD:
         self.nesterov = bool(nesterov)
         self.weight_decay = weight_decay
         self.n = int(n) if n is not None else None
-        self.velocities = [np.zeros_like(p) for p in self.params] if momentum else None
+        self.velocities: list[FloatArray] | None = [np.zeros_like(p) for p in self.params] if momentum else None
         self._weight_scratch = [np.empty_like(p[:, :-1]) for p in self.params]
         self._bias_scratch = [np.empty_like(p[:, -1]) for p in self.params]
 
-    def reset(self):
+    def reset(self) -> None:
         """Forget the velocities (start from rest)."""
         if self.velocities is not None:
             for v in self.velocities:
@@ -97,7 +108,7 @@ class SGD:
 
     # --- the plain rule -----------------------------------------------------
 
-    def step(self, grads, m=1):
+    def step(self, grads: Sequence[ArrayLike], m: int = 1) -> None:
         """One update from the gradients of a mini-batch of m examples.
 
         Parameters
@@ -111,14 +122,15 @@ class SGD:
         """
         if len(grads) != len(self.params):
             raise ConfigError(f"expected {len(self.params)} gradients, one per parameter matrix, got {len(grads)}")
-        for l, (p, g) in enumerate(zip(self.params, grads)):
-            g = np.array(g, dtype=p.dtype)                                  # a copy we may add to
+        regularizer, n = self._regularization()
+        for l, (p, given) in enumerate(zip(self.params, grads)):
+            g = np.array(given, dtype=p.dtype)                              # a copy we may add to
             if g.shape != p.shape:
                 raise ConfigError(f"gradient {l} has shape {g.shape}, its parameters {p.shape}")
-            if self.weight_decay is not None and self.velocities is not None:
-                g[:, :-1] += self.weight_decay.gradient(p[:, :-1], self.n)  # joins the velocity
-            elif self.weight_decay is not None:
-                self.weight_decay.decay(p[:, :-1], self.eta, self.n)         # the book's w -> (1 - eta lambda/n) w
+            if regularizer is not None and self.velocities is not None:
+                g[:, :-1] += regularizer.gradient(p[:, :-1], n)              # joins the velocity
+            elif regularizer is not None:
+                regularizer.decay(p[:, :-1], self.eta, n)                    # the book's w -> (1 - eta lambda/n) w
             eta = self.eta / m if m != 1 else self.eta
             if self.velocities is None:
                 p -= eta * g                                                 # w -> w - eta g
@@ -133,7 +145,7 @@ class SGD:
 
     # --- the fast path used in training ---------------------------------------
 
-    def _step_from_backprop(self, work, m):
+    def _step_from_backprop(self, work: Backprop, m: int) -> None:
         """The same update as ``step``, straight from a ``Backprop``'s deltas, fused into BLAS calls.
 
         ``work`` has run ``forward`` and ``backward`` on a mini-batch of m
@@ -144,12 +156,20 @@ class SGD:
         if self.velocities is None:
             self._sgd_step(work, m)
         else:
-            self._momentum_step(work, m)
+            self._momentum_step(work, m, self.velocities)
 
-    def _sgd_step(self, work, m):
+    def _regularization(self) -> tuple[Regularizer | None, int]:
+        """The regulariser and the n its lambda is divided by (0, unused, without one)."""
+        if self.weight_decay is None:
+            return None, 0
+        if self.n is None:
+            raise ConfigError("weight decay needs n, the size of the training set (lambda is divided by n)")
+        return self.weight_decay, self.n
+
+    def _sgd_step(self, work: Backprop, m: int) -> None:
         gemm = _gemm(self.params[0].dtype)
         scale = -self.eta / m
-        regularizer, n = self.weight_decay, self.n
+        regularizer, n = self._regularization()
         factor = regularizer.decay_factor(self.eta, n) if regularizer is not None else None
         for l, (p, (a_T, delta_T, p_T)) in enumerate(zip(self.params, work.update_operands)):
             # p += scale * delta.T @ [a | 1], as one in-place BLAS call: the
@@ -170,11 +190,12 @@ class SGD:
                 b_old *= 1.0 - factor
                 b += b_old
 
-    def _momentum_step(self, work, m):
+    def _momentum_step(self, work: Backprop, m: int, velocities: list[FloatArray]) -> None:
         dtype = self.params[0].dtype
         gemm, axpy = _gemm(dtype), _axpy(dtype)
-        mu, eta, regularizer = self.momentum, self.eta, self.weight_decay
-        for p, v, tmp, (a_T, delta_T, _) in zip(self.params, self.velocities, self._weight_scratch,
+        mu, eta = self.momentum, self.eta
+        regularizer, n = self._regularization()
+        for p, v, tmp, (a_T, delta_T, _) in zip(self.params, velocities, self._weight_scratch,
                                                 work.update_operands):
             if self.nesterov:
                 # w -> w + mu v' - eta g = w + (1 + mu) v' - mu v, since -eta g = v' - mu v
@@ -183,11 +204,11 @@ class SGD:
             v *= mu
             gemm(-eta / m, a_T, delta_T, 1.0, v.T, 0, 1, 1)
             if regularizer is not None:
-                regularizer.gradient(p[:, :-1], self.n, out=tmp)               # on the weights only
+                regularizer.gradient(p[:, :-1], n, out=tmp)                    # on the weights only
                 tmp *= eta
                 v[:, :-1] -= tmp
             axpy(v.reshape(-1), p.reshape(-1), a=1.0 + mu if self.nesterov else 1.0)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"SGD(eta={self.eta}, momentum={self.momentum}, nesterov={self.nesterov}, "
                 f"weight_decay={self.weight_decay!r})")

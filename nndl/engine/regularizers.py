@@ -21,9 +21,14 @@ and for L1
 with sgn(0) = 0.
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+
 import numpy as np
 
 from nndl import validate
+from nndl.arrays import FloatArray
 from nndl.errors import ConfigError
 
 __all__ = ["Regularizer", "L2", "L1", "get_regularizer"]
@@ -34,29 +39,29 @@ class Regularizer:
 
     name = "none"
 
-    def __init__(self, lmbda):
+    def __init__(self, lmbda: float) -> None:
         self.lmbda = validate.lmbda(lmbda)
 
-    def cost(self, weights, n):
+    def cost(self, weights: Sequence[FloatArray], n: int) -> float:
         """The term added to the cost, for weight matrices ``weights`` and training-set size n."""
         raise NotImplementedError
 
-    def gradient(self, w, n, out=None):
+    def gradient(self, w: FloatArray, n: int, out: FloatArray | None = None) -> FloatArray:
         """d(term)/dw, same shape as ``w``."""
         raise NotImplementedError
 
-    def decay_factor(self, eta, n):
+    def decay_factor(self, eta: float, n: int) -> float | None:
         """The factor the step multiplies every weight by, when the decay is just that (L2); else None."""
         return None
 
-    def decay(self, w, eta, n, scratch=None):
+    def decay(self, w: FloatArray, eta: float, n: int, scratch: FloatArray | None = None) -> None:
         """Apply the regularisation part of one gradient step to ``w`` in place.
 
         ``scratch``, an array shaped like ``w``, saves an allocation where one is needed.
         """
         raise NotImplementedError
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"{type(self).__name__}(lmbda={self.lmbda})"
 
 
@@ -65,16 +70,16 @@ class L2(Regularizer):
 
     name = "l2"
 
-    def cost(self, weights, n):
+    def cost(self, weights: Sequence[FloatArray], n: int) -> float:
         return 0.5 * (self.lmbda / n) * sum(float(np.vdot(w, w)) for w in weights)
 
-    def gradient(self, w, n, out=None):
+    def gradient(self, w: FloatArray, n: int, out: FloatArray | None = None) -> FloatArray:
         return np.multiply(w, self.lmbda / n, out=out)
 
-    def decay_factor(self, eta, n):
+    def decay_factor(self, eta: float, n: int) -> float:
         return 1.0 - eta * self.lmbda / n
 
-    def decay(self, w, eta, n, scratch=None):
+    def decay(self, w: FloatArray, eta: float, n: int, scratch: FloatArray | None = None) -> None:
         w *= self.decay_factor(eta, n)
 
 
@@ -83,24 +88,24 @@ class L1(Regularizer):
 
     name = "l1"
 
-    def cost(self, weights, n):
+    def cost(self, weights: Sequence[FloatArray], n: int) -> float:
         return (self.lmbda / n) * sum(float(np.abs(w).sum()) for w in weights)
 
-    def gradient(self, w, n, out=None):
+    def gradient(self, w: FloatArray, n: int, out: FloatArray | None = None) -> FloatArray:
         out = np.sign(w, out=out)
         out *= self.lmbda / n
         return out
 
-    def decay(self, w, eta, n, scratch=None):
+    def decay(self, w: FloatArray, eta: float, n: int, scratch: FloatArray | None = None) -> None:
         step = np.sign(w, out=scratch)
         step *= eta * self.lmbda / n
         w -= step
 
 
-REGULARIZERS = {"l2": L2, "l1": L1}
+REGULARIZERS: dict[str, type[Regularizer]] = {"l2": L2, "l1": L1}
 
 
-def get_regularizer(kind, lmbda):
+def get_regularizer(kind: str | Regularizer, lmbda: float) -> Regularizer | None:
     """A regulariser from a name ("l2", "l1") and lambda; None when lambda is 0."""
     if isinstance(kind, Regularizer):
         return kind

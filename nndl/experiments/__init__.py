@@ -1,4 +1,5 @@
-"""The book's experiments as a registry: ``nndl reproduce ID`` runs one, with its figure and the book's value beside ours.
+"""The book's experiments as a registry: ``nndl reproduce ID`` runs one, with its figure and the book's value
+beside ours.
 
     from nndl.experiments import experiments, get
     get("ch3-overfit").config          # the book's configuration, typed

@@ -463,7 +463,7 @@ def _plot_binary_output(result, path):
 
 def _chapter1_run(sizes, eta, quick=False):
     """network.py's run: sigmoid, quadratic cost, N(0, 1) weights, 30 epochs of mini-batches of 10, test data."""
-    net = NetworkConfig(sizes=sizes, activations="sigmoid", cost="quadratic", init="large")
+    net = NetworkConfig(sizes=sizes, activations=("sigmoid",), cost="quadratic", init="large")
     if quick:
         return MnistRun(net=net, train=TrainingConfig(epochs=2, mini_batch_size=10, eta=eta), training_size=2000,
                         evaluate_on="test", evaluation_size=1000)
@@ -476,7 +476,7 @@ def _chapter1_run(sizes, eta, quick=False):
 class RandomGuessConfig(Settings):
     """Guess a digit uniformly at random for each test image (the first ``evaluation_size``; None: all 10,000)."""
 
-    evaluation_size: int = None
+    evaluation_size: int | None = None
 
     def __post_init__(self):
         _optional_size(self.evaluation_size, "evaluation_size")
@@ -527,8 +527,8 @@ class DarknessConfig(Settings):
         Classify the first this many test images (None: all 10,000).
     """
 
-    training_size: int = None
-    evaluation_size: int = None
+    training_size: int | None = None
+    evaluation_size: int | None = None
 
     def __post_init__(self):
         _optional_size(self.training_size, "training_size")
@@ -614,9 +614,9 @@ class SvmConfig(Settings):
         fixed gamma the scale changes the kernel slightly.
     """
 
-    training_size: int = None
+    training_size: int | None = None
     evaluate_on: str = "test"
-    evaluation_size: int = None
+    evaluation_size: int | None = None
     kernel: str = "rbf"
     C: float = 1.0
     gamma: object = "auto"

@@ -11,7 +11,9 @@ and scales lambda with the number of images so that lambda/n is the book's.
 """
 
 import math
+from collections.abc import Hashable
 from dataclasses import dataclass
+from typing import Any
 
 from nndl.errors import ConfigError
 from nndl.experiments.common import (
@@ -144,7 +146,7 @@ def train_neuron(w, b, x, y, eta, cost, epochs):
     """
     if cost not in COSTS:
         raise ConfigError(f"cost must be one of {', '.join(COSTS)}, got {cost!r}")
-    curve = {"cost": [], "output": [], "w": [], "b": []}
+    curve: dict[str, list[float]] = {"cost": [], "output": [], "w": [], "b": []}
     for _epoch in range(epochs + 1):
         z = w * x + b
         a = _sigmoid(z)
@@ -348,7 +350,7 @@ class InitComparison(Settings):
 
 def run_inits(config, context):
     """Train with each initialisation; the value is the first's best accuracy."""
-    result = {"inits": {}}
+    result: dict[str, Any] = {"inits": {}}
     for init in config.inits:
         _, history = train_mnist(config.mnist.replace(net=config.mnist.net.replace(init=init)), context)
         result["inits"][init] = mnist_result(history, config.mnist.evaluate_on)
@@ -455,7 +457,8 @@ def run_learning_rates(config, context):
         cost = history.training_cost
         curves.append({"eta": eta, "epochs": history.epochs, "training_cost": cost, "lowest": min(cost),
                        "final": cost[-1], "rises": _rises(cost), "stop_reason": history.stop_reason})
-    checks = judge_learning_rates(*(c["training_cost"] for c in curves), min_rises=config.min_rises)
+    small, middle, large = (c["training_cost"] for c in curves)              # the three etas, in order
+    checks = judge_learning_rates(small, middle, large, min_rises=config.min_rises)
     return {
         "value": curves[1]["lowest"], "shown": all(checks.values()), "checks": checks, "curves": curves,
         "summary": "; ".join(f"eta {c['eta']:g}: lowest {c['lowest']:.3f}, final {c['final']:.3f}, "
@@ -527,7 +530,7 @@ class MoreData(Settings):
     training_sizes: tuple = (100, 1000, 10000, 50000)
     images_seen: int = 1_500_000
     lmbda_per_image: float = 0.0001
-    evaluation_size: int = None
+    evaluation_size: int | None = None
     svm: bool = True
 
     def __post_init__(self):
@@ -559,7 +562,7 @@ class MoreData(Settings):
                               eta=self.eta, lmbda=size * self.lmbda_per_image, seed=seed, monitor=())
 
 
-_SVM_CACHE = {}
+_SVM_CACHE: dict[Hashable, float] = {}
 
 
 def svm_accuracy(images, labels, evaluation, key):
@@ -743,7 +746,7 @@ class Technique(Settings):
 
     mnist: MnistRun = MnistRun()
     min_accuracy: float = 0.9
-    stop_reason: str = None
+    stop_reason: str | None = None
 
     def __post_init__(self):
         from nndl.training.history import STOP_REASONS

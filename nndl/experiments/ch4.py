@@ -336,6 +336,7 @@ def run_towers(config, context):
         mean_errors.append(float(err.mean()))
         towers.append(tower_count(cells, copies, config.w))
         last = a
+    assert last is not None, "Towers has at least one entry in cells"
     plain = tower_approximation(points, config.cells[-1], 1, config.w, config.tower_weight)
     return {
         "value": errors[-1],

@@ -264,6 +264,19 @@ class SpeedTraining(Settings):
         object.__setattr__(self, "init", network.init)
 
 
+def _norm_recorder(net, x, labels, every, epochs, recorded, at):
+    """An ``on_epoch`` callback: every ``every`` epochs and after the last, appends the speeds of learning
+    of ``net`` to ``recorded`` and the epochs done to ``at``."""
+
+    def on_epoch(history):
+        done = history.epochs[-1] + 1
+        if done % every == 0 or done == epochs:
+            recorded.append(speed_of_learning(net, x, labels))
+            at.append(done)
+
+    return on_epoch
+
+
 def run_speed_training(config, context):
     from nndl.training import train
 
@@ -273,13 +286,7 @@ def run_speed_training(config, context):
     for depth in config.hidden_layers:
         net = _network(depth, config.hidden, config.cost, config.init).build(seed=rng)
         recorded, at = [speed_of_learning(net, x, labels)], [0]
-
-        def on_epoch(history):
-            done = history.epochs[-1] + 1
-            if done % config.every == 0 or done == config.train.epochs:
-                recorded.append(speed_of_learning(net, x, labels))
-                at.append(done)
-
+        on_epoch = _norm_recorder(net, x, labels, config.every, config.train.epochs, recorded, at)
         seed = None if context.seed is None else context.seed * 100 + depth
         train(net, (x, labels), config.train.replace(seed=seed), on_epoch=on_epoch)
         series = np.array(recorded)                                      # (records, depth)
@@ -410,7 +417,7 @@ def plot_depth_accuracy(result, path):
         for depth, curve in zip(depths, first["evaluation_accuracy"]):
             right.plot(range(len(curve)), [100 * a for a in curve], label=f"{depth} hidden")
         finals = [100 * c[-1] for c in first["evaluation_accuracy"] if c]
-        if finals:                                      # zoom on where the curves end; a slow first epoch may fall below
+        if finals:                  # zoom on where the curves end; a slow first epoch may fall below
             highest = max(100 * max(c) for c in first["evaluation_accuracy"] if c)
             right.set_ylim(max(right.get_ylim()[0], min(finals) - 4), min(100.0, highest + 1))
         right.set_xlabel("Epoch")
@@ -502,16 +509,16 @@ class Chain(Settings):
 
 def run_chain(config, context):
     rng = np.random.default_rng(context.seed)
-    random, terms = [], []
+    random_rows, term_rows = [], []
     for _ in range(config.chains):
         weights, biases = rng.standard_normal(config.layers), rng.standard_normal(config.layers)
         g, t = chain_gradients(weights, biases, config.x, config.y)
-        random.append(g)
-        terms.append(t)
-    random, terms = np.array(random), np.array(terms)                  # (chains, layers)
+        random_rows.append(g)
+        term_rows.append(t)
+    random, terms = np.array(random_rows), np.array(term_rows)          # (chains, layers)
     median = np.median(random, axis=0)
-    exploding, exploding_terms = chain_gradients(*exploding_chain(config.layers, config.w, config.x),
-                                                 config.x, config.y)
+    large_weights, zeroing_biases = exploding_chain(config.layers, config.w, config.x)
+    exploding, exploding_terms = chain_gradients(large_weights, zeroing_biases, config.x, config.y)
     vanishing_shown = all(b > a for a, b in zip(median, median[1:]))
     exploding_shown = all(a > b for a, b in zip(exploding, exploding[1:]))
     ratio = np.median(random[:, 0] / random[:, -1])

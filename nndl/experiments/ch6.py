@@ -50,11 +50,11 @@ class ConvRun(Settings):
         members are that rung's networks of those seeds, checkpoints shared.
     """
 
-    net: ConvNetConfig = None
+    net: ConvNetConfig | None = None
     train: TrainingConfig = TrainingConfig()
     expanded: bool = False
-    training_size: int = None
-    evaluation_size: int = None
+    training_size: int | None = None
+    evaluation_size: int | None = None
     members: int = 1
 
     def __post_init__(self):
@@ -260,7 +260,8 @@ def plot_rung(result, path):
                 ax.plot(history["epochs"], [100 * a for a in history["test_accuracy"]], linestyle="--",
                         color=line.get_color(), label=f"{label} test")
             if "vote" in run:
-                ax.axhline(100 * run["vote"], color="black", linestyle="-.", label=f"ensemble {run['seed']}: vote (test)")
+                ax.axhline(100 * run["vote"], color="black", linestyle="-.",
+                           label=f"ensemble {run['seed']}: vote (test)")
         if result.get("target") is not None:
             ax.axhline(100 * result["target"], color="0.3", linestyle=":", label="book (test)")
         epoch_axis(ax)

@@ -48,9 +48,9 @@ class MnistRun(Settings):
 
     net: NetworkConfig = NetworkConfig()
     train: TrainingConfig = TrainingConfig()
-    training_size: int = None
+    training_size: int | None = None
     evaluate_on: str = "test"
-    evaluation_size: int = None
+    evaluation_size: int | None = None
 
     def __post_init__(self):
         if not isinstance(self.net, NetworkConfig) or not isinstance(self.train, TrainingConfig):
@@ -171,7 +171,8 @@ def plot_accuracy(result, path):
 
 def mnist_experiment(id, title, config, quick, *, book="", target=None, tolerance=None, better="higher",
                      plot=plot_accuracy):
-    """Register the standard MNIST experiment: ``config`` (and ``quick``) are MnistRun; the value is the best accuracy."""
+    """Register the standard MNIST experiment: ``config`` (and ``quick``) are MnistRun; the value is the best
+    accuracy."""
 
     def run(config, context):
         _, history = train_mnist(config, context)

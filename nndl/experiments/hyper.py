@@ -7,6 +7,7 @@ book mentions: every (eta, lambda) of a grid trained independently, judged
 on the validation data. Neither has a number in the book to compare with.
 """
 
+import math
 from dataclasses import dataclass
 
 from nndl.errors import ConfigError
@@ -200,7 +201,7 @@ def plot_search(result, path):
 
     config = result["config"]
     etas, lmbdas = config["etas"], config["lmbdas"]
-    grid = [[None] * len(lmbdas) for _ in etas]
+    grid = [[math.nan] * len(lmbdas) for _ in etas]                   # every cell is set below
     for i, eta in enumerate(etas):
         for j, lmbda in enumerate(lmbdas):
             values = [row["best_accuracy"] for run in result["runs"] for row in run["table"]

@@ -21,14 +21,20 @@ package; :func:`experiments` imports them the first time it is called (never
 at ``import nndl``), in the book's order.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import difflib
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from nndl.errors import ConfigError
 from nndl.training.config import Settings, TrainingConfig
+
+if TYPE_CHECKING:
+    from nndl.data.mnist import MnistData
 
 __all__ = ["Experiment", "Context", "Settings", "register", "experiments", "get", "select", "GROUPS",
            "format_value"]
@@ -36,7 +42,7 @@ __all__ = ["Experiment", "Context", "Settings", "register", "experiments", "get"
 #: The modules that register experiments, in the book's order; each is also a group name ("ch3": all of it).
 GROUPS = ("ch1", "ch2", "ch3", "ch4", "ch5", "ch6", "hyper")
 
-_REGISTRY = {}
+_REGISTRY: dict[str, Experiment] = {}
 _LOADED = False
 
 
@@ -82,18 +88,18 @@ class Experiment:
 
     id: str
     title: str
-    run: Callable
+    run: Callable[..., dict[str, Any]]
     config: Settings
-    quick: Settings = None
+    quick: Settings | None = None
     book: str = ""
-    target: float = None
-    tolerance: float = None
-    better: str = "higher"
+    target: float | None = None
+    tolerance: float | None = None
+    better: str | None = "higher"
     unit: str = "%"
-    plot: Callable = None
+    plot: Callable[..., Any] | None = None
     seeded: bool = True
-    needs: tuple = ()
-    run_many: Callable = None
+    needs: tuple[str, ...] = ()
+    run_many: Callable[..., Any] | None = None
 
     def __post_init__(self):
         if not self.id.islower() or " " in self.id or not self.id.startswith(GROUPS):
@@ -175,12 +181,12 @@ class Context:
         Where a long run may keep checkpoints to resume from if it is stopped; None: keep none.
     """
 
-    seed: int = None
+    seed: int | None = None
     quick: bool = False
-    data_dir: str = None
-    threads: int = None
+    data_dir: str | None = None
+    threads: int | None = None
     name: str = "run"
-    work_dir: str = None
+    work_dir: str | None = None
 
     def checkpoint_path(self, suffix=""):
         """The file for this run's checkpoint (``suffix`` tells several apart), or None when there is no work_dir."""
@@ -195,7 +201,7 @@ class Context:
         return _mnist(self.data_dir)
 
 
-_MNIST_CACHE = {}
+_MNIST_CACHE: dict[str | None, MnistData] = {}
 
 
 def _mnist(data_dir):
@@ -256,6 +262,6 @@ def config_dict(config):
     """A configuration as JSON-ready data (nested configurations included)."""
     if config is None:
         return None
-    if dataclasses.is_dataclass(config):
+    if dataclasses.is_dataclass(config) and isinstance(config, Settings):
         return config.to_dict()
     raise ConfigError(f"an experiment's configuration must be a Settings dataclass, got {type(config).__name__}")

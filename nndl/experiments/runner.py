@@ -40,6 +40,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from datetime import datetime, timezone
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Any
 
 from nndl.errors import MissingDependencyError, NndlError
 from nndl.experiments.registry import Context, config_dict, experiments, format_value, get
@@ -97,7 +98,7 @@ def _usable(saved, experiment, quick, epochs=None):
 def _check_needs(chosen, data_dir):
     """Refuse, before any work, what cannot run here: missing libraries or data."""
     import importlib.util
-    missing = {}
+    missing: dict[str, list[str]] = {}             # install command -> ids of the experiments that need it
     for experiment in chosen:
         for need, module, install in (("torch", "torch", "pip install 'nndl[deep]'"),
                                       ("sklearn", "sklearn", "pip install scikit-learn")):
@@ -261,7 +262,8 @@ def reproduce(ids, *, seeds=(1, 2, 3), quick=False, out="reproduced", jobs=1, fo
     (out / "runs").mkdir(parents=True, exist_ok=True)
 
     outcome = Outcome()
-    pending, done = {}, {}              # id -> seeds still to run; id -> {seed: result}
+    pending: dict[str, list[int | None]] = {}                   # id -> seeds still to run
+    done: dict[str, dict[int | None, dict[str, Any]]] = {}       # id -> {seed: result}
     for experiment in chosen:
         wanted = _seeds(experiment, seeds)
         e = reduced[experiment.id]
@@ -402,7 +404,7 @@ def _ours(result):
 def write_report(out):
     """Rewrite DIR/REPORT.md from every DIR/ID.json, in the registry's order."""
     out = Path(out)
-    results = {}
+    results: dict[str, dict[str, Any]] = {}
     for path in sorted(out.glob("*.json")):
         data = _read_json(path)
         if isinstance(data, dict) and data.get("format") == FORMAT and _preferred(data, results.get(data["id"])):
@@ -415,7 +417,9 @@ def write_report(out):
         "# The book's experiments, reproduced",
         "",
         f"Written by `nndl reproduce` ({len(rows)} of {len(order)} experiments have results here"
-        f"{'; rows marked quick ran the small --quick configuration and are not comparable with the book' if quick else ''}). "
+        + ("; rows marked quick ran the small --quick configuration and are not comparable with the book"
+           if quick else "")
+        + "). "
         "\"ours\" is the median over seeds, with the lowest and highest in brackets; \"within tolerance\" "
         "compares it with the book's number (yes also when better), or says whether the behaviour the book "
         "describes was shown. Each row's command runs it again."

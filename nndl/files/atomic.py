@@ -31,6 +31,8 @@ while writing ``net.npz`` is an ``OutputError`` (an ``OSError``) with
 ``errno.ENOSPC`` and ``filename == "net.npz"``.
 """
 
+from __future__ import annotations
+
 import errno
 import os
 import re
@@ -38,6 +40,8 @@ import secrets
 import stat
 import time
 from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO, Literal, TypeGuard
 
 from nndl.errors import NndlError, OutputError
 
@@ -70,10 +74,10 @@ class atomic_writer:
     ...     f.write(data)
     """
 
-    def __init__(self, path):
+    def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
 
-    def __enter__(self):
+    def __enter__(self) -> BinaryIO:
         try:
             target = Path(os.path.realpath(self.path))      # through symlinks: the link itself stays
             if target.is_symlink():
@@ -100,7 +104,8 @@ class atomic_writer:
             raise self._error(e) if isinstance(e, OSError) else e from None
         return self._file
 
-    def __exit__(self, exc_type, exc, tb):
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> Literal[False]:
         replaced = False
         try:
             try:
@@ -124,23 +129,23 @@ class atomic_writer:
             raise self._error(exc) from None
         return False
 
-    def _error(self, e):
+    def _error(self, e: OSError) -> OutputError:
         """``e`` as an OutputError naming the caller's path (not the temporary file)."""
         return OutputError(e.errno, e.strerror or str(e), str(self.path))
 
 
-def atomic_write_bytes(path, data):
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` (bytes) to ``path`` atomically."""
     with atomic_writer(path) as f:
         f.write(data)
 
 
-def atomic_write_text(path, text):
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` (str, UTF-8) to ``path`` atomically."""
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def _create_temporary(target):
+def _create_temporary(target: Path) -> tuple[Path, int]:
     """Create and open a new temporary file next to ``target``; returns (path, fd).
 
     ``O_EXCL`` makes the creation fail rather than reuse an existing file, so
@@ -156,7 +161,7 @@ def _create_temporary(target):
             continue
 
 
-def _remove_leftovers(directory, name):
+def _remove_leftovers(directory: Path, name: str) -> None:
     """Remove the temporary files of ``name`` left in ``directory`` by writers that are gone."""
     pattern = re.compile(rf"\.{re.escape(name)}\.(\d+)\.[0-9a-f]{{8}}\.tmp")
     try:
@@ -175,7 +180,7 @@ def _remove_leftovers(directory, name):
             pass                                     # removed by someone else meanwhile, or not ours to remove
 
 
-def _running(pid):
+def _running(pid: int) -> bool:
     """Whether a process with id ``pid`` runs on this machine.
 
     On Windows, where ``os.kill(pid, 0)`` would stop the process, assume it
@@ -192,7 +197,7 @@ def _running(pid):
     return True
 
 
-def _fsync_directory(directory):
+def _fsync_directory(directory: Path) -> None:
     """Make a rename in ``directory`` durable (POSIX; Windows cannot open a directory)."""
     if os.name == "nt":
         return
@@ -206,7 +211,7 @@ def _fsync_directory(directory):
         os.close(fd)
 
 
-def _is_write_error(exc):
+def _is_write_error(exc: BaseException | None) -> TypeGuard[OSError]:
     """Whether ``exc``, raised inside the block, is the system refusing a write to the file.
 
     Such errors (ENOSPC, EDQUOT, EFBIG, EIO) come from ``write()`` without a
@@ -216,7 +221,7 @@ def _is_write_error(exc):
             and exc.errno is not None and exc.filename is None)
 
 
-def _unlink(path):
+def _unlink(path: Path) -> None:
     try:
         os.unlink(path)
     except FileNotFoundError:

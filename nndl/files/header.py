@@ -6,8 +6,11 @@ object with ``"format"`` (the kind of file) and ``"version"`` (an integer).
 a file is not of the expected kind or was written by a newer nndl.
 """
 
+from __future__ import annotations
+
 import json
 import reprlib
+from typing import Any
 
 from nndl.errors import FileFormatError
 
@@ -17,7 +20,7 @@ _BRIEF = reprlib.Repr()
 _BRIEF.maxlevel, _BRIEF.maxlist, _BRIEF.maxdict, _BRIEF.maxstring, _BRIEF.maxother = 2, 6, 4, 60, 60
 
 
-def brief(value):
+def brief(value: object) -> str:
     """A short ``repr`` of a value read from a file, for messages.
 
     A malformed file can hold a megabyte string or a list nested a thousand
@@ -26,7 +29,8 @@ def brief(value):
     return _BRIEF.repr(value)
 
 
-def parse_json(raw, source, error=FileFormatError, kind=None):
+def parse_json(raw: str | bytes | bytearray, source: str, error: type[FileFormatError] = FileFormatError,
+               kind: str | None = None) -> Any:
     """Parse JSON text or bytes, turning every way it can fail into ``error``.
 
     ``kind`` (e.g. "nndl-model") names what the file should have been, so a
@@ -49,7 +53,8 @@ def parse_json(raw, source, error=FileFormatError, kind=None):
         raise error(f"{source} is nested too deeply to be an nndl file") from None
 
 
-def check_header(data, kind, version, source, error=FileFormatError, version_key="version"):
+def check_header(data: object, kind: str, version: int, source: str, error: type[FileFormatError] = FileFormatError,
+                 version_key: str = "version") -> int:
     """Check that ``data`` is the header of a ``kind`` file this nndl can read.
 
     Parameters

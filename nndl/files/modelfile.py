@@ -49,7 +49,7 @@ import numpy as np
 from nndl.errors import ModelFileError
 from nndl.files.atomic import atomic_writer
 from nndl.files.header import brief, check_header, parse_json
-from nndl.files.npz import read_npz
+from nndl.files.npz import MemberSpec, read_npz
 
 __all__ = ["ModelData", "read_model", "write_model", "is_conv_model", "ModelFileError", "MODEL_FORMAT",
            "MODEL_VERSION", "MAX_LAYERS", "MAX_PARAMETERS"]
@@ -145,7 +145,7 @@ def write_model(model: ModelData, path: str | os.PathLike, *, binary: bool | Non
             for l, (w, b) in enumerate(zip(model.weights, model.biases)):
                 arrays[f"weights_{l}"] = np.ascontiguousarray(w)
                 arrays[f"biases_{l}"] = np.ascontiguousarray(b)
-            np.savez_compressed(f, **arrays)
+            np.savez_compressed(f, allow_pickle=False, **arrays)
         else:
             description["weights"] = [w.tolist() for w in model.weights]
             description["biases"] = [b.tolist() for b in model.biases]
@@ -361,7 +361,7 @@ def _read_npz(path, source, known):
     description = parse_json(str(text.reshape(-1)[0]) if text.size else "", f"{source}: the description",
                              error=ModelFileError)
     sizes = _check_description(description, source, known)
-    members = {"description": "U"}
+    members: dict[str, MemberSpec] = {"description": "U"}
     for l, (n_in, n_out) in enumerate(zip(sizes, sizes[1:])):
         members[f"weights_{l}"] = ("f", (n_out, n_in))
         members[f"biases_{l}"] = ("f", (n_out,))

@@ -9,18 +9,27 @@ on the number of elements and bytes, and only then reads the data, never
 more of it than the header declared. Pickled objects are never loaded.
 """
 
+from __future__ import annotations
+
 import math
+import os
 import struct
 import tokenize
 import zipfile
 import zlib
+from collections.abc import Mapping
+from typing import IO, Any, TypeAlias
 
 import numpy as np
 from numpy.lib import format as npy_format
+from numpy.typing import NDArray
 
 from nndl.errors import FileFormatError
 
-__all__ = ["read_npz", "MAX_ELEMENTS"]
+__all__ = ["read_npz", "MAX_ELEMENTS", "MemberSpec"]
+
+#: What a member must be: the dtype kinds allowed ("f", "iu", "U"), or those and its exact shape.
+MemberSpec: TypeAlias = "str | tuple[str, tuple[int, ...]]"
 
 #: The most array elements one member may declare unless the caller says otherwise (about 2 GB of float64).
 MAX_ELEMENTS = 256 * 1024 * 1024
@@ -32,7 +41,8 @@ _DAMAGE = (zipfile.BadZipFile, zlib.error, struct.error, OSError, EOFError, Valu
            tokenize.TokenError, RuntimeError, NotImplementedError)
 
 
-def _header(member, name, source, error):
+def _header(member: IO[bytes], name: str, source: str,
+            error: type[FileFormatError]) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
     """(shape, fortran_order, dtype) from the start of one ``.npy`` member."""
     try:
         major, minor = npy_format.read_magic(member)
@@ -45,8 +55,10 @@ def _header(member, name, source, error):
     raise error(f"{source}: member {name!r} uses .npy format version {major}.{minor}, which nndl does not read")
 
 
-def read_npz(source, members, *, allow_extra=False, max_elements=MAX_ELEMENTS, error=FileFormatError, label=None,
-             max_bytes=None):
+def read_npz(source: str | os.PathLike[str] | IO[bytes], members: Mapping[str, MemberSpec], *,
+             allow_extra: bool = False, max_elements: int = MAX_ELEMENTS,
+             error: type[FileFormatError] = FileFormatError, label: str | None = None,
+             max_bytes: int | None = None) -> dict[str, NDArray[Any]]:
     """Read the named arrays of an ``.npz`` archive after checking their headers.
 
     Parameters
@@ -110,7 +122,8 @@ def read_npz(source, members, *, allow_extra=False, max_elements=MAX_ELEMENTS, e
                 for name, spec in members.items()}
 
 
-def _read_member(archive, info, name, spec, label, error, max_elements, max_bytes):
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str, spec: MemberSpec, label: str,
+                 error: type[FileFormatError], max_elements: int, max_bytes: int) -> NDArray[Any]:
     """One member's array, its header checked against ``spec`` and the limits before its data is read."""
     kinds, expected_shape = spec if isinstance(spec, tuple) else (spec, None)
     try:

@@ -50,7 +50,7 @@ def check_outputs(outputs, inputs=()):
         Naming the option and the path, and what is wrong.
     """
     input_paths = {Path(p).resolve(): p for p in inputs if p}
-    seen = {}
+    seen: dict[Path, str] = {}
     for option, given in outputs.items():
         if given is None:
             continue

@@ -80,6 +80,7 @@ import io
 import os
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 import anyio.to_thread
@@ -90,10 +91,13 @@ from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-try:
+if TYPE_CHECKING:                       # (the checker sees one of the two places it may come from)
     from python_multipart.exceptions import FormParserError
-except ImportError:                     # python-multipart before 0.0.13
-    from multipart.exceptions import FormParserError
+else:
+    try:
+        from python_multipart.exceptions import FormParserError
+    except ImportError:                 # python-multipart before 0.0.13
+        from multipart.exceptions import FormParserError
 
 from nndl.digits.predict import Classifier, predict
 from nndl.digits.read import read_number

@@ -57,7 +57,7 @@ def save_checkpoint(path: str | os.PathLike[str], net: FeedforwardNetwork, state
         for l, p in enumerate(state.get(name) or ()):
             arrays[f"{name}_{l}"] = np.ascontiguousarray(p)
     with atomic_writer(path) as f:
-        np.savez(f, **arrays)
+        np.savez(f, allow_pickle=False, **arrays)
     return str(path)
 
 

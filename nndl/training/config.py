@@ -14,9 +14,13 @@ plain dict (JSON) that rejects unknown keys::
     True
 """
 
+from __future__ import annotations
+
 import dataclasses
 import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from nndl import validate
 from nndl.deep.config import ConvNetConfig
@@ -24,8 +28,13 @@ from nndl.errors import ConfigError
 from nndl.settings import Settings, choice
 from nndl.validate import layer_sizes, real_number, whole_number
 
-__all__ = ["Settings", "NetworkConfig", "TrainingConfig", "network_config_from_dict", "resolve_training_config", "MONITORS", "SCHEDULES",
-           "REGULARIZATIONS", "LMBDA_SCALES", "LAST_BATCHES"]
+if TYPE_CHECKING:
+    import numpy as np
+
+    from nndl.engine.feedforward import FeedforwardNetwork
+
+__all__ = ["Settings", "NetworkConfig", "TrainingConfig", "network_config_from_dict", "resolve_training_config",
+           "MONITORS", "SCHEDULES", "REGULARIZATIONS", "LMBDA_SCALES", "LAST_BATCHES"]
 
 #: The per-epoch measurements that can be monitored.
 MONITORS = ("training_cost", "training_accuracy", "evaluation_cost", "evaluation_accuracy")
@@ -41,7 +50,7 @@ LAST_BATCHES = ("train", "drop")
 _ENGINE_CONVENTIONS = ("last_batch", "best_on_tie")
 
 
-def _monitor_name(name):
+def _monitor_name(name: str) -> str:
     return name.strip().lower().replace("-", "_")
 
 
@@ -66,13 +75,13 @@ class NetworkConfig(Settings):
         float64 or float32.
     """
 
-    sizes: tuple = (784, 30, 10)
-    activations: tuple = ("sigmoid",)
+    sizes: tuple[int, ...] = (784, 30, 10)
+    activations: tuple[str, ...] = ("sigmoid",)
     cost: str = "quadratic"
-    init: str = "large"
+    init: str | None = "large"
     dtype: str = "float64"
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         from nndl.engine.activations import ACTIVATIONS, get_activation
         from nndl.engine.costs import get_cost
         from nndl.engine.initializers import INITIALIZERS
@@ -104,7 +113,7 @@ class NetworkConfig(Settings):
             object.__setattr__(self, "init", choice(self.init, tuple(INITIALIZERS), "weight initialisation"))
         object.__setattr__(self, "dtype", validate.float_dtype(self.dtype).name)
 
-    def build(self, seed=None):
+    def build(self, seed: int | np.random.Generator | None = None) -> FeedforwardNetwork:
         """A new ``FeedforwardNetwork`` with freshly drawn weights (seeded by ``seed``)."""
         if self.init is None:
             raise ConfigError("this network configuration does not say how to draw the initial weights (init)")
@@ -115,7 +124,7 @@ class NetworkConfig(Settings):
                                   seed=seed, dtype=np.dtype(self.dtype))
 
     @classmethod
-    def of(cls, net):
+    def of(cls, net: FeedforwardNetwork) -> NetworkConfig:
         """The configuration of an existing network (``init`` None when it was not made by name)."""
         return cls(sizes=tuple(net.sizes), activations=tuple(layer.name for layer in net.layers),
                    cost=net.cost.name, init=getattr(net, "init", None), dtype=net.dtype.name)
@@ -195,16 +204,16 @@ class TrainingConfig(Settings):
     schedule: str = "constant"
     patience: int = 10
     min_eta_ratio: float = 1 / 128
-    early_stopping: int = None
-    monitor: tuple = field(default=None)
-    restore_best: bool = None
-    seed: int = None
+    early_stopping: int | None = None
+    monitor: tuple[str, ...] | None = field(default=None)
+    restore_best: bool | None = None
+    seed: int | None = None
     shuffle: bool = True
     last_batch: str | None = None
     best_on_tie: bool | None = None
 
-    def __post_init__(self):
-        def put(name, value):
+    def __post_init__(self) -> None:
+        def put(name: str, value: object) -> None:
             object.__setattr__(self, name, value)
 
         put("epochs", whole_number(self.epochs, "the number of epochs"))
@@ -241,15 +250,15 @@ class TrainingConfig(Settings):
             put("seed", int(self.seed))
 
     @property
-    def watches_plateau(self):
+    def watches_plateau(self) -> bool:
         """True when early stopping or the schedule needs the validation accuracy every epoch."""
         return self.early_stopping is not None or self.schedule == "halve"
 
-    def lmbda_divisor(self, n):
+    def lmbda_divisor(self, n: int) -> int:
         """What lambda is divided by for a training set of n examples: n, or the number of mini-batches."""
         return n if self.lmbda_scale == "n" else max(1, n // min(self.mini_batch_size, n))
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         """The settings as a JSON-ready dict; a convention left to the engine (None) is not written.
 
         So the dict of an unresolved configuration is the same as nndl 0.1
@@ -261,16 +270,16 @@ class TrainingConfig(Settings):
                 del data[name]
         return data
 
-    def with_conventions(self, last_batch, best_on_tie):
+    def with_conventions(self, last_batch: str, best_on_tie: bool) -> TrainingConfig:
         """This config with ``last_batch`` and ``best_on_tie`` set to an engine's defaults where they are None."""
-        changes = {}
+        changes: dict[str, Any] = {}
         if self.last_batch is None:
             changes["last_batch"] = last_batch
         if self.best_on_tie is None:
             changes["best_on_tie"] = best_on_tie
         return self.replace(**changes) if changes else self
 
-    def monitors(self, has_evaluation):
+    def monitors(self, has_evaluation: bool) -> tuple[str, ...]:
         """What to measure after each epoch, given whether there is evaluation data."""
         monitor = self.monitor
         if monitor is None:
@@ -287,7 +296,7 @@ class TrainingConfig(Settings):
         return monitor
 
 
-def resolve_training_config(config, settings):
+def resolve_training_config(config: TrainingConfig | None, settings: Mapping[str, Any]) -> TrainingConfig:
     """The run's TrainingConfig from ``config`` and/or keyword ``settings`` (which change it)."""
     if config is None:
         try:
@@ -301,7 +310,7 @@ def resolve_training_config(config, settings):
     return config.replace(**settings) if settings else config
 
 
-def network_config_from_dict(data, source=None):
+def network_config_from_dict(data: object, source: str | None = None) -> NetworkConfig | ConvNetConfig:
     """A NetworkConfig or, when the dict has ``layers``, a ConvNetConfig."""
     if isinstance(data, dict) and "layers" in data:
         return ConvNetConfig.from_dict(data, source)

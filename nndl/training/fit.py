@@ -287,7 +287,8 @@ def _saved_histories(state: dict[str, Any], members: int) -> list[History]:
 
 
 def _resume(engine: Engine, config: TrainingConfig, members: list[_Member], state: dict[str, Any]) -> None:
-    """Continue from a checkpoint: each member's History, plateau counter and best parameters, then the engine's state."""
+    """Continue from a checkpoint: each member's History, plateau counter and best parameters, then the engine's
+    state."""
     saved = _saved_histories(state, len(members))
     network = engine.network_config()
     for history, member in zip(saved, members):
@@ -361,7 +362,7 @@ class _ProgressBar:
 
 def _diagnose(engine: Engine, i: int, history: History) -> None:
     """Say plainly when a network ended no better than guessing, and why if the engine can tell."""
-    network = history.network
+    network: object = history.network             # NetworkConfig (sizes) or ConvNetConfig (n_outputs)
     n_outputs = getattr(network, "n_outputs", None)
     if n_outputs is None and hasattr(network, "sizes"):
         n_outputs = network.sizes[-1]

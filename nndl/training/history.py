@@ -1,13 +1,21 @@
 """What happened during training, epoch by epoch, saved as JSON."""
 
+from __future__ import annotations
+
 import json
 import math
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from nndl.errors import ConfigError, FileFormatError
 from nndl.files.atomic import atomic_write_text
 from nndl.files.header import check_header, parse_json
-from nndl.training.config import MONITORS, TrainingConfig, network_config_from_dict
+from nndl.training.config import MONITORS, NetworkConfig, TrainingConfig, network_config_from_dict
+
+if TYPE_CHECKING:
+    from nndl.deep.config import ConvNetConfig
 
 __all__ = ["History", "HISTORY_FORMAT", "HISTORY_VERSION"]
 
@@ -61,40 +69,41 @@ class History:
     n_test : int
     """
 
-    epochs: list = field(default_factory=list)
-    training_cost: list = field(default_factory=list)
-    training_accuracy: list = field(default_factory=list)
-    evaluation_cost: list = field(default_factory=list)
-    evaluation_accuracy: list = field(default_factory=list)
-    eta: list = field(default_factory=list)
-    epoch_time: list = field(default_factory=list)
-    monitor_time: list = field(default_factory=list)
-    best_epoch: int = None
-    best_accuracy: float = None
+    epochs: list[int] = field(default_factory=list)
+    training_cost: list[float] = field(default_factory=list)
+    training_accuracy: list[float] = field(default_factory=list)
+    evaluation_cost: list[float] = field(default_factory=list)
+    evaluation_accuracy: list[float] = field(default_factory=list)
+    eta: list[float] = field(default_factory=list)
+    epoch_time: list[float] = field(default_factory=list)
+    monitor_time: list[float] = field(default_factory=list)
+    best_epoch: int | None = None
+    best_accuracy: float | None = None
     stop_reason: str = "completed"
     message: str = ""
     config: TrainingConfig = field(default_factory=TrainingConfig)
-    network: object = None
+    network: NetworkConfig | ConvNetConfig | None = None
     n_training: int = 0
     n_evaluation: int = 0
-    test_accuracy: list = field(default_factory=list)
+    test_accuracy: list[float] = field(default_factory=list)
     n_test: int = 0
 
     @property
-    def best_test_accuracy(self):
+    def best_test_accuracy(self) -> float | None:
         """The test accuracy at the epoch of best validation accuracy (chapter 6's figure of merit), or None."""
         if self.best_epoch is None or not self.test_accuracy or self.best_epoch not in self.epochs:
             return None
         return self.test_accuracy[self.epochs.index(self.best_epoch)]
 
     @property
-    def training_time(self):
+    def training_time(self) -> float:
         """Total seconds spent training (excluding monitoring)."""
         return float(sum(self.epoch_time))
 
     # --- recording ---------------------------------------------------------
 
-    def record(self, epoch, eta, epoch_time, monitor_time, measured):
+    def record(self, epoch: int, eta: float, epoch_time: float, monitor_time: float,
+               measured: Mapping[str, float]) -> None:
         """Append one epoch, all lists at once (so a Ctrl-C never leaves them of different lengths)."""
         self.epochs.append(epoch)
         self.eta.append(eta)
@@ -103,18 +112,18 @@ class History:
         for name, value in measured.items():
             getattr(self, name).append(value)
 
-    def stop(self, reason, message):
+    def stop(self, reason: str, message: str) -> None:
         """Say why training ended."""
         self.stop_reason, self.message = reason, message
 
-    def watched_accuracy(self):
+    def watched_accuracy(self) -> float | None:
         """The accuracy that decides the best epoch: evaluation accuracy, else training accuracy, else None."""
         for values in (self.evaluation_accuracy, self.training_accuracy):
             if values:
                 return values[-1]
         return None
 
-    def settings(self):
+    def settings(self) -> dict[str, Any]:
         """The network's and the run's settings in one flat dict (for titles and tables)."""
         network = self.network.to_dict() if self.network is not None else {}
         return {**network, **self.config.to_dict(), "n_training": self.n_training,
@@ -122,19 +131,19 @@ class History:
 
     # --- files ------------------------------------------------------------
 
-    def to_dict(self):
-        data = {"format": HISTORY_FORMAT, "version": HISTORY_VERSION}
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"format": HISTORY_FORMAT, "version": HISTORY_VERSION}
         for f in fields(self):
             value = getattr(self, f.name)
             data[f.name] = value.to_dict() if hasattr(value, "to_dict") else value
         return data
 
-    def save(self, path):
+    def save(self, path: str | os.PathLike[str]) -> None:
         """Write the history as JSON, atomically."""
         atomic_write_text(path, json.dumps(self.to_dict(), indent=1) + "\n")
 
     @classmethod
-    def from_dict(cls, data, source="history"):
+    def from_dict(cls, data: Mapping[str, Any], source: str = "history") -> History:
         """A History from its dict, checking every field (FileFormatError names what is wrong)."""
         version = check_header(data, HISTORY_FORMAT, HISTORY_VERSION, source)
         data = dict(data)
@@ -155,8 +164,8 @@ class History:
         history._check(source)
         return history
 
-    def _check(self, source):
-        def bad(what):
+    def _check(self, source: str) -> None:
+        def bad(what: str) -> NoReturn:
             raise FileFormatError(f"{source}: {what}")
 
         if not isinstance(self.epochs, list) or not all(_is_int(e) and e >= 0 for e in self.epochs):
@@ -180,7 +189,7 @@ class History:
                 bad(f"{name} must be a whole number")
 
     @classmethod
-    def load(cls, path):
+    def load(cls, path: str | os.PathLike[str]) -> History:
         """Read a history written by ``save`` (or by nndl 0.1, format version 1)."""
         with open(path, "rb") as f:
             raw = f.read(_MAX_BYTES + 1)
@@ -193,15 +202,15 @@ class History:
 _MAX_BYTES = 256 * 2**20
 
 
-def _is_int(value):
+def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_number(value):
+def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _from_version_1(data):
+def _from_version_1(data: dict[str, Any]) -> dict[str, Any]:
     """nndl 0.1 kept the network's and the run's settings in one flat ``config`` dict."""
     flat = data.get("config")
     if not isinstance(flat, dict):

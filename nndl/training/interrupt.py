@@ -13,21 +13,26 @@ Used by the command line (``nndl.cli.main``); a library user's own program
 keeps Python's usual Ctrl-C, and ``check()`` is then a no-op.
 """
 
+from __future__ import annotations
+
 import signal
 import threading
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
 
 __all__ = ["install", "check"]
 
 _requested = False
 
 
-def _stop(signum, frame):
+def _stop(signum: int, frame: FrameType | None) -> None:
     global _requested
     _requested = True
     raise KeyboardInterrupt
 
 
-def install():
+def install() -> Callable[[], None]:
     """Handle Ctrl-C and SIGTERM (kill, a job scheduler) as a remembered ``KeyboardInterrupt``.
 
     A SIGINT that is ignored (``nohup``, a background job) or handled by someone
@@ -39,14 +44,14 @@ def install():
     _requested = False
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
-    previous = {}
+    previous: dict[signal.Signals, Callable[[int, FrameType | None], Any] | int | signal.Handlers | None] = {}
     for signum in (signal.SIGINT, signal.SIGTERM):
         current = signal.getsignal(signum)
         if signum == signal.SIGINT and current is not signal.default_int_handler:
             continue
         previous[signum] = signal.signal(signum, _stop)
 
-    def restore():
+    def restore() -> None:
         global _requested
         _requested = False
         for signum, handler in previous.items():
@@ -54,7 +59,7 @@ def install():
     return restore
 
 
-def check():
+def check() -> None:
     """Raise ``KeyboardInterrupt`` if a stop was asked for (its first one may have been lost)."""
     if _requested:
         raise KeyboardInterrupt

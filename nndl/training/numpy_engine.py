@@ -11,12 +11,14 @@ weights and biases (``nndl.engine.optimizers.SGD``, on its fused BLAS path).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeAlias, cast
 
 import numpy as np
+from numpy.typing import ArrayLike
 from threadpoolctl import ThreadpoolController
 
+from nndl.arrays import FloatArray, IntArray, NumberArray
 from nndl.engine.backprop import Backprop
 from nndl.engine.feedforward import FeedforwardNetwork, as_labels, check_inputs
 from nndl.engine.optimizers import SGD
@@ -26,13 +28,30 @@ from nndl.training.config import NetworkConfig, TrainingConfig, resolve_training
 from nndl.training.fit import PROGRESS_EVERY, Progress, check_weight_decay, fit
 from nndl.training.history import History
 
-__all__ = ["train", "as_dataset", "saturation", "NumpyEngine", "PROGRESS_EVERY"]
+__all__ = ["train", "as_dataset", "saturation", "NumpyEngine", "PROGRESS_EVERY", "LabelledImages", "Dataset"]
 
 #: The book's conventions of chapters 1-3 (network, network2): the last partial mini-batch is trained,
 #: and only a strictly better accuracy is a new best.
 LAST_BATCH, BEST_ON_TIE = "train", False
 
 _CONTROLLER: list[ThreadpoolController] = []
+
+
+class LabelledImages(Protocol):
+    """A data split such as ``nndl.data.splits.Split``: inputs ``images`` (n, sizes[0]) and their ``labels``."""
+
+    @property
+    def images(self) -> ArrayLike: ...
+
+    @property
+    def labels(self) -> ArrayLike: ...
+
+
+#: Training or evaluation data: a pair (inputs, labels or desired outputs), or a split with ``.images``
+#: and ``.labels``.
+Dataset: TypeAlias = "tuple[ArrayLike, ArrayLike] | LabelledImages"
+#: What ``as_dataset`` returns: the inputs, and integer labels (n,) or desired outputs (n, sizes[-1]).
+Examples: TypeAlias = "tuple[NumberArray, IntArray | FloatArray]"
 
 
 def _blas_threads() -> ThreadpoolController:
@@ -42,7 +61,8 @@ def _blas_threads() -> ThreadpoolController:
     return _CONTROLLER[0]
 
 
-def as_dataset(data, net, name="training data", targets=True):
+def as_dataset(data: Dataset, net: FeedforwardNetwork, name: str = "training data",
+               targets: bool = True) -> Examples:
     """Inputs and desired outputs from a pair of arrays or a split with ``.images`` and ``.labels``.
 
     Parameters
@@ -60,7 +80,8 @@ def as_dataset(data, net, name="training data", targets=True):
     y : ndarray, int labels of shape (n,) or float targets of shape (n, sizes[-1])
     """
     if hasattr(data, "images") and hasattr(data, "labels"):
-        x, y = data.images, data.labels
+        split = cast(LabelledImages, data)
+        x, y = split.images, split.labels
     else:
         try:
             x, y = data
@@ -78,8 +99,9 @@ def as_dataset(data, net, name="training data", targets=True):
     return x, y
 
 
-def train(net: FeedforwardNetwork, training_data: Any, config: TrainingConfig | None = None, *,
-          evaluation_data: Any = None, progress: bool = False, on_epoch: Any = None,
+def train(net: FeedforwardNetwork, training_data: Dataset, config: TrainingConfig | None = None, *,
+          evaluation_data: Dataset | None = None, progress: bool = False,
+          on_epoch: Callable[[History], None] | None = None,
           checkpoint: str | None = None, checkpoint_metadata: dict[str, Any] | None = None,
           resume: dict[str, Any] | None = None, **settings: Any) -> History:
     """Train ``net`` by mini-batch stochastic gradient descent.
@@ -157,8 +179,8 @@ class NumpyEngine:
     members = 1
     divergence = "weights"
 
-    def __init__(self, net: FeedforwardNetwork, training: tuple[np.ndarray, np.ndarray], config: TrainingConfig,
-                 evaluation: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+    def __init__(self, net: FeedforwardNetwork, training: Examples, config: TrainingConfig,
+                 evaluation: Examples | None = None) -> None:
         x, y = training
         n = x.shape[0]
         m = config.mini_batch_size
@@ -209,13 +231,13 @@ class NumpyEngine:
     def measure(self, i: int, monitor: Sequence[str]) -> dict[str, float]:
         return _measure(self.net, monitor, (self.x, self.labels), self.evaluation, self.regularizer, self.divisor)
 
-    def copy_params(self, i: int) -> list[np.ndarray]:
+    def copy_params(self, i: int) -> list[FloatArray]:
         return self.net.copy_params()
 
-    def restore_params(self, i: int, params: list[np.ndarray]) -> None:
+    def restore_params(self, i: int, params: list[FloatArray]) -> None:
         self.net.restore_params(params)
 
-    def params_from_state(self, params: list[np.ndarray]) -> list[np.ndarray]:
+    def params_from_state(self, params: list[ArrayLike]) -> list[FloatArray]:
         return [np.array(p, dtype=self.net.dtype) for p in params]
 
     def get_eta(self, i: int) -> float:
@@ -255,14 +277,15 @@ class NumpyEngine:
         pass
 
 
-def _sgd_chunk(engine: NumpyEngine, order: np.ndarray, start: int, stop: int) -> None:
+def _sgd_chunk(engine: NumpyEngine, order: IntArray, start: int, stop: int) -> None:
     """Backpropagation and one update for each mini-batch of ``order[start:stop]`` (indices into x).
 
     The per-mini-batch work of the NumPy engine, with everything it touches
     bound to local names once per chunk: at the book's sizes a mini-batch
     takes some 50 us, so attribute look-ups are worth saving.
     """
-    x, y, m, net, rng, p, hidden = engine.x, engine.y, engine.m, engine.net, engine.rng, engine.p_dropout, engine.hidden
+    x, y, m, net, rng, p = engine.x, engine.y, engine.m, engine.net, engine.rng, engine.p_dropout
+    hidden = engine.hidden
     work, last, step = engine.work, engine.last, engine.optimizer._step_from_backprop
     for k in range(start, stop, m):
         batch = order[k:k + m]
@@ -276,25 +299,27 @@ def _sgd_chunk(engine: NumpyEngine, order: np.ndarray, start: int, stop: int) ->
         step(w, batch.shape[0])
 
 
-def _dropout_masks(net, m, p, rng, hidden):
+def _dropout_masks(net: FeedforwardNetwork, m: int, p: float, rng: np.random.Generator,
+                   hidden: Sequence[int]) -> list[FloatArray | None]:
     """Inverted-dropout masks for the hidden layers: 0 with probability p, else 1/(1-p)."""
-    masks = [None] * net.num_layers
+    masks: list[FloatArray | None] = [None] * net.num_layers
     for l in hidden:
         keep = rng.random((m, net.sizes[l])) >= p
         masks[l] = keep.astype(net.dtype) / (1.0 - p)
     return masks
 
 
-def _measure(net, monitor, training, evaluation, regularizer, n):
+def _measure(net: FeedforwardNetwork, monitor: Sequence[str], training: Examples, evaluation: Examples | None,
+             regularizer: Regularizer | None, n: int) -> dict[str, float]:
     """The monitored costs and accuracies after an epoch, as a dict by name.
 
     One forward pass per data set serves both its cost and its accuracy.
     """
-    measured = {}
+    measured: dict[str, float] = {}
     for prefix, data in (("training", training), ("evaluation", evaluation)):
         wanted = [name for name in (f"{prefix}_cost", f"{prefix}_accuracy") if name in monitor]
-        if not wanted:
-            continue
+        if not wanted or data is None:                                 # (monitors() asks for evaluation
+            continue                                                   # measures only with evaluation data)
         x, y = data                                                    # y: labels (n,) or targets (n, k)
         outputs = net.feedforward(x)                                   # (n_data, sizes[-1])
         if f"{prefix}_accuracy" in wanted:
@@ -312,7 +337,7 @@ def _measure(net, monitor, training, evaluation, regularizer, n):
     return measured
 
 
-def saturation(net, x):
+def saturation(net: FeedforwardNetwork, x: FloatArray) -> float | None:
     """The fraction of sigmoid and tanh neurons driven into saturation, |z| > 5, on inputs x.
 
     There sigma'(z) < 0.007 (tanh'(z) < 0.0002): such a neuron barely learns

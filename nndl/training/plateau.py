@@ -9,6 +9,8 @@ equal to the best is not an improvement -- unless ``ties`` is set, as the
 book's network3 counts it (its best epoch is the last of equal ones).
 """
 
+from __future__ import annotations
+
 __all__ = ["Plateau"]
 
 
@@ -26,13 +28,13 @@ class Plateau:
         An accuracy equal to the best counts as a new best.
     """
 
-    def __init__(self, ties=False):
+    def __init__(self, ties: bool = False) -> None:
         self.ties = ties
-        self.best = None
-        self.best_epoch = None
+        self.best: float | None = None
+        self.best_epoch: int | None = None
         self.since_best = 0
 
-    def update(self, epoch, accuracy):
+    def update(self, epoch: int, accuracy: float) -> bool:
         """Record one epoch's accuracy; returns True when it is a new best."""
         if self.best is None or accuracy > self.best or (self.ties and accuracy == self.best):
             self.best, self.best_epoch, self.since_best = accuracy, epoch, 0
@@ -40,9 +42,9 @@ class Plateau:
         self.since_best += 1
         return False
 
-    def stalled_for(self, n):
+    def stalled_for(self, n: int) -> bool:
         """True when the last n epochs (or a multiple of n) brought no improvement: the moment to act."""
         return self.since_best > 0 and self.since_best % n == 0
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Plateau(best={self.best}, best_epoch={self.best_epoch}, since_best={self.since_best})"

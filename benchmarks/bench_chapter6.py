@@ -101,6 +101,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # run from a checkout without installing
 
 from machine import base_context, cpu_line  # noqa: E402  (benchmarks/machine.py, beside this script)
+
 from nndl.deep.multi import train_many  # noqa: E402
 from nndl.deep.network import ConvNetwork  # noqa: E402
 from nndl.deep.presets import get_preset  # noqa: E402

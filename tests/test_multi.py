@@ -283,7 +283,9 @@ def test_a_run_resumed_at_any_epoch_is_exactly_the_uninterrupted_run(tmp_path):
 
 
 def scripted_accuracies(monkeypatch, script):
-    """Member i's validation accuracy after its j-th measured epoch is script[i][start + j]; returns a setter of start."""
+    """Member i's validation accuracy after its j-th measured epoch is script[i][start + j].
+
+    Returns a setter of start."""
     real_measure, calls, start = MultiTorchEngine.measure, {}, [0]
 
     def measure(self, i, monitor):

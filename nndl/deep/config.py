@@ -7,6 +7,7 @@ needs PyTorch (``nndl.deep.network.ConvNetwork``).
 """
 
 from dataclasses import dataclass
+from typing import Any
 
 from nndl.errors import ConfigError
 from nndl.settings import Settings, choice
@@ -52,7 +53,7 @@ def _conv_layer(spec, index):
     if unknown:
         raise ConfigError(f"{where} ({kind}) has unknown setting(s) {', '.join(unknown)}; it takes "
                           f"{', '.join(allowed)}")
-    layer = {"type": kind}
+    layer: dict[str, Any] = {"type": kind}
     if kind == "conv-pool":
         layer["filters"] = whole_number(spec.get("filters"), f"the number of filters in {where}")
         layer["filter"] = _pair(spec.get("filter", 5), f"the filter size in {where}")
@@ -141,7 +142,8 @@ class ConvNetConfig(Settings):
 
     def shapes(self):
         """The input and output shape of each layer: a list of (in_shape, out_shape) tuples."""
-        shapes, shape = [], self.input_shape
+        shapes: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
+        shape: tuple[int, ...] = self.input_shape
         for i, layer in enumerate(self.layers):
             if layer["type"] == "conv-pool":
                 (fh, fw), (ph, pw) = layer["filter"], layer["pool"]
@@ -151,7 +153,7 @@ class ConvNetConfig(Settings):
                 if (h - fh + 1) < ph or (w - fw + 1) < pw:
                     raise ConfigError(f"layer {i + 1}: {ph}x{pw} pooling does not fit the {h - fh + 1}x{w - fw + 1} "
                                       "output of its convolution")
-                out = (layer["filters"], (h - fh + 1) // ph, (w - fw + 1) // pw)
+                out: tuple[int, ...] = (layer["filters"], (h - fh + 1) // ph, (w - fw + 1) // pw)
             else:
                 out = (layer["n_out"],)
             shapes.append((shape, out))

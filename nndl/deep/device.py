@@ -7,6 +7,7 @@ is one, else the CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
 
 import contextlib
 import os
+from typing import Any
 
 from nndl.deep._torch import torch
 from nndl.errors import ConfigError
@@ -68,19 +69,20 @@ def fast_kernels(device, mini_batch_size=None):
     setting is restored afterwards. On a GPU, cuDNN's autotuner is on.
     """
     if device.type == "cpu":
-        previous = torch.backends.mkldnn.enabled
-        torch.backends.mkldnn.enabled = previous and not (mini_batch_size is None or mini_batch_size <= SMALL_BATCH)
+        mkldnn: Any = torch.backends.mkldnn.enabled
+        small = mini_batch_size is None or mini_batch_size <= SMALL_BATCH
+        torch.backends.mkldnn.enabled = bool(mkldnn) and not small  # type: ignore[assignment]  # (a ContextProp in the stubs)
         try:
             yield
         finally:
-            torch.backends.mkldnn.enabled = previous
+            torch.backends.mkldnn.enabled = mkldnn
     else:
-        previous = torch.backends.cudnn.benchmark
+        cudnn: Any = torch.backends.cudnn.benchmark
         torch.backends.cudnn.benchmark = True
         try:
             yield
         finally:
-            torch.backends.cudnn.benchmark = previous
+            torch.backends.cudnn.benchmark = cudnn
 
 
 def set_threads(threads=None):

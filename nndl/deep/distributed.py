@@ -29,8 +29,8 @@ parameters (broadcast from rank 0 at the start),
 
     w -> (1 - eta lambda / d) w - eta (1/m) sum_x dC_x/dw
 
-(or, with momentum, the same velocity update as one process), with the same eta and the same d = n // m, the number of *global*
-mini-batches per epoch (network3's L2 divisor; with ``lmbda_scale="n"`` it
+(or, with momentum, the same velocity update as one process), with the same
+eta and the same d = n // m, the number of *global* mini-batches per epoch (network3's L2 divisor; with ``lmbda_scale="n"`` it
 is n). So N processes with m/N images each take the same steps as one
 process with m, up to the order of floating-point additions (measured: 1e-7
 after 20 steps, ``tests/test_distributed.py``). To train with more images per
@@ -65,6 +65,7 @@ import hashlib
 import os
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from nndl.deep._torch import torch
 from nndl.errors import ConfigError, NndlError
@@ -161,7 +162,7 @@ class World:
     comm_seconds: float = 0.0
     comm_calls: int = 0
     comm_bytes: int = 0
-    comm_log: list = None
+    comm_log: list[Any] | None = None
 
     @property
     def is_main(self):

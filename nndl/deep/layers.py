@@ -37,6 +37,7 @@ device. Two schemes:
 """
 
 import math
+from typing import Any
 
 from nndl.deep._torch import F, nn, torch
 from nndl.errors import ConfigError, InputError
@@ -84,7 +85,8 @@ class _Layer(nn.Module):
         """Draw fresh weights and biases (see the module docstring), from ``generator`` if given."""
         w_std, b_std = self._init_std()
         with torch.no_grad():
-            for param, std in ((self.weight, w_std), (self.bias, b_std)):
+            params: tuple[tuple[Any, float], ...] = ((self.weight, w_std), (self.bias, b_std))
+            for param, std in params:
                 values = torch.randn(param.shape, generator=generator, dtype=torch.float64) * std \
                     if std else torch.zeros(param.shape, dtype=torch.float64)
                 param.copy_(values.to(param.dtype))

@@ -68,7 +68,7 @@ class ConvNetwork(nn.Module):
         else:
             generator.manual_seed(int(seed))
         for layer in self.layers:
-            layer.reset_parameters(generator)
+            layer.reset_parameters(generator)  # type: ignore[operator]  # (ModuleList items are typed as Module)
 
     @property
     def device(self):

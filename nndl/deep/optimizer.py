@@ -66,7 +66,7 @@ class BookSGD(torch.optim.Optimizer):
                 for p in group["params"]:
                     self.state[p]["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
 
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One update from the gradients in each parameter's ``.grad`` (with torch's optimizer hooks)."""
         loss = None
         if closure is not None:

@@ -11,6 +11,7 @@ configurations so that the experiments registry can list the ladder without it).
 """
 
 from dataclasses import dataclass
+from typing import Any
 
 from nndl.deep.config import ConvNetConfig
 from nndl.errors import ConfigError
@@ -19,7 +20,7 @@ from nndl.training.config import TrainingConfig
 __all__ = ["Preset", "PRESETS", "get_preset", "BOOK_STYLE"]
 
 #: network3's choices, which every preset keeps.
-BOOK_STYLE = {"shuffle": False, "lmbda_scale": "batches"}
+BOOK_STYLE: dict[str, Any] = {"shuffle": False, "lmbda_scale": "batches"}
 
 
 @dataclass(frozen=True)

@@ -192,9 +192,11 @@ def run_rung_many(config, contexts):
     results = []
     for history in histories:
         result = _member_result(history)
-        result["value"] = history.best_test_accuracy
-        result["summary"] = (f"test {100 * history.best_test_accuracy:.2f}% at epoch {history.best_epoch} "
-                             f"(validation {100 * history.best_accuracy:.2f}%)")
+        result["value"] = test = history.best_test_accuracy
+        validation = history.best_accuracy
+        result["summary"] = (f"no epoch finished ({history.stop_reason})" if test is None or validation is None
+                             else f"test {100 * test:.2f}% at epoch {history.best_epoch} "
+                                  f"(validation {100 * validation:.2f}%)")
         results.append(result)
     return results
 

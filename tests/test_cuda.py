@@ -101,7 +101,7 @@ def max_diff(a, b):
 # --- the same network on both devices ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("dtype, tolerance", [("float64", 1e-10), ("float32", 2e-2)])
+@pytest.mark.parametrize("dtype, tolerance", [("float64", 1e-10), ("float32", 1e-2)])
 def test_a_network_on_cuda_gives_the_cpus_log_probabilities(dtype, tolerance):
     config = get_preset("dropout").network.replace(init="fan-in", dtype=dtype)    # every layer random, dropout
     cpu, gpu = ConvNetwork(config, device="cpu", seed=1), ConvNetwork(config, device="cuda", seed=1)
@@ -112,7 +112,7 @@ def test_a_network_on_cuda_gives_the_cpus_log_probabilities(dtype, tolerance):
     assert got.device.type == "cuda"
     difference = float((expected.double() - got.cpu().double()).abs().max())
     assert difference <= tolerance, f"{dtype}: log-probabilities differ by {difference:.3g}"
-    assert float(expected.std()) > 0.1                                 # not a network that says the same for all
+    assert float(expected.std(dim=0).mean()) > 5e-3                    # the output depends on the image
 
 
 def test_training_steps_on_cuda_are_the_steps_on_the_cpu():

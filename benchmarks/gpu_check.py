@@ -239,7 +239,7 @@ def child_env():
 # ---------------------------------------------------------------------------
 
 def step1_tests(out, limit, log):
-    command = [sys.executable, "-m", "pytest", *TEST_FILES, "-k", TEST_SELECTION, "-q", "-rfEs",
+    command = [sys.executable, "-m", "pytest", *TEST_FILES, "-k", TEST_SELECTION, "-v", "-rfEs",
                "-p", "no:cacheprovider", f"--junitxml={out / 'step1-junit.xml'}",
                f"--basetemp={out / 'step1-tmp'}"]
     section = {"command": shlex.join(["python", *command[1:]]), "limit_seconds": round(limit, 1)}
@@ -260,10 +260,10 @@ def step1_tests(out, limit, log):
         code, timed_out, seconds = run_streaming(command, limit, keep, child_env())
     section.update(returncode=code, timed_out=timed_out, seconds=round(seconds, 1), output="step1-pytest.txt")
     counts = _junit_counts(junit)
-    if counts is None:                                 # killed before pytest wrote its report
-        section.update(passed=None, failed=None, errors=None, skipped=None)
-    else:
-        section.update(counts)
+    if counts is None:                                 # killed before pytest wrote its report: count its lines
+        counts = _line_counts(lines)
+        section["counted_from"] = "pytest's output (it was stopped before writing its report)"
+    section.update(counts)
     summary = next((line for line in reversed(lines) if " in " in line and ("passed" in line or "failed" in line
                                                                           or "skipped" in line or "error" in line)),
                    lines[-1] if lines else "(no output)")
@@ -278,10 +278,23 @@ def step1_tests(out, limit, log):
 
 
 def _counts_words(section):
-    if section.get("passed") is None:
-        return "no counts (pytest wrote no report)"
     return (f"{section['passed']} passed, {section['failed']} failed, {section['errors']} errors, "
             f"{section['skipped']} skipped")
+
+
+def _line_counts(lines):
+    """passed/failed/errors/skipped from pytest -v lines ('tests/x.py::test_y PASSED [ 10%]')."""
+    counts = dict(passed=0, failed=0, errors=0, skipped=0)
+    failures = []
+    words = {"PASSED": "passed", "FAILED": "failed", "ERROR": "errors", "SKIPPED": "skipped", "XFAIL": "skipped",
+             "XPASS": "passed"}
+    for line in lines:
+        parts = line.split()
+        if len(parts) >= 2 and "::" in parts[0] and parts[1] in words:
+            counts[words[parts[1]]] += 1
+            if parts[1] in ("FAILED", "ERROR"):
+                failures.append({"test": parts[0], "message": parts[1].lower()})
+    return {**counts, "failures": failures, "skip_reasons": {}}
 
 
 def _junit_counts(path):

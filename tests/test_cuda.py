@@ -49,7 +49,7 @@ CUDA = torch.cuda.is_available()
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not CUDA, reason=_why_no_cuda() if not CUDA else "")]
 
 #: Seconds the nccl subprocess may take (it takes a few: start Python, torch, CUDA, nccl).
-LAUNCH_LIMIT = 240
+LAUNCH_LIMIT = 120
 
 #: A small 28x28 network with every kind of layer: conv-pool (ReLU), fully connected (sigmoid, dropout), softmax.
 SMALL = ConvNetConfig(layers=(

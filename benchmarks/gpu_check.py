@@ -639,7 +639,7 @@ def step2_timings(args, device, out, deadline, log):
         log(line)
     rows_path = out / "step2-rows.jsonl"
     rows_path.write_text("")
-    remaining, attempt = list(networks), 0
+    remaining, attempt, died = list(networks), 0, {}       # died: network -> why its process ended
     while remaining and time.time() < deadline - 5 and attempt < 4:
         attempt += 1
         spec = out / "step2-spec.json"
@@ -658,12 +658,13 @@ def step2_timings(args, device, out, deadline, log):
         done = {r["network"] for r in records if r["kind"] == "done"}
         started = [r["network"] for r in records if r["kind"] == "start"]
         if code != 0 or timed_out:
-            why = (f"the timing process was stopped at the end of the timings' share ({code})" if timed_out else
-                   f"the timing process ended with status {code}: {tail[-1] if tail else 'no output'}")
+            why = ("the timing process was stopped at the end of the timings' share" if timed_out else
+                   f"the timing process ended with status {code} (its last line: {tail[-1] if tail else '-'})")
             broken = next((n for n in reversed(started) if n not in done), None)
             section["notes"].append(why + (f" while timing {broken}" if broken else ""))
             log(f"step 2: {section['notes'][-1]}")
             if broken:
+                died[broken] = why
                 with open(rows_path, "a", encoding="utf-8") as f:
                     f.write(json.dumps({"kind": "done", "network": broken}) + "\n")
                 done.add(broken)
@@ -678,10 +679,16 @@ def step2_timings(args, device, out, deadline, log):
     for r in records:
         if r["kind"] == "row":
             by_network.setdefault(r["network"], {})[r["mode"]] = {k: v for k, v in r.items() if k != "kind"}
+    modes = MODES if multi else MODES[:2]
     for network in networks:
-        if network not in by_network:
-            by_network[network] = {"1 eager": {"network": network, "mode": "1 eager",
-                                               "skipped": "not timed (no time left, or the timing process failed)"}}
+        timed = by_network.setdefault(network, {})
+        missing = [mode for mode in modes if mode not in timed]
+        for k, mode in enumerate(missing):
+            if network in died:
+                what = {"error": died[network]} if k == 0 else {"skipped": "not reached"}
+            else:
+                what = {"skipped": "not timed: the timings' share of the budget ran out"}
+            timed[mode] = {"network": network, "mode": mode, **what}
     for group in groups:
         timed = by_network.get(group["network"], {})
         eager = timed.get("1 eager", {}).get("images_per_second")

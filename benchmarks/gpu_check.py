@@ -368,8 +368,19 @@ class StepRunner:
         graph = torch.cuda.CUDAGraph()
         for generator in generators:
             graph.register_generator_state(generator)
-        with torch.cuda.graph(graph):
-            step()
+        inside = []                                     # an error in the captured step, which ending the capture hides
+        try:
+            with torch.cuda.graph(graph):
+                try:
+                    step()
+                except Exception as e:
+                    inside.append(e)
+                    raise
+        except Exception as e:
+            if inside and inside[0] is not e:
+                raise RuntimeError(f"capturing the step failed: {first_line(inside[0])} (then, ending the capture: "
+                                   f"{first_line(e)})") from e
+            raise
         self.graph = graph
 
     @property

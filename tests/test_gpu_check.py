@@ -80,7 +80,7 @@ def test_step2_times_each_network_eagerly_and_as_a_checked_graph(quick):
         assert eager["images_per_epoch"] == images
         assert eager["seconds_per_epoch"] == pytest.approx(images / eager["images_per_second"])
         assert graph["images_per_second"] > 0 and graph["check"] == "ok" and graph["check_max_diff"] == 0.0
-        assert graph["captured"] is torch.cuda.is_available()
+        assert graph["captured"] is False                           # --device cpu: run on the static buffers
         assert graph["steps"] == timings["steps"] == 20
     if timings["train_many"] == "present":
         for rung in QUICK_RUNGS:

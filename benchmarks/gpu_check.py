@@ -891,7 +891,8 @@ def step3_ladder(args, device, out, deadline, timings, log):
         alarm.disarm()
     finished = [r for r in section["runs"] if r.get("value") is not None]
     log(f"step 3: {len(finished)} rung(s) finished: " + (", ".join(
-        f"{r['id']} {100 * r['value']:.2f}% ({r['epochs_trained']} epochs, {r['verdict']})" for r in finished)
+        f"{r['id']} {100 * r['value']:.2f}% ({r['epochs_trained']} epoch{'s' if r['epochs_trained'] != 1 else ''}, "
+        f"{r['verdict']})" for r in finished)
         or "none"))
     if (out / "REPORT.md").exists():
         log(f"report: {out / 'REPORT.md'}")
@@ -1001,7 +1002,7 @@ def main(argv=None):
         save(report, out)
 
         log("")
-        log("== step 2: one epoch of each rung's network, timed ==")
+        log("== step 2: each rung's network timed, extrapolated to an epoch ==")
         if "timings" in args.skip:
             report["step2_timings"] = {"skipped": "--skip timings", "rows": []}
         else:

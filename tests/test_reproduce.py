@@ -383,6 +383,23 @@ def test_context_checkpoint_paths(tmp_path):
     assert context.checkpoint_path("-m2") == str(tmp_path / "w" / "ch6-relu-s1-m2.ckpt")
 
 
+def test_the_device_reaches_every_run_and_a_chapter6_network(fake, monkeypatch, tmp_path):
+    devices = []
+
+    def run(config, context):
+        devices.append(context.device)
+        return _fake_run(config, context)
+
+    monkeypatch.setitem(registry._REGISTRY, "ch1-fake", dataclasses.replace(fake, run=run))
+    reproduce(["ch1-fake"], seeds=[1, 2], out=tmp_path / "a", device="cuda:3", echo=lambda line: None)
+    reproduce(["ch1-fake"], seeds=[1], out=tmp_path / "b", echo=lambda line: None)
+    assert devices == ["cuda:3", "cuda:3", None]
+    pytest.importorskip("torch")
+    from nndl.experiments.ch6 import train_conv
+    with pytest.raises(ConfigError, match="'no-such-device'"):          # the network is built on the device
+        train_conv(get("ch6-fc100").settings(quick=True), Context(seed=1, device="no-such-device"), 1, None)
+
+
 # ---------------------------------------------------------------------------- the command line
 
 def _nndl(*args, cwd=None):

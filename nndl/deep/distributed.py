@@ -31,9 +31,10 @@ parameters (broadcast from rank 0 at the start),
 
 (or, with momentum, the same velocity update as one process), with the same
 eta and the same d = n // m, the number of *global* mini-batches per epoch
-(network3's L2 divisor; with ``lmbda_scale="n"`` it is n). So N processes with m/N images each take the same steps as one
-process with m, up to the order of floating-point additions (measured: 1e-7
-after 20 steps, ``tests/test_distributed.py``). To train with more images per
+(network3's L2 divisor; with ``lmbda_scale="n"`` it is n). So N processes
+with m/N images each take the same steps as one process with m, up to the
+order of floating-point additions (measured: 1e-7 after 20 steps,
+``tests/test_distributed.py``). To train with more images per
 step, raise m itself: that is a different run (fewer, larger steps), as it
 would be in one process. The last n mod m images of each epoch's order are
 left out, as in one process (different ones each epoch when shuffled); the

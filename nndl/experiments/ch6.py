@@ -105,11 +105,12 @@ def _without_epochs(config_data):
 def train_conv(config, context, seed, data, suffix=""):
     """Train one network of ``config`` with ``seed`` on ``data``; returns (net, History).
 
-    With a ``context.work_dir`` it checkpoints every epoch and resumes from a
-    checkpoint of the same run (same configuration but for the number of
-    epochs, same seed) left by a run that was stopped or that trained for
-    fewer epochs. A checkpoint of more epochs than asked for is refused
-    rather than overwritten.
+    The network trains on ``context.device`` (the CPU when it is None); the
+    data moves there once per run. With a ``context.work_dir`` it
+    checkpoints every epoch and resumes from a checkpoint of the same run
+    (same configuration but for the number of epochs, same seed) left by a
+    run that was stopped or that trained for fewer epochs. A checkpoint of
+    more epochs than asked for is refused rather than overwritten.
     """
     import json
     from pathlib import Path
@@ -124,9 +125,10 @@ def train_conv(config, context, seed, data, suffix=""):
     set_threads(context.threads or (1 if config.train.mini_batch_size <= SMALL_BATCH else None))
     training_config = config.train.replace(seed=seed)
     metadata = {"experiment": context.name, "config": config.to_dict(), "seed": seed}
+    device = context.device or "cpu"
     checkpoint, resume = context.checkpoint_path(suffix), None
     if checkpoint and Path(checkpoint).exists():
-        net, state, saved = load_checkpoint(checkpoint)
+        net, state, saved = load_checkpoint(checkpoint, device=device)
         if saved.get("experiment") == metadata["experiment"] and isinstance(saved.get("config"), dict) \
                 and _without_epochs(saved["config"]) == _without_epochs(metadata["config"]) \
                 and saved.get("seed") == seed:
@@ -137,7 +139,7 @@ def train_conv(config, context, seed, data, suffix=""):
                                   "the file away to start again")
             resume = state
     if resume is None:
-        net = ConvNetwork(config.net, seed=seed)
+        net = ConvNetwork(config.net, device=device, seed=seed)
     training, validation, test = data
     history = train(net, training, training_config, validation_data=validation, test_data=test,
                     checkpoint=checkpoint, checkpoint_metadata=metadata, resume=resume)
@@ -172,8 +174,9 @@ def run_rung_many(config, contexts):
         checkpoint = str(Path(checkpoint).with_name(f"{metadata['experiment']}-s{'-'.join(map(str, seeds))}"
                                                      f"{'-quick' if first.quick else ''}.ckpt"))
     resume = None
+    device = first.device or "cpu"
     if checkpoint and Path(checkpoint).exists():
-        nets, state, saved = load_members_checkpoint(checkpoint)
+        nets, state, saved = load_members_checkpoint(checkpoint, device=device)
         if saved.get("experiment") == metadata["experiment"] and isinstance(saved.get("config"), dict) \
                 and _without_epochs(saved["config"]) == _without_epochs(metadata["config"]) \
                 and list(state.get("seeds", [])) == seeds:
@@ -183,7 +186,7 @@ def run_rung_many(config, contexts):
                                   f"{training_config.epochs} asked for")
             resume = state
     if resume is None:
-        nets = [ConvNetwork(config.net, seed=seed) for seed in seeds]
+        nets = [ConvNetwork(config.net, device=device, seed=seed) for seed in seeds]
     training, validation, test = _data(config, first)
     histories = train_many(nets, training, training_config, seeds=seeds, validation_data=validation,
                            test_data=test, checkpoint=checkpoint, checkpoint_metadata=metadata, resume=resume)

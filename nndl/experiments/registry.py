@@ -179,6 +179,8 @@ class Context:
         The run's name, e.g. "ch6-relu-s1" (for files it keeps).
     work_dir : str or None
         Where a long run may keep checkpoints to resume from if it is stopped; None: keep none.
+    device : str or None
+        Where the PyTorch runs (chapter 6) train: "cpu", "cuda", "cuda:N" or "auto"; None: the CPU.
     """
 
     seed: int | None = None
@@ -187,6 +189,7 @@ class Context:
     threads: int | None = None
     name: str = "run"
     work_dir: str | None = None
+    device: str | None = None
 
     def checkpoint_path(self, suffix=""):
         """The file for this run's checkpoint (``suffix`` tells several apart), or None when there is no work_dir."""

@@ -130,10 +130,11 @@ def _limit_threads(threads):
 _LIMITS = None
 
 
-def run_one(experiment_id, seed, quick, data_dir=None, threads=None, work_dir=None, epochs=None):
+def run_one(experiment_id, seed, quick, data_dir=None, threads=None, work_dir=None, epochs=None, device=None):
     """One seed of one experiment (in this process): its result dict, with ``seed`` and ``seconds`` added.
 
     ``epochs``: train for this many epochs instead of the configuration's (see the module docstring).
+    ``device``: where the PyTorch runs train (``Context.device``; None: the CPU).
 
     An error becomes ``{"error": message}`` so that the other runs go on; a
     problem of the user's (an NndlError) is one line, anything else keeps its
@@ -141,7 +142,8 @@ def run_one(experiment_id, seed, quick, data_dir=None, threads=None, work_dir=No
     """
     experiment = get(experiment_id)
     name = f"{experiment_id}{'' if seed is None else f'-s{seed}'}{'-quick' if quick else ''}"
-    context = Context(seed=seed, quick=quick, data_dir=data_dir, threads=threads, name=name, work_dir=work_dir)
+    context = Context(seed=seed, quick=quick, data_dir=data_dir, threads=threads, name=name, work_dir=work_dir,
+                      device=device)
     start = time.perf_counter()
     try:
         result = experiment.run(experiment.settings(quick, epochs), context)
@@ -154,14 +156,15 @@ def run_one(experiment_id, seed, quick, data_dir=None, threads=None, work_dir=No
     return {**result, "seed": seed, "seconds": time.perf_counter() - start}
 
 
-def run_together(experiment_id, seeds, quick, data_dir=None, threads=None, work_dir=None, epochs=None):
+def run_together(experiment_id, seeds, quick, data_dir=None, threads=None, work_dir=None, epochs=None,
+                 device=None):
     """Several seeds of one experiment at once (its ``run_many``): a list of result dicts, one per seed.
 
     An error fails every seed of the group, each with the message.
     """
     experiment = get(experiment_id)
     contexts = [Context(seed=seed, quick=quick, data_dir=data_dir, threads=threads, work_dir=work_dir,
-                        name=f"{experiment_id}-s{seed}{'-quick' if quick else ''}") for seed in seeds]
+                        name=f"{experiment_id}-s{seed}{'-quick' if quick else ''}", device=device) for seed in seeds]
     start = time.perf_counter()
     try:
         results = experiment.run_many(experiment.settings(quick, epochs), contexts)
@@ -236,7 +239,7 @@ def _finish(experiment, quick, runs, seeds, out, echo, epochs=None):
 
 
 def reproduce(ids, *, seeds=(1, 2, 3), quick=False, out="reproduced", jobs=1, force=False, data_dir=None,
-              epochs=None, together=False, echo=print):
+              epochs=None, together=False, echo=print, device=None):
     """Run the experiments ``ids`` (ids, groups or "all") for ``seeds``; see the module docstring.
 
     ``epochs``: train each for this many epochs instead of the book's (only
@@ -244,6 +247,7 @@ def reproduce(ids, *, seeds=(1, 2, 3), quick=False, out="reproduced", jobs=1, fo
     ``together``: an experiment that can (``run_many``: the chapter 6 rungs)
     trains its pending seeds at once, in one process (a GPU's way; on a CPU,
     ``jobs`` processes of one seed each are usually faster).
+    ``device``: where the chapter 6 networks train ("cuda", "cpu", ...; None: the CPU).
 
     Returns
     -------
@@ -318,18 +322,18 @@ def reproduce(ids, *, seeds=(1, 2, 3), quick=False, out="reproduced", jobs=1, fo
             group = pending.pop(experiment_id)
             echo(f"{experiment_id}: seeds {' '.join(map(str, group))} trained together")
             for k, result in enumerate(run_together(experiment_id, group, quick, data_dir, None, work,
-                                                    reduced[experiment_id]), 1):
+                                                    reduced[experiment_id], device), 1):
                 settle(experiment_id, result["seed"], result, k)
         tasks = [(i, s) for i in pending for s in pending[i]]
     try:
         if jobs <= 1 or total <= 1:
             for k, (experiment_id, seed) in enumerate(tasks, 1):
                 settle(experiment_id, seed,
-                       run_one(experiment_id, seed, quick, data_dir, None, work, reduced[experiment_id]), k)
+                       run_one(experiment_id, seed, quick, data_dir, None, work, reduced[experiment_id], device), k)
         else:
             with ProcessPoolExecutor(max_workers=min(jobs, total), mp_context=get_context("spawn"),
                                      initializer=_worker_init, initargs=(1,)) as pool:
-                futures = {pool.submit(run_one, i, s, quick, data_dir, 1, work, reduced[i]): (i, s)
+                futures = {pool.submit(run_one, i, s, quick, data_dir, 1, work, reduced[i], device): (i, s)
                            for i, s in tasks}
                 try:
                     for k, future in enumerate(as_completed(futures), 1):

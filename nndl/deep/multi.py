@@ -58,7 +58,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from nndl.deep.data import as_tensors
 from nndl.deep.device import fast_kernels
 from nndl.deep.distributed import rank_seed
 from nndl.deep.layers import ConvPool, Softmax, _AllTiesMaxPool, max_pool
@@ -70,6 +69,7 @@ from nndl.deep.train import (
     _copy_state,
     _cpu,
     _finite,
+    data_on_device,
     load_optimizer_state,
     measure_network,
 )
@@ -129,18 +129,14 @@ def train_many(nets: Sequence[Any], training_data: Any, config: TrainingConfig, 
     if resume is not None:
         _check_resume(resume, seeds)
     first = nets[0]
-    shape, k, device, dtype = first.config.input_shape, first.config.n_outputs, first.device, first.dtype
-    x, y = as_tensors(training_data, shape, k, device, dtype, "training data")
-    validation = None if validation_data is None else as_tensors(validation_data, shape, k, device, dtype,
-                                                                  "validation data")
-    test = None if test_data is None else as_tensors(test_data, shape, k, device, dtype, "test data")
+    (x, y), validation, test = data_on_device(first, training_data, validation_data, test_data)
     monitor = config.monitors(validation is not None)
     engine = MultiTorchEngine(nets, (x, y), config, seeds, validation, test)
     histories = [History(config=member_config, network=first.config, n_training=x.shape[0],
                          n_evaluation=0 if validation is None else validation[0].shape[0],
                          n_test=0 if test is None else test[0].shape[0]) for member_config in engine.configs]
     try:
-        with fast_kernels(device, engine.m):
+        with fast_kernels(first.device, engine.m):
             return fit(engine, config, histories, monitor=monitor, progress=progress, on_epoch=on_epoch,
                        checkpoint=checkpoint, checkpoint_metadata=checkpoint_metadata, resume=resume)
     finally:

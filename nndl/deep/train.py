@@ -100,20 +100,33 @@ def train(net: Any, training_data: Any, config: TrainingConfig | None = None, *,
     """
     config = resolve_training_config(config, settings).with_conventions(LAST_BATCH, BEST_ON_TIE)
     _check_supported(config)
-    shape, k, device, dtype = net.config.input_shape, net.config.n_outputs, net.device, net.dtype
-    x, y = as_tensors(training_data, shape, k, device, dtype, "training data")
-    validation = None if validation_data is None else as_tensors(validation_data, shape, k, device, dtype,
-                                                                  "validation data")
-    test = None if test_data is None else as_tensors(test_data, shape, k, device, dtype, "test data")
+    (x, y), validation, test = data_on_device(net, training_data, validation_data, test_data)
     monitor = config.monitors(validation is not None)
     engine = TorchEngine(net, (x, y), config, validation, test, augmentation=augmentation, world=world)
     history = History(config=config, network=net.config, n_training=x.shape[0],
                       n_evaluation=0 if validation is None else validation[0].shape[0],
                       n_test=0 if test is None else test[0].shape[0])
-    with fast_kernels(device, engine.m_local):
+    with fast_kernels(net.device, engine.m_local):
         [history] = fit(engine, config, [history], monitor=monitor, progress=progress, on_epoch=on_epoch,
                         checkpoint=checkpoint, checkpoint_metadata=checkpoint_metadata, resume=resume)
     return history
+
+
+Pair = tuple[torch.Tensor, torch.Tensor]
+
+
+def data_on_device(net: Any, training_data: Any, validation_data: Any = None,
+                   test_data: Any = None) -> tuple[Pair, Pair | None, Pair | None]:
+    """The training, validation and test data checked once, as (images, labels) tensors on ``net``'s device.
+
+    Images (n, c, h, w) in ``net``'s dtype, labels (n,) int64; None stays None.
+    """
+    shape, k, device, dtype = net.config.input_shape, net.config.n_outputs, net.device, net.dtype
+    training = as_tensors(training_data, shape, k, device, dtype, "training data")
+    validation = None if validation_data is None else as_tensors(validation_data, shape, k, device, dtype,
+                                                                  "validation data")
+    test = None if test_data is None else as_tensors(test_data, shape, k, device, dtype, "test data")
+    return training, validation, test
 
 
 def _check_supported(config: TrainingConfig) -> None:

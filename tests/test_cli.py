@@ -398,3 +398,9 @@ def test_train_resume_refuses_other_settings_in_one_line_and_accepts_the_same(ca
     (tmp_path / "model.npz").write_bytes(b"PK\x05\x06" + bytes(18))
     code, _, err = run(capsys, "train", "--data", idx_dataset, "--resume", tmp_path / "model.npz")
     assert code == 2 and err.startswith("nndl: error:") and err.count("\n") == 1
+
+
+def test_python_m_nndl_cli_runs_the_command_line_as_python_m_nndl_does():
+    for module in ("nndl", "nndl.cli"):
+        result = subprocess.run([sys.executable, "-m", module, "--version"], capture_output=True, text=True)
+        assert result.returncode == 0 and result.stdout.startswith("nndl "), result.stderr

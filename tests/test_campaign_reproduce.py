@@ -657,3 +657,31 @@ def test_counts():
     cases = len(RUN_MUTATIONS) + len(RUN_TEXTS) + len(ONCE_MUTATIONS) + len(RESULT_MUTATIONS) + \
         len(_history_cases()) + len(SEEDS)
     assert cases >= 100, cases
+
+
+# ---------------------------------------------------------------------------- 7. a chapter 6 checkpoint's history
+
+@pytest.mark.parametrize("history", ["not json", _deep(100_000), '{"format": "nndl-history", "version": 2, '
+                                     '"epochs": "x"}', "[]"], ids=["not-json", "deep", "mistyped", "list"])
+def test_a_chapter6_checkpoint_with_a_damaged_history_is_one_line(tmp_path, history):
+    pytest.importorskip("torch")
+    import numpy as np
+    import torch
+
+    from nndl.deep.checkpoint import load_checkpoint, save_checkpoint
+    from nndl.errors import ModelFileError
+    from nndl.experiments.ch6 import train_conv
+    from nndl.experiments.registry import Context
+    rng = np.random.default_rng(0)
+    data = [(torch.tensor(rng.random((n, 784)), dtype=torch.float32), torch.tensor(rng.integers(0, 10, n)))
+            for n in (40, 20, 20)]
+    config = get("ch6-conv1").settings(quick=True)
+    config = config.replace(train=config.train.replace(epochs=1))
+    context = Context(seed=1, name="ch6-conv1-s1", work_dir=str(tmp_path))
+    train_conv(config, context, 1, data)
+    path = tmp_path / "ch6-conv1-s1.ckpt"
+    net, state, saved = load_checkpoint(path)
+    save_checkpoint(path, net, {**state, "history": history}, saved)
+    with pytest.raises(ModelFileError, match="ch6-conv1-s1.ckpt") as e:
+        train_conv(config, context, 1, data)
+    assert "\n" not in str(e.value) and "move the file away" in str(e.value)

@@ -11,7 +11,18 @@ For an output directory DIR, :func:`reproduce` writes
 * ``DIR/REPORT.md`` -- the table of every experiment in DIR, rewritten after
   each experiment finishes.
 
-Every file is written atomically. A seed whose result is already in
+Every file is read back through one check (:func:`check_run` for a seed's
+result, :func:`check_result` for ``ID.json``): its format and version, the id,
+seed, quick and configuration it claims, the types of its fields, finite
+numbers, and (``ID.json``) a median and spread that are those of its runs. A
+file that fails it is said in one line ("runs/ID-s2.json is damaged (value:
+expected a number, got null): running that seed again") and that seed runs
+again, or the seeds are combined again; REPORT.md leaves out a damaged
+``ID.json`` of an experiment not being run. Seeds are whole numbers
+0 ... 2**32 - 1, each given once.
+
+Every file is written atomically; the temporary files of a writer killed
+outright (``kill -9``) are removed by the next command. A seed whose result is already in
 ``DIR/runs`` with the same configuration is not run again (unless ``force``),
 so an interrupted command, run again, picks up where it stopped. Quick runs
 and full runs keep separate results: a quick result never stands in for a

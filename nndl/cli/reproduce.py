@@ -20,7 +20,7 @@ def add_commands(commands) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     r.add_argument("ids", metavar="ID", nargs="*", help="experiment ids, chapters (ch3) or all")
     r.add_argument("--list", action="store_true", help="list the experiments and exit")
-    r.add_argument("--seeds", type=int, nargs="+", metavar="S",
+    r.add_argument("--seeds", type=_seed, nargs="+", metavar="S",
                    help="seeds of each experiment; a deterministic experiment runs once (default: 1 2 3, or 1 with "
                         "--quick)")
     r.add_argument("--quick", action="store_true",
@@ -41,6 +41,18 @@ def add_commands(commands) -> None:
     r.set_defaults(run=cmd_reproduce)
 
 
+def _seed(text: str) -> int:
+    """A seed on the command line: a whole number 0 ... 2**32 - 1."""
+    from nndl.experiments.runner import MAX_SEED
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"a seed is a whole number from 0 to {MAX_SEED}, got {value}")
+    return value
+
+
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from nndl.errors import ConfigError
     from nndl.experiments.registry import experiments, select
@@ -56,9 +68,13 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             print(textwrap.shorten(f"{e.id:24s} {e.title}{book}{needs}", 160))
         print(f"{len(chosen)} experiments; nndl reproduce ID [ID...] runs them")
         return 0
-    from nndl.experiments.runner import reproduce
+    from nndl.experiments.runner import check_seeds, reproduce
     out = args.out or ("reproduced-quick" if args.quick else "reproduced")
     seeds = args.seeds or ([1] if args.quick else [1, 2, 3])
+    try:
+        check_seeds(seeds)
+    except ConfigError as e:
+        raise ConfigError(f"--seeds: {e}") from None
     outcome = reproduce(args.ids, seeds=seeds, quick=args.quick, out=out, jobs=args.jobs, force=args.force,
                         data_dir=args.data, epochs=args.epochs, together=args.together,
                         echo=lambda line: print(line, flush=True))

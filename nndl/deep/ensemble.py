@@ -14,8 +14,9 @@ collected by copying their files together.
 
 from nndl.deep._torch import torch
 
-__all__ = ["majority_vote", "average_probabilities", "evaluate_ensemble", "score", "save_predictions",
-           "read_predictions", "Predictions", "fingerprint", "PREDICTIONS_FORMAT", "PREDICTIONS_VERSION"]
+__all__ = ["majority_vote", "average_probabilities", "evaluate_ensemble", "score", "check_members",
+           "save_predictions", "read_predictions", "Predictions", "fingerprint", "PREDICTIONS_FORMAT",
+           "PREDICTIONS_VERSION"]
 
 
 def majority_vote(log_probabilities):
@@ -158,9 +159,49 @@ def read_predictions(path, content):
                        fingerprints, header.get("metadata", {}))
 
 
-def score(outputs, labels):
-    """Accuracy of every member, of the vote and of the average, from their log-probabilities (n, k) on ``labels``."""
+def check_members(outputs, labels, names=None):
+    """Check that members' log-probabilities can vote together on ``labels`` (InputError naming the files).
+
+    Every member must give one row per label (the same images) and the same number of classes, and the
+    labels must be classes of theirs.
+
+    Parameters
+    ----------
+    outputs : list of tensor (n, k)
+    labels : tensor or array (n,)
+    names : list of str, optional
+        The members' files, for messages (default: "member 1", "member 2", ...).
+    """
+    from nndl.errors import InputError
+    names = [str(n) for n in names] if names is not None else [f"member {i + 1}" for i in range(len(outputs))]
+    if not outputs:
+        raise InputError("an ensemble needs at least one member")
+    labels = torch.as_tensor(labels)
+    for name, lp in zip(names, outputs):
+        if not isinstance(lp, torch.Tensor) or lp.ndim != 2:
+            raise InputError(f"{name}: its predictions are not a table of log-probabilities (n, k)")
+    rows = {name: int(lp.shape[0]) for name, lp in zip(names, outputs)}
+    if len(set(rows.values())) > 1 or labels.ndim != 1 or int(labels.shape[0]) not in rows.values():
+        counts = ", ".join(f"{name}: {n}" for name, n in rows.items())
+        raise InputError(f"the members predict different numbers of images ({counts}; labels: "
+                         f"{int(labels.shape[0]) if labels.ndim == 1 else 'not a list'}): the members of an "
+                         "ensemble must be evaluated on the same images")
+    classes = {name: int(lp.shape[1]) for name, lp in zip(names, outputs)}
+    if len(set(classes.values())) > 1:
+        counts = ", ".join(f"{name}: {k}" for name, k in classes.items())
+        raise InputError(f"the members have different numbers of classes ({counts}): they cannot vote together")
+    k = next(iter(classes.values()))
+    if labels.numel() and (labels.is_floating_point() or int(labels.min()) < 0 or int(labels.max()) >= k):
+        raise InputError(f"the labels are not classes 0..{k - 1} of the members ({', '.join(names)})")
+
+
+def score(outputs, labels, names=None):
+    """Accuracy of every member, of the vote and of the average, from their log-probabilities (n, k) on ``labels``.
+
+    ``names``: the members' files, named when they cannot vote together (see :func:`check_members`).
+    """
     labels = torch.as_tensor(labels).cpu()
+    check_members(outputs, labels, names)
     outputs = [lp.cpu() for lp in outputs]
     members = [float((lp.argmax(dim=1) == labels).float().mean()) for lp in outputs]
     return {"members": members, "vote": float((majority_vote(outputs) == labels).float().mean()),

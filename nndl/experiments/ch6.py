@@ -112,7 +112,6 @@ def train_conv(config, context, seed, data, suffix=""):
     run that was stopped or that trained for fewer epochs. A checkpoint of
     more epochs than asked for is refused rather than overwritten.
     """
-    import json
     from pathlib import Path
 
     from nndl.deep.checkpoint import load_checkpoint
@@ -132,7 +131,7 @@ def train_conv(config, context, seed, data, suffix=""):
         if saved.get("experiment") == metadata["experiment"] and isinstance(saved.get("config"), dict) \
                 and _without_epochs(saved["config"]) == _without_epochs(metadata["config"]) \
                 and saved.get("seed") == seed:
-            done = len(json.loads(state["history"]).get("epochs", []))
+            done = _epochs_done(checkpoint, [state.get("history")])
             if done > training_config.epochs:
                 raise ConfigError(f"{checkpoint} holds {done} epochs of this run, more than the "
                                   f"{training_config.epochs} asked for; ask for at least {done} epochs, or move "
@@ -148,6 +147,19 @@ def train_conv(config, context, seed, data, suffix=""):
     return net, history
 
 
+def _epochs_done(checkpoint, texts):
+    """The most epochs any history in a checkpoint's training state holds, each history checked."""
+    from nndl.errors import FileFormatError, ModelFileError
+    from nndl.training.history import History
+    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+        raise ModelFileError(f"{checkpoint}: its training state is damaged (no history of the run); move the file "
+                             "away to start again")
+    try:
+        return max(len(History.from_json(text, f"{checkpoint}: its history").epochs) for text in texts)
+    except FileFormatError as e:
+        raise ModelFileError(f"{e}; move the file away to start again") from None
+
+
 def run_rung_many(config, contexts):
     """Several seeds of a rung trained at once (``nndl.deep.multi.train_many``): one result per context.
 
@@ -156,7 +168,6 @@ def run_rung_many(config, contexts):
     """
     if config.members != 1:
         raise ConfigError("only rungs of one network train their seeds together")
-    import json
     from pathlib import Path
 
     from nndl.deep.checkpoint import load_members_checkpoint
@@ -180,7 +191,7 @@ def run_rung_many(config, contexts):
         if saved.get("experiment") == metadata["experiment"] and isinstance(saved.get("config"), dict) \
                 and _without_epochs(saved["config"]) == _without_epochs(metadata["config"]) \
                 and list(state.get("seeds", [])) == seeds:
-            done = max(len(json.loads(h).get("epochs", [])) for h in state["histories"])
+            done = _epochs_done(checkpoint, state.get("histories"))
             if done > training_config.epochs:
                 raise ConfigError(f"{checkpoint} holds {done} epochs of this run, more than the "
                                   f"{training_config.epochs} asked for")

@@ -112,6 +112,24 @@ class Experiment:
         if (self.target is None) != (self.tolerance is None):
             raise ConfigError(f"{self.id}: a target needs a tolerance, and a tolerance a target")
 
+    def draw(self, result: dict[str, Any], path: Any, source: str = "the result") -> None:
+        """Draw the figure from a result read back from ``source`` (an ``ID.json``): ``plot(result, path)``.
+
+        A result that passed :func:`nndl.experiments.runner.check_result` can still lack what this figure
+        reads from its runs (a hand-edited or damaged file): that is a FileFormatError naming the file,
+        not a traceback.
+        """
+        from nndl.errors import FileFormatError, NndlError
+        if self.plot is None:
+            raise ConfigError(f"{self.id} has no figure")
+        try:
+            self.plot(result, path)
+        except NndlError:
+            raise
+        except (KeyError, TypeError, IndexError, ValueError, AttributeError, ZeroDivisionError) as e:
+            raise FileFormatError(f"{source} does not hold what the figure of {self.id} is drawn from "
+                                  f"({type(e).__name__}: {str(e)[:200]})") from None
+
     @property
     def group(self):
         """The module the experiment belongs to: "ch1" ... "ch6" or "hyper"."""

@@ -11,7 +11,18 @@ For an output directory DIR, :func:`reproduce` writes
 * ``DIR/REPORT.md`` -- the table of every experiment in DIR, rewritten after
   each experiment finishes.
 
-Every file is written atomically. A seed whose result is already in
+Every file is read back through one check (:func:`check_run` for a seed's
+result, :func:`check_result` for ``ID.json``): its format and version, the id,
+seed, quick and configuration it claims, the types of its fields, finite
+numbers, and (``ID.json``) a median and spread that are those of its runs. A
+file that fails it is said in one line ("runs/ID-s2.json is damaged (value:
+expected a number, got null): running that seed again") and that seed runs
+again, or the seeds are combined again; REPORT.md leaves out a damaged
+``ID.json`` of an experiment not being run. Seeds are whole numbers
+0 ... 2**32 - 1, each given once.
+
+Every file is written atomically; the temporary files of a writer killed
+outright (``kill -9``) are removed by the next command. A seed whose result is already in
 ``DIR/runs`` with the same configuration is not run again (unless ``force``),
 so an interrupted command, run again, picks up where it stopped. Quick runs
 and full runs keep separate results: a quick result never stands in for a
@@ -31,25 +42,36 @@ machine better than one run using every core).
 """
 
 import json
+import math
 import os
 import platform
+import re
 import statistics
 import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from datetime import datetime, timezone
+from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from nndl.errors import MissingDependencyError, NndlError
+from nndl.errors import ConfigError, FileFormatError, MissingDependencyError, NndlError
 from nndl.experiments.registry import Context, config_dict, experiments, format_value, get
 from nndl.files.atomic import atomic_write_text
+from nndl.files.header import brief, parse_json
 
-__all__ = ["reproduce", "load_result", "write_report", "Outcome", "FORMAT", "VERSION"]
+__all__ = ["reproduce", "load_result", "write_report", "check_run", "check_result", "check_seeds", "Outcome",
+           "FORMAT", "VERSION", "RUN_FORMAT", "RUN_VERSION"]
 
 FORMAT = "nndl-experiment"
 VERSION = 1
+#: A seed's result, DIR/runs/ID-sS.json. Files written before it carried a format (nndl 0.2) have none and are
+#: read as version 1.
+RUN_FORMAT = "nndl-experiment-run"
+RUN_VERSION = 1
+#: A result file is a few MB at most (every epoch of a few runs); anything much bigger is not one.
+_MAX_BYTES = 256 * 2**20
 
 
 class Outcome:
@@ -61,6 +83,26 @@ class Outcome:
     @property
     def ok(self):
         return not self.failed
+
+
+#: Seeds go to NumPy's and PyTorch's generators: whole numbers 0 ... 2**32 - 1.
+MAX_SEED = 2**32 - 1
+
+
+def check_seeds(seeds):
+    """The seeds as a list, checked: at least one, each a whole number 0 ... MAX_SEED, none twice (ConfigError)."""
+    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
+        raise ConfigError(f"the seeds must be a list of whole numbers, got {brief(seeds)}")
+    seeds = list(seeds)
+    if not seeds:
+        raise ConfigError("give at least one seed")
+    for seed in seeds:
+        if not _is_int(seed) or not 0 <= seed <= MAX_SEED:
+            raise ConfigError(f"a seed is a whole number from 0 to {MAX_SEED}, got {brief(seed)}")
+    twice = sorted({s for s in seeds if seeds.count(s) > 1})
+    if twice:
+        raise ConfigError(f"each seed once: {', '.join(map(str, twice))} given more than once")
+    return seeds
 
 
 def _seeds(experiment, seeds):
@@ -82,17 +124,177 @@ def _part_path(out, experiment, seed, epochs=None):
     return Path(out) / "runs" / f"{experiment.id}-{seed_part}{'' if epochs is None else f'-e{epochs}'}.json"
 
 
-def _read_json(path):
+def _read_json(path, source=None):
+    """The JSON in ``path`` (named ``source`` in messages); FileFormatError when it is not JSON nndl wrote,
+    FileNotFoundError when there is no such file."""
+    path = Path(path)
+    source = str(path) if source is None else source
     try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
+        with open(path, "rb") as f:
+            raw = f.read(_MAX_BYTES + 1)
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        raise FileFormatError(f"{source} cannot be read ({e.strerror or e})") from None
+    if len(raw) > _MAX_BYTES:
+        raise FileFormatError(f"{source} is larger than {_MAX_BYTES // 2**20} MB: not a result of nndl reproduce")
+    return parse_json(raw, source)
 
 
-def _usable(saved, experiment, quick, epochs=None):
-    """True when a saved result was made by this experiment with this configuration."""
-    return (isinstance(saved, dict) and saved.get("id") == experiment.id and saved.get("quick") == quick
-            and saved.get("config") == config_dict(experiment.settings(quick, epochs)) and "error" not in saved)
+# ---------------------------------------------------------------------------- checking what is read back
+
+def _bad(source, what):
+    raise FileFormatError(f"{source} is damaged ({what})")
+
+
+def _got(value):
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return brief(value) if isinstance(value, (int, float, str)) else f"a {type(value).__name__}"
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _expect(source, data, key, kind, test, optional=False):
+    """Check ``data[key]`` with ``test`` (``kind`` says what it should be); a missing key only when optional."""
+    if key not in data:
+        if optional:
+            return
+        _bad(source, f"no {key}")
+    if not test(data[key]):
+        _bad(source, f"{key}: expected {kind}, got {_got(data[key])}")
+
+
+def _check_header(data, kind, newest, source, optional=False):
+    if not isinstance(data, dict):
+        _bad(source, f"expected a JSON object, got {_got(data)}")
+    if optional and "format" not in data and "version" not in data:
+        return
+    if data.get("format") != kind:
+        _bad(source, f"format: expected {kind!r}, got {_got(data.get('format'))}")
+    version = data.get("version")
+    if not _is_int(version) or version < 1:
+        _bad(source, f"version: expected a whole number >= 1, got {_got(version)}")
+    if version > newest:
+        raise FileFormatError(f"{source} was written by a newer nndl (format version {version}); upgrade nndl")
+
+
+def _check_outcome(data, experiment, source):
+    """The fields every seed's result has, in ID.json's runs and in runs/ID-sS.json."""
+    _expect(source, data, "seconds", "a number of seconds", lambda v: _is_number(v) and v >= 0)
+    if experiment is not None and experiment.target is not None:
+        _expect(source, data, "value", "a number", _is_number)
+    else:
+        _expect(source, data, "value", "a number or null", lambda v: v is None or _is_number(v), optional=True)
+    _expect(source, data, "shown", "true, false or null", lambda v: v is None or isinstance(v, bool), optional=True)
+    _expect(source, data, "summary", "text", lambda v: isinstance(v, str), optional=True)
+    if experiment is not None and experiment.target is None and data.get("value") is None \
+            and data.get("shown") is None and not data.get("summary"):
+        _bad(source, "no value, shown or summary: nothing it found")
+    if "error" in data:
+        _bad(source, "it records a failed run")
+    history = data.get("history")
+    if isinstance(history, dict) and "format" in history:
+        from nndl.training.history import History
+        History.from_dict(history, f"{source}: its history")
+
+
+def check_run(data, experiment, seed, quick, epochs=None, source="a seed's result"):
+    """Check a seed's result read back from ``runs/ID-sS.json``: written by this nndl, for ``experiment``
+    (an Experiment), ``seed`` (None: a deterministic experiment's one run), ``quick`` and ``epochs``.
+
+    Raises FileFormatError saying what is wrong ("... is damaged (value: expected a number, got null)"), or
+    ConfigError when the file is sound but for another configuration (a result of an older version of the
+    experiment): either way the seed must run again.
+    """
+    _check_header(data, RUN_FORMAT, RUN_VERSION, source, optional=True)
+    _expect(source, data, "id", repr(experiment.id), lambda v: v == experiment.id)
+    _expect(source, data, "seed", "null" if seed is None else f"seed {seed}",
+            lambda v: v is None if seed is None else (_is_int(v) and v == seed))
+    _expect(source, data, "quick", "true or false", lambda v: isinstance(v, bool))
+    _expect(source, data, "config", "a JSON object", lambda v: isinstance(v, dict))
+    _check_outcome(data, experiment, source)
+    if data["quick"] is not quick:
+        raise ConfigError(f"{source} is the result of a {'full' if quick else 'quick'} run, not of a "
+                          f"{'quick' if quick else 'full'} one")
+    if data["config"] != config_dict(experiment.settings(quick, epochs)):
+        raise ConfigError(f"{source} was made with another configuration of {experiment.id}")
+    return data
+
+
+def _check_run_at(data, source, *, experiment, seed, quick, epochs):
+    return check_run(data, experiment, seed, quick, epochs, source)
+
+
+def check_result(data, source="a result", experiment=None):
+    """Check an ``ID.json`` read back (format, version, the id it claims, every run, the median of their values).
+
+    Returns the data; FileFormatError says what is wrong.
+    """
+    _check_header(data, FORMAT, VERSION, source)
+    _expect(source, data, "id", "an experiment id", lambda v: isinstance(v, str) and v)
+    if experiment is not None and data["id"] != experiment.id:
+        _bad(source, f"id: expected {experiment.id!r}, got {_got(data['id'])}")
+    text = ("a text", lambda v: isinstance(v, str))
+    for key in ("title", "command", "unit"):
+        _expect(source, data, key, *text)
+    _expect(source, data, "book", "a text or null", lambda v: v is None or isinstance(v, str), optional=True)
+    _expect(source, data, "quick", "true or false", lambda v: isinstance(v, bool))
+    for key in ("target", "tolerance"):
+        _expect(source, data, key, "a number or null", lambda v: v is None or _is_number(v), optional=True)
+    for key in ("epochs", "book_epochs"):
+        _expect(source, data, key, "a number of epochs or null", lambda v: v is None or (_is_int(v) and v >= 1),
+                optional=True)
+    for key in ("within", "shown"):
+        _expect(source, data, key, "true, false or null", lambda v: v is None or isinstance(v, bool), optional=True)
+    _expect(source, data, "median", "a number or null", lambda v: v is None or _is_number(v))
+    _expect(source, data, "spread", "two numbers or null",
+            lambda v: v is None or (isinstance(v, list) and len(v) == 2 and all(map(_is_number, v))), optional=True)
+    _expect(source, data, "runs", "a list of runs", lambda v: isinstance(v, list) and v
+            and all(isinstance(r, dict) for r in v))
+    _expect(source, data, "seeds", "the runs' seeds", lambda v: isinstance(v, list)
+            and v == [r.get("seed") for r in data["runs"]] and all(s is None or _is_int(s) for s in v)
+            and len(set(v)) == len(v))
+    for k, run in enumerate(data["runs"]):
+        _check_outcome(run, experiment, f"{source}: run {k + 1}")
+    values = [r["value"] for r in data["runs"] if r.get("value") is not None]
+    median = statistics.median(values) if values else None
+    if (median is None) != (data["median"] is None) or (median is not None and median != data["median"]):
+        _bad(source, f"median: {_got(data['median'])} is not the median of its runs' values ({_got(median)})")
+    if values and data.get("spread") is not None and data["spread"] != [min(values), max(values)]:
+        _bad(source, "spread: not the lowest and highest of its runs' values")
+    return data
+
+
+def _read_checked(path, check, echo, again):
+    """``check(data, source)`` of the JSON at ``path``; None (said in one line, ending ``again``) when it is
+    missing or damaged."""
+    source = _shown(path)
+    try:
+        return check(_read_json(path, source), source)
+    except FileNotFoundError:
+        pass
+    except FileFormatError as e:
+        echo(f"{e}: {again}")
+    except ConfigError as e:
+        echo(f"{e}: {again}")
+    return None
+
+
+def _shown(path):
+    """A result's path as messages name it: "runs/ID-s1.json" or "ID.json" (relative to the output directory)."""
+    path = Path(path)
+    return f"runs/{path.name}" if path.parent.name == "runs" else path.name
 
 
 def _check_needs(chosen, data_dir):
@@ -206,14 +408,18 @@ def _combine(experiment, quick, runs, seeds, epochs=None):
 
 
 def load_result(path):
-    """Read an ID.json written by :func:`reproduce` (FileFormatError when it is not one)."""
-    from nndl.errors import FileFormatError
+    """Read an ID.json written by :func:`reproduce`, every field checked (FileFormatError when it is not one)."""
     data = _read_json(path)
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
+    if isinstance(data, dict) and data.get("format") != FORMAT:
         raise FileFormatError(f"{path} is not an experiment result written by nndl reproduce")
-    if data.get("version", 0) > VERSION:
-        raise FileFormatError(f"{path} was written by a newer nndl (format version {data['version']}); upgrade nndl")
+    check_result(data, str(path), _registered(data))
+    _check_name(path, data)
     return data
+
+
+def _registered(data):
+    """The registered experiment a result names, or None."""
+    return experiments().get(data.get("id")) if isinstance(data, dict) and isinstance(data.get("id"), str) else None
 
 
 def _finish(experiment, quick, runs, seeds, out, echo, epochs=None):
@@ -256,6 +462,7 @@ def reproduce(ids, *, seeds=(1, 2, 3), quick=False, out="reproduced", jobs=1, fo
     from nndl.experiments.registry import select
     from nndl.files.outputs import check_outputs
 
+    seeds = check_seeds(seeds)
     chosen = select(ids)
     if epochs is not None:
         _check_epochs(chosen, quick, epochs)
@@ -264,6 +471,7 @@ def reproduce(ids, *, seeds=(1, 2, 3), quick=False, out="reproduced", jobs=1, fo
     check_outputs({"--out": str(out / "REPORT.md")})
     _check_needs(chosen, data_dir)
     (out / "runs").mkdir(parents=True, exist_ok=True)
+    _remove_leftovers(out)
 
     outcome = Outcome()
     pending: dict[str, list[int | None]] = {}                   # id -> seeds still to run
@@ -271,14 +479,23 @@ def reproduce(ids, *, seeds=(1, 2, 3), quick=False, out="reproduced", jobs=1, fo
     for experiment in chosen:
         wanted = _seeds(experiment, seeds)
         e = reduced[experiment.id]
-        final = _read_json(out / f"{_stem(experiment, e)}.json")
-        if not force and _usable(final, experiment, quick, e) and set(final["seeds"]) == set(wanted):
-            outcome.skipped.append(experiment.id)
-            continue
+        if not force:
+            final = _read_checked(out / f"{_stem(experiment, e)}.json",
+                                  partial(check_result, experiment=experiment), echo,
+                                  "combining its seeds again")
+            if final is not None and final["quick"] == quick and final.get("epochs") == e \
+                    and set(final["seeds"]) == set(wanted) \
+                    and final.get("config") == config_dict(experiment.settings(quick, e)):
+                outcome.skipped.append(experiment.id)
+                continue
         done[experiment.id] = {}
         for seed in wanted:
-            part = _read_json(_part_path(out, experiment, seed, e))
-            if not force and _usable(part, experiment, quick, e):
+            part = None
+            if not force:
+                part = _read_checked(_part_path(out, experiment, seed, e),
+                                     partial(_check_run_at, experiment=experiment, seed=seed, quick=quick, epochs=e),
+                                     echo, "running that seed again")
+            if part is not None:
                 done[experiment.id][seed] = part
             else:
                 pending.setdefault(experiment.id, []).append(seed)
@@ -296,8 +513,15 @@ def reproduce(ids, *, seeds=(1, 2, 3), quick=False, out="reproduced", jobs=1, fo
             echo(f"[{k}/{total}] {experiment_id}{_seed_words(seed)} failed: {result['error'].strip()}")
             return
         e = reduced[experiment_id]
-        result = {**result, "id": experiment_id, "quick": quick,
+        result = {"format": RUN_FORMAT, "version": RUN_VERSION, **result, "id": experiment_id, "quick": quick,
                   "config": config_dict(experiment.settings(quick, e))}
+        try:                                   # what is written must read back: the same check, before writing
+            check_run(json.loads(json.dumps(result)), experiment, seed, quick, e, f"{experiment_id}'s result")
+        except (FileFormatError, ValueError, TypeError, RecursionError) as error:
+            message = str(error).replace(" is damaged ", " is not a valid result ")
+            outcome.failed[experiment_id] = message
+            echo(f"[{k}/{total}] {experiment_id}{_seed_words(seed)} failed: {message}")
+            return
         atomic_write_text(_part_path(out, experiment, seed, e), json.dumps(result, indent=1))
         done[experiment_id][seed] = result
         echo(f"[{k}/{total}] {experiment_id}{_seed_words(seed)}: {_run_words(experiment, result)} "
@@ -312,7 +536,7 @@ def reproduce(ids, *, seeds=(1, 2, 3), quick=False, out="reproduced", jobs=1, fo
         runs = [_strip(done[experiment_id][s]) for s in wanted]
         _finish(experiment, quick, runs, wanted, out, echo, reduced[experiment_id])
         outcome.finished.append(experiment_id)
-        write_report(out)
+        write_report(out, echo)
 
     work = str(out / "runs" / "checkpoints")
     for experiment_id in [i for i in done if i not in pending]:
@@ -354,6 +578,25 @@ def reproduce(ids, *, seeds=(1, 2, 3), quick=False, out="reproduced", jobs=1, fo
     return outcome
 
 
+_TEMPORARY = re.compile(r"\.(.+)\.\d+\.[0-9a-f]{8}\.tmp")
+
+
+def _remove_leftovers(out):
+    """Remove the temporary files that writers killed outright (``kill -9``) left in DIR and DIR/runs.
+
+    The atomic writer removes them at the next write of the same file; a command that finds everything done
+    writes nothing, so it tidies up here. Temporary files of writers still running are left alone.
+    """
+    from nndl.files.atomic import _remove_leftovers as remove
+    for directory in (out, out / "runs"):
+        try:
+            names = {m.group(1) for m in map(_TEMPORARY.fullmatch, os.listdir(directory)) if m}
+        except OSError:
+            continue
+        for name in names:
+            remove(directory, name)
+
+
 def _check_epochs(chosen, quick, epochs):
     """Refuse --epochs for experiments without a number of epochs, naming them all, before any run."""
     from nndl.errors import ConfigError
@@ -367,7 +610,7 @@ def _check_epochs(chosen, quick, epochs):
 
 def _strip(result):
     """A seed's result as it goes into ID.json (without the fields ID.json states once)."""
-    return {k: v for k, v in result.items() if k not in ("id", "quick", "config")}
+    return {k: v for k, v in result.items() if k not in ("id", "quick", "config", "format", "version")}
 
 
 def _seed_words(seed):
@@ -405,13 +648,28 @@ def _ours(result):
     return text
 
 
-def write_report(out):
-    """Rewrite DIR/REPORT.md from every DIR/ID.json, in the registry's order."""
+def write_report(out, echo=None):
+    """Rewrite DIR/REPORT.md from every DIR/ID.json, in the registry's order.
+
+    A file that claims to be a result but is damaged is left out of the report, and ``echo`` (when given)
+    says so in a line.
+    """
     out = Path(out)
     results: dict[str, dict[str, Any]] = {}
     for path in sorted(out.glob("*.json")):
-        data = _read_json(path)
-        if isinstance(data, dict) and data.get("format") == FORMAT and _preferred(data, results.get(data["id"])):
+        try:
+            data = _read_json(path, path.name)
+            if not (isinstance(data, dict) and data.get("format") == FORMAT) and not _named_like_result(path.stem):
+                continue                                    # not a result (notes of the user's, say)
+            check_result(data, path.name, _registered(data))
+            _check_name(path, data)
+        except FileNotFoundError:
+            continue                                        # removed meanwhile
+        except FileFormatError as e:
+            if echo is not None and (_named_like_result(path.stem) or _claims_result(path)):
+                echo(f"{e}: left out of REPORT.md")
+            continue
+        if _preferred(data, results.get(data["id"])):
             results[data["id"]] = data
     order = list(experiments())
     rows = sorted(results.values(), key=lambda r: (order.index(r["id"]) if r["id"] in order else len(order), r["id"]))
@@ -439,6 +697,29 @@ def write_report(out):
                      f"{_verdict(r)} | `{r['command']}` |")
     atomic_write_text(out / "REPORT.md", "\n".join(lines) + "\n")
     return out / "REPORT.md"
+
+
+def _check_name(path, data):
+    """A result whose file is named after an experiment must be that experiment's (ID.json or ID-eN.json)."""
+    path = Path(path)
+    epochs = data.get("epochs")
+    if _named_like_result(path.stem) and path.stem not in (data["id"], f"{data['id']}-e{epochs}"):
+        _bad(path.name, f"id: its name says {path.stem}, its contents {brief(data['id'])}")
+
+
+def _claims_result(path):
+    """Whether a file that does not parse starts like a result of nndl reproduce."""
+    try:
+        with open(path, "rb") as f:
+            return b'"nndl-experiment"' in f.read(4096)
+    except OSError:
+        return False
+
+
+def _named_like_result(stem):
+    """Whether a file's stem is that of a result: "ID" or "ID-eN" for a registered id."""
+    match = re.fullmatch(r"(.+)-e\d+", stem)
+    return stem in experiments() or (match is not None and match.group(1) in experiments())
 
 
 def _preferred(result, other):

@@ -14,7 +14,11 @@ from typing import Any
 
 from nndl.errors import FileFormatError
 
-__all__ = ["check_header", "parse_json", "brief"]
+__all__ = ["check_header", "parse_json", "brief", "too_deep", "MAX_DEPTH"]
+
+#: The deepest nesting of lists and objects any nndl file has is under ten; a file nested deeper than this
+#: is not one of nndl's (and would make code that walks it recursively exhaust the stack).
+MAX_DEPTH = 100
 
 _BRIEF = reprlib.Repr()
 _BRIEF.maxlevel, _BRIEF.maxlist, _BRIEF.maxdict, _BRIEF.maxstring, _BRIEF.maxother = 2, 6, 4, 60, 60
@@ -36,21 +40,41 @@ def parse_json(raw: str | bytes | bytearray, source: str, error: type[FileFormat
     ``kind`` (e.g. "nndl-model") names what the file should have been, so a
     wrong file reads "net.png is not an nndl-model file: not valid JSON".
 
-    Deeply nested input (which makes ``json`` recurse past Python's limit),
-    integers too long to convert (over 4,300 digits) and invalid UTF-8 are
-    reported like any other malformed file.
+    Input nested deeper than ``MAX_DEPTH`` (which would make ``json``, or any
+    code walking the result, recurse past Python's limit), integers too long
+    to convert (over 4,300 digits) and invalid UTF-8 are reported like any
+    other malformed file.
     """
     prefix = f"{source} is not an {kind} file: " if kind else f"{source} is "
     try:
         if isinstance(raw, (bytes, bytearray)):
             raw = bytes(raw).decode("utf-8")
-        return json.loads(raw)
+        data = json.loads(raw)
     except UnicodeDecodeError:
         raise error(f"{prefix}not a text file (it is not valid UTF-8)") from None
     except ValueError as e:                  # json.JSONDecodeError, or an integer with too many digits
         raise error(f"{prefix}not valid JSON ({e})") from None
     except RecursionError:
-        raise error(f"{source} is nested too deeply to be an nndl file") from None
+        deep = True
+    else:
+        deep = too_deep(data)
+    if deep:
+        raise error(f"{source} is nested too deeply to be an nndl file (over {MAX_DEPTH} levels)")
+    return data
+
+
+def too_deep(value: object, limit: int = MAX_DEPTH) -> bool:
+    """Whether ``value`` nests lists, tuples and dicts more than ``limit`` deep (found without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if not isinstance(item, (list, tuple, dict)):
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item)
+                     if isinstance(child, (list, tuple, dict)))
+    return False
 
 
 def check_header(data: object, kind: str, version: int, source: str, error: type[FileFormatError] = FileFormatError,

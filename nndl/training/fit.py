@@ -281,7 +281,9 @@ def _saved_histories(state: dict[str, Any], members: int) -> list[History]:
         if not isinstance(texts, list) or len(texts) != members:
             raise ConfigError(f"the checkpoint holds {len(texts) if isinstance(texts, list) else 'no'} runs, "
                               f"this training {members}")
-        return [History.from_dict(json.loads(text), source="the checkpoint's history") for text in texts]
+        if not all(isinstance(text, str) for text in texts):
+            raise ConfigError("its histories are not JSON text")
+        return [History.from_json(text, source="the checkpoint's history") for text in texts]
     except (KeyError, TypeError, ValueError) as e:
         raise ModelFileError(f"the checkpoint's training state is incomplete or damaged ({e})") from None
 

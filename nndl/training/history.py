@@ -189,6 +189,11 @@ class History:
                 bad(f"{name} must be a whole number")
 
     @classmethod
+    def from_json(cls, text: str | bytes, source: str = "history") -> History:
+        """A History from its JSON text (as checkpoints keep it), every way it can be malformed a FileFormatError."""
+        return cls.from_dict(parse_json(text, source, kind=HISTORY_FORMAT), source=source)
+
+    @classmethod
     def load(cls, path: str | os.PathLike[str]) -> History:
         """Read a history written by ``save`` (or by nndl 0.1, format version 1)."""
         with open(path, "rb") as f:

@@ -61,6 +61,7 @@ from nndl.digits.prepare import (
     open_image,
     prepare_array,
     shrink_factor,
+    source_name,
     to_grey,
     to_image_box,
     to_ink,
@@ -212,7 +213,7 @@ def read_number(model, image, method="scored"):
         raise ConfigError(f"unknown method {method!r}: use {' or '.join(METHODS)}")
     classifier = model if isinstance(model, Classifier) else Classifier.load(model)
     source = image if isinstance(image, np.ndarray) else open_image(image)
-    ink, _, blank = to_ink(to_grey(source))                  # (h, w), shrunk if very large (see to_grey)
+    ink, _, blank = to_ink(to_grey(source, source_name(image)))    # (h, w), shrunk if very large (see to_grey)
     if blank:
         return Reading("", [], [], 0.0, method, "the image is blank: nothing in it differs from its background")
     marks = _marks(ink)

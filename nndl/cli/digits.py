@@ -63,6 +63,21 @@ def add_commands(commands) -> None:
     r.set_defaults(run=cmd_read)
 
 
+def _resolvable(paths):
+    """The paths that resolve (``check_outputs`` compares outputs with inputs through ``Path.resolve``); one
+    that does not -- a symbolic link loop -- cannot be an output's file either, and its own opening reports
+    it in one line."""
+    from pathlib import Path
+    kept = []
+    for path in paths:
+        try:
+            Path(path).resolve()
+        except (OSError, RuntimeError):
+            continue
+        kept.append(path)
+    return kept
+
+
 def _describe(name, prediction):
     """One line for a person: the digit and the three most probable digits."""
     if prediction.digit is None:
@@ -77,7 +92,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from nndl.digits.prepare import prepare
     from nndl.errors import InputError
     from nndl.files.outputs import check_outputs
-    check_outputs({"--show": args.show}, inputs=[args.model, *args.images])
+    check_outputs({"--show": args.show}, inputs=_resolvable([args.model, *args.images]))
     classifier = Classifier.load(args.model)
     prepared, failed = {}, {}
     for k, path in enumerate(args.images):
@@ -106,7 +121,7 @@ def cmd_read(args: argparse.Namespace) -> int:
     from nndl.digits.predict import Classifier
     from nndl.digits.read import read_number, show_reading
     from nndl.files.outputs import check_outputs
-    check_outputs({"--show": args.show}, inputs=[args.model, args.image])
+    check_outputs({"--show": args.show}, inputs=_resolvable([args.model, args.image]))
     classifier = Classifier.load(args.model)
     reading = read_number(classifier, args.image, method=args.method)
     if args.json:

@@ -82,7 +82,7 @@ def add_commands(commands) -> None:
 
 
 def _web_modules():
-    """(uvicorn, create_app), or MissingDependencyError naming what to install."""
+    """(uvicorn, create_app, server_config), or MissingDependencyError naming what to install."""
     try:
         import starlette  # noqa: F401
         import uvicorn
@@ -93,8 +93,20 @@ def _web_modules():
     except ImportError as e:
         raise MissingDependencyError(f"nndl serve needs the web extra ({e.name or 'a web library'} is not "
                                      f"installed): {_INSTALL}") from None
-    from nndl.serve.app import create_app
-    return uvicorn, create_app
+    from nndl.serve.app import create_app, server_config
+    return uvicorn, create_app, server_config
+
+
+def _log_to_stderr() -> None:
+    """The server's own lines (``nndl.serve``: a client gone mid-upload, a read refused as busy) on stderr."""
+    import logging
+    logger = logging.getLogger("nndl.serve")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("nndl serve: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
 
 
 def _is_loopback(host):
@@ -138,7 +150,7 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    uvicorn, create_app = _web_modules()
+    uvicorn, create_app, server_config = _web_modules()
     app = create_app(args.model, max_upload_bytes=max(1, int(args.max_upload * 1024 * 1024)),
                      max_pixels=max(1, int(args.max_megapixels * 1e6)))
     server = app.state.server
@@ -154,8 +166,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"Listening on {args.host} port {port}, reachable from other machines: there is no authentication, "
               "so anyone who can reach the port can use it.", flush=True)
     print("Press Ctrl-C to stop.", flush=True)
-    config = uvicorn.Config(app, log_level="info" if args.access_log else "warning", access_log=args.access_log,
-                            lifespan="off", server_header=False)
+    _log_to_stderr()
+    config = server_config(app, log_level="info" if args.access_log else "warning", access_log=args.access_log,
+                           server_header=False)
     try:
         uvicorn.Server(config).run(sockets=[sock])
     except KeyboardInterrupt:       # Ctrl-C or SIGTERM, re-raised by uvicorn after its graceful shutdown

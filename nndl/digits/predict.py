@@ -44,7 +44,8 @@ import numpy as np
 from nndl.digits.prepare import SIDE, Prepared, prepare
 from nndl.errors import InputError, ModelFileError
 
-__all__ = ["Classifier", "Prediction", "predict", "show_predictions", "MIN_CONFIDENCE", "N_DIGITS"]
+__all__ = ["Classifier", "Prediction", "predict", "prepared_pixels", "show_predictions", "MIN_CONFIDENCE",
+           "N_DIGITS"]
 
 #: A top probability below this is "no clear digit": the prediction is not confident and says so.
 MIN_CONFIDENCE = 0.7
@@ -56,6 +57,46 @@ _N_INPUTS = SIDE * SIDE
 
 #: show_predictions draws at most this many images.
 _MAX_SHOWN = 60
+
+
+def prepared_pixels(pixels) -> np.ndarray:
+    """Prepared images checked and flattened: (n, 784) float32 in [0, 1].
+
+    The one check of the arrays the network is given (``Classifier.probabilities``, and ``predict`` for a
+    batch). Accepted: one image of shape (784,) or (28, 28), or a batch (n, 784) or (n, 28, 28), of finite
+    numbers in [0, 1], as ``nndl.digits.prepare.prepare`` gives them (an image of any other size is an
+    image to prepare first).
+
+    Raises
+    ------
+    InputError
+        For any other shape, a non-numeric array, NaN or infinite values, or pixels outside [0, 1] (0..255
+        pixels: divide them by 255), saying which.
+    """
+    array = np.asarray(pixels)
+    shape = array.shape
+    if array.dtype.kind not in "biuf":
+        raise InputError(f"prepared images must hold numbers, got an array of {array.dtype}")
+    if shape in ((_N_INPUTS,), (SIDE, SIDE)):
+        array = array.reshape(1, _N_INPUTS)
+    elif array.ndim == 2 and shape[1] == _N_INPUTS:
+        pass
+    elif array.ndim == 3 and shape[1:] == (SIDE, SIDE):
+        array = array.reshape(shape[0], _N_INPUTS)
+    else:
+        raise InputError(f"prepared images must have shape (784,) or (28, 28) for one image, (n, 784) or "
+                         f"(n, 28, 28) for n of them, got {shape} (an image of another size goes through "
+                         f"nndl.digits.prepare.prepare first)")
+    array = array.astype(np.float32)
+    finite = np.isfinite(array)
+    if not finite.all():
+        bad = int(np.argwhere(~finite)[0][0])
+        raise InputError(f"prepared images must hold finite numbers: image {bad} has NaN or infinite values")
+    if array.size and (array.min() < 0 or array.max() > 1):
+        hint = " (pixels 0..255: divide them by 255)" if array.max() > 1 and array.min() >= 0 else ""
+        raise InputError(f"prepared images must hold pixels in [0, 1], got values from {array.min():g} to "
+                         f"{array.max():g}{hint}")
+    return array
 
 
 class Classifier:
@@ -130,6 +171,8 @@ class Classifier:
         path = Path(path)
         if not path.exists():
             raise ModelFileError(f"{source}: no such model file")
+        if not (path.is_file() or path.is_dir()):                  # a FIFO or device would block the reading
+            raise ModelFileError(f"{source} is not a regular file, not a model file")
         try:
             if is_conv_model(path):
                 from nndl.deep.checkpoint import load_model
@@ -145,7 +188,7 @@ class Classifier:
 
         Parameters
         ----------
-        pixels : ndarray, shape (n, 784)
+        pixels : ndarray, shape (n, 784) or (n, 28, 28); one image (784,) or (28, 28)
             Prepared images (``nndl.digits.prepare.prepare``), in [0, 1].
 
         Returns
@@ -153,12 +196,15 @@ class Classifier:
         ndarray, shape (n, 10), float64
             Rows summing to 1 (see the module docstring for how the outputs
             become probabilities).
+
+        Raises
+        ------
+        InputError
+            For another shape, values that are not finite (NaN, inf) or pixels
+            outside [0, 1] (such as 0..255: divide by 255 first); see
+            :func:`prepared_pixels`.
         """
-        pixels = np.asarray(pixels, dtype=np.float32)
-        if pixels.ndim == 1:
-            pixels = pixels.reshape(1, -1)
-        if pixels.ndim != 2 or pixels.shape[1] != _N_INPUTS:
-            raise InputError(f"prepared images must have shape (n, {_N_INPUTS}), got {pixels.shape}")
+        pixels = prepared_pixels(pixels)
         if pixels.shape[0] == 0:
             return np.zeros((0, N_DIGITS))
         if self.convolutional:
@@ -244,10 +290,14 @@ def predict(model, images):
     Parameters
     ----------
     model : Classifier, or a model file (str or path)
-    images : list
-        Each a path, bytes, a binary file, a Pillow image, an array (see
-        ``nndl.digits.prepare.to_grey``) or an already ``Prepared`` image. A
-        single image not in a list is taken as a list of one.
+    images : list, or ndarray
+        A list: each a path, bytes, a binary file, a Pillow image, an array
+        (see ``nndl.digits.prepare.to_grey``) or an already ``Prepared`` image.
+        A single image not in a list is taken as a list of one. An array of
+        shape (n, 784) or (n, 28, 28) is a batch of n prepared images in
+        [0, 1] (as MNIST's), given to the network as they are (an all-zero
+        one is blank); any other array is one image, prepared (see
+        :func:`prepared_pixels` and ``to_grey`` for what is accepted).
 
     Returns
     -------
@@ -257,10 +307,16 @@ def predict(model, images):
     Raises
     ------
     InputError
-        For the first image that cannot be read (see ``nndl.digits.prepare.open_image``).
+        For the first image that cannot be read (see ``nndl.digits.prepare.open_image``), or an array
+        that is neither an image nor a batch of prepared images.
     """
     classifier = model if isinstance(model, Classifier) else Classifier.load(model)
-    if not isinstance(images, (list, tuple)):
+    if _is_batch(images):
+        pixels = prepared_pixels(images)
+        images = [Prepared(pixels=row, blank=False) if row.any() else
+                  Prepared(pixels=row, blank=True, message="the image is blank: all its pixels are 0")
+                  for row in pixels]
+    elif not isinstance(images, (list, tuple)):
         images = [images]
     prepared = [image if isinstance(image, Prepared) else prepare(image) for image in images]
     inked = [k for k, p in enumerate(prepared) if not p.blank]
@@ -270,6 +326,14 @@ def predict(model, images):
         for row, k in enumerate(inked):
             predictions[k] = Prediction.from_probabilities(p[row], prepared[k].pixels)
     return predictions
+
+
+def _is_batch(images):
+    """Whether ``images`` is an array of prepared images, (n, 784) or (n, 28, 28), rather than one image."""
+    if not isinstance(images, np.ndarray):
+        return False
+    return (images.ndim == 2 and images.shape[1] == _N_INPUTS) or \
+        (images.ndim == 3 and images.shape[1:] == (SIDE, SIDE))
 
 
 def show_predictions(predictions, path, names=None):

@@ -42,20 +42,22 @@ Coordinates: arrays are indexed (row, column) = (y, x); boxes are
 ``(x0, y0, x1, y1)`` with x1 and y1 exclusive, as in Pillow's ``crop``.
 """
 
+import errno
 import io
 import math
 import os
+import stat
 import struct
 import warnings
 import zlib
 from dataclasses import dataclass
-from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 
 from nndl.errors import InputError
 
-__all__ = ["MAX_PIXELS", "Prepared", "open_image", "to_grey", "to_ink", "ink_components", "prepare",
+__all__ = ["MAX_PIXELS", "Prepared", "open_image", "source_name", "to_grey", "to_ink", "ink_components", "prepare",
            "prepare_array", "compose_number", "gap_for_distance", "MIN_CONTRAST", "NOISE_FLOOR", "SPECK_FRACTION",
            "SIDE", "BOX", "CENTRE", "WORK_PIXELS", "shrink_factor", "to_image_box", "upright_size"]
 
@@ -133,6 +135,9 @@ def open_image(source):
     InputError
         For an empty input, bytes Pillow does not recognise as an image, a
         damaged or truncated image, or one of more than ``MAX_PIXELS`` pixels.
+        Also for a path that is not a regular file (a FIFO, a device: refused
+        before it is opened, so never waited on), a symbolic link loop or a
+        name too long.
     FileNotFoundError, IsADirectoryError, PermissionError
         For a path that cannot be opened.
     """
@@ -142,7 +147,7 @@ def open_image(source):
         return source
     if isinstance(source, (str, os.PathLike)):
         name = str(source)
-        with open(Path(source), "rb") as f:
+        with _open_path(source) as f:
             if os.fstat(f.fileno()).st_size == 0:
                 raise InputError(f"{name} is empty (0 bytes), not an image")
             return _decode(f, name)
@@ -158,6 +163,60 @@ def open_image(source):
     if not data:
         raise InputError(f"{name} is empty (0 bytes), not an image")
     return _decode(io.BytesIO(data), name)
+
+
+def source_name(source) -> str:
+    """What to call an image in a message: a path as given, a file object's name, else "the image"."""
+    if isinstance(source, (str, os.PathLike)):
+        return str(source)
+    name = getattr(source, "name", None) if hasattr(source, "read") else None
+    return str(name) if isinstance(name, (str, os.PathLike)) else "the image"
+
+
+def _open_path(source):
+    """A binary file object of the regular file at ``source``, checked before and after opening.
+
+    Never blocks on a FIFO, device or socket: those are refused from ``os.stat`` before opening, and the
+    file is opened non-blocking and checked again (in case it was swapped meanwhile).
+    """
+    name = str(source)
+    try:
+        info = os.stat(source)
+    except OSError as e:
+        _refuse_path(e, name)
+    if stat.S_ISDIR(info.st_mode):
+        raise IsADirectoryError(errno.EISDIR, "Is a directory", name)
+    if not stat.S_ISREG(info.st_mode):
+        raise InputError(f"{name} is not a regular file (a {_kind(info.st_mode)}), not an image")
+    try:
+        fd = os.open(source, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as e:
+        _refuse_path(e, name)
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise InputError(f"{name} is not a regular file (a {_kind(info.st_mode)}), not an image")
+    return os.fdopen(fd, "rb")
+
+
+def _kind(mode):
+    for test, kind in ((stat.S_ISFIFO, "FIFO"), (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
+                       (stat.S_ISSOCK, "socket"), (stat.S_ISDIR, "directory")):
+        if test(mode):
+            return kind
+    return "special file"
+
+
+def _refuse_path(error: OSError, name: str) -> NoReturn:
+    """Re-raise an OSError of opening ``name``: missing, unreadable and directories as they are, the rest
+    (a symbolic link loop, a name too long, ...) as one InputError."""
+    if isinstance(error, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)):
+        raise error from None
+    shown = name if len(name) <= 120 else name[:80] + "..." + name[-20:]
+    reasons = {errno.ELOOP: "too many levels of symbolic links (a symbolic link loop?)",
+               errno.ENAMETOOLONG: "the file name is too long"}
+    reason = reasons.get(error.errno or 0, (error.strerror or str(error)).lower())
+    raise InputError(f"{shown}: cannot open the image: {reason}") from None
 
 
 def _decode(stream, name):
@@ -205,7 +264,7 @@ def _reason(error):
 # ---------------------------------------------------------------------------
 
 
-def to_grey(image):
+def to_grey(image, name="the image"):
     """The image as greys in [0, 1]: upright, transparency composited, colour to luminance, not too large.
 
     Parameters
@@ -222,12 +281,20 @@ def to_grey(image):
         of more than ``WORK_PIXELS`` pixels is shrunk by the whole factor
         f = ``shrink_factor(w, h)``, each grey the mean of an f x f block;
         otherwise f = 1.
+
+    Raises
+    ------
+    InputError
+        For an array of another shape or range, or an image of floats (a
+        float TIFF) holding NaN or infinite values, naming ``name``.
     """
     from PIL import Image, ImageOps
     image = _array_image(image) if isinstance(image, np.ndarray) else ImageOps.exif_transpose(image)
     factor = shrink_factor(*image.size)
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         values = np.asarray(image, dtype=np.float32)
+        if not np.isfinite(values).all():
+            raise InputError(f"{name} holds pixels that are not numbers (NaN or infinite values)")
         full = 1.0 if values.max(initial=0) <= 1 else \
             255.0 if values.max() <= 255 and not image.mode.startswith("I;16") else 65535.0
         scaled = Image.fromarray(np.clip(values / full, 0, 1).astype(np.float32))
@@ -274,14 +341,20 @@ def _array_image(array):
         array = array.reshape(SIDE, SIDE)
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)) or 0 in array.shape:
         raise InputError(f"an image array must have shape (h, w), (h, w, 3) or (h, w, 4), got {array.shape}")
+    if array.ndim == 2 and array.shape[1] == SIDE * SIDE:
+        raise InputError(f"an array of shape {array.shape} is {array.shape[0]} prepared image(s) of 784 pixels, "
+                         "not one image: give it to nndl.predict or Classifier.probabilities as it is")
     _check_size((array.shape[1], array.shape[0]), "the image")
     if array.dtype == np.uint8:
         return Image.fromarray(array)
     if array.dtype.kind not in "biuf":
         raise InputError(f"an image array must hold numbers, got {array.dtype}")
     array = array.astype(np.float32)
-    if not np.isfinite(array).all() or array.min() < 0 or array.max() > 1:
-        raise InputError("an image array that is not uint8 must hold values in [0, 1]")
+    if not np.isfinite(array).all():
+        raise InputError("the image array holds NaN or infinite values")
+    if array.min() < 0 or array.max() > 1:
+        raise InputError(f"an image array that is not uint8 must hold values in [0, 1], got values from "
+                         f"{array.min():g} to {array.max():g}")
     if array.ndim == 2:
         return Image.fromarray(array)
     return Image.fromarray(np.round(array * 255).astype(np.uint8))
@@ -370,9 +443,10 @@ def prepare(image_or_source):
         For input that is not a readable image (see ``open_image``).
     """
     source = image_or_source
+    name = source_name(source)
     if not isinstance(source, np.ndarray):
         source = open_image(source)
-    grey = to_grey(source)
+    grey = to_grey(source, name)
     ink, inverted, blank = to_ink(grey)
     if blank:
         return _blank("the image is blank: nothing in it differs from its background", inverted)

@@ -51,6 +51,7 @@ x1 and y1 exclusive.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +62,7 @@ from nndl.digits.prepare import (
     open_image,
     prepare_array,
     shrink_factor,
+    source_name,
     to_grey,
     to_image_box,
     to_ink,
@@ -71,13 +73,18 @@ from nndl.errors import ConfigError, InputError
 if TYPE_CHECKING:
     from nndl.digits.predict import Prediction
 
-__all__ = ["Reading", "read_number", "show_reading", "METHODS", "MAX_MARKS"]
+__all__ = ["Reading", "read_number", "show_reading", "METHODS", "MAX_MARKS", "MAX_SEGMENTS"]
 
 #: The ways of segmenting: see the module docstring.
 METHODS = ("scored", "components")
 
 #: The most separate marks (specks left out) an image may have; more is not a number but a busy picture.
 MAX_MARKS = 200
+
+#: scored: the most pieces (marks and the slices of cut marks) an image may be split into. Every run of up
+#: to MAX_PIECES of them is prepared and classified, so this bounds the work of one image (500 pieces: about
+#: 3,000 candidate digits, a few seconds); a line of 60 touching digits needs far fewer.
+MAX_SEGMENTS = 500
 
 #: components: marks whose column ranges overlap by this fraction of the narrower one are one digit.
 MERGE_OVERLAP = 0.5
@@ -183,7 +190,7 @@ class _Piece:
         return (self.box[0] + self.box[2]) / 2
 
 
-def read_number(model, image, method="scored"):
+def read_number(model, image, method="scored", *, time_limit=None):
     """Read the number written in ``image``.
 
     Parameters
@@ -194,6 +201,9 @@ def read_number(model, image, method="scored"):
         light on dark; the digits side by side on one line.
     method : {"scored", "components"}
         See the module docstring.
+    time_limit : float, optional
+        Seconds the segmentation and scoring may take (checked between
+        candidates); None for no limit. A server sets one.
 
     Returns
     -------
@@ -202,8 +212,9 @@ def read_number(model, image, method="scored"):
     Raises
     ------
     InputError
-        For an image that cannot be read, or one with more than
-        ``MAX_MARKS`` separate marks.
+        For an image that cannot be read, one with more than ``MAX_MARKS``
+        separate marks or (scored) more than ``MAX_SEGMENTS`` pieces, or
+        one whose reading takes more than ``time_limit`` seconds.
     ConfigError
         For an unknown method.
     """
@@ -212,18 +223,23 @@ def read_number(model, image, method="scored"):
         raise ConfigError(f"unknown method {method!r}: use {' or '.join(METHODS)}")
     classifier = model if isinstance(model, Classifier) else Classifier.load(model)
     source = image if isinstance(image, np.ndarray) else open_image(image)
-    ink, _, blank = to_ink(to_grey(source))                  # (h, w), shrunk if very large (see to_grey)
+    ink, _, blank = to_ink(to_grey(source, source_name(image)))    # (h, w), shrunk if very large (see to_grey)
     if blank:
         return Reading("", [], [], 0.0, method, "the image is blank: nothing in it differs from its background")
     marks = _marks(ink)
     if not marks:
         return Reading("", [], [], 0.0, method, "the image is blank: no ink found")
     height = _digit_height(marks)
+    clock = _Clock(time_limit)
     if method == "components":
-        predictions, boxes = _classify(classifier, ink, _component_groups(marks, height))
+        predictions, boxes = _classify(classifier, ink, _component_groups(marks, height), clock)
     else:
-        pieces = sorted(_cut_wide_marks(ink, marks, height), key=lambda piece: piece.centre)
-        predictions, boxes = _best_grouping(classifier, ink, pieces, height)
+        pieces = sorted(_cut_wide_marks(ink, marks, height, clock), key=lambda piece: piece.centre)
+        if len(pieces) > MAX_SEGMENTS:
+            raise InputError(f"the image splits into {len(pieces)} pieces, more than the {MAX_SEGMENTS} a written "
+                             "number may have: it is not a line of digits (or write fewer, or use the method "
+                             "components)")
+        predictions, boxes = _best_grouping(classifier, ink, pieces, height, clock)
     size = upright_size(source)
     factor = shrink_factor(*size)
     return _reading(predictions, [to_image_box(box, factor, size) for box in boxes], method)
@@ -281,7 +297,20 @@ def _component_groups(marks, height):
 # ---------------------------------------------------------------------------
 
 
-def _cut_wide_marks(ink, marks, height):
+class _Clock:
+    """The time limit of one reading: ``check()`` raises InputError once ``limit`` seconds have passed."""
+
+    def __init__(self, limit):
+        self.limit = limit
+        self.deadline = None if limit is None else time.monotonic() + limit
+
+    def check(self):
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise InputError(f"reading the image took more than the {self.limit:g} s allowed: it has too many "
+                             "marks or strokes to be a line of digits")
+
+
+def _cut_wide_marks(ink, marks, height, clock):
     """The marks, each wide one cut into slices along its candidate cut paths (see ``_cut_path``)."""
     usual = [m.width for m in marks if 0.3 * height <= m.width <= BROAD * height]
     width = float(np.median(usual)) if usual else 0.7 * height            # a typical digit's width
@@ -290,6 +319,7 @@ def _cut_wide_marks(ink, marks, height):
         if mark.width <= WIDE * height:
             pieces.append(mark)
             continue
+        clock.check()
         x0, y0, x1, y1 = mark.box
         mark_ink = np.where(mark.mask, ink[y0:y1, x0:x1], 0)                # (h, w), this mark's ink only
         band = max(1, round(BAND * height))
@@ -421,10 +451,11 @@ def _group_ink(ink, group):
     return np.where(mask, ink[y0:y1, x0:x1], 0), (x0, y0)
 
 
-def _prepare_groups(ink, groups):
+def _prepare_groups(ink, groups, clock):
     """(prepared, boxes) of each group: MNIST-prepared 28x28 and the box of its ink in the image."""
     prepared, boxes = [], []
     for group in groups:
+        clock.check()
         crop, (x0, y0) = _group_ink(ink, group)
         p = prepare_array(crop)
         bx0, by0, bx1, by1 = p.box
@@ -433,10 +464,10 @@ def _prepare_groups(ink, groups):
     return prepared, boxes
 
 
-def _classify(classifier, ink, groups):
+def _classify(classifier, ink, groups, clock):
     """(predictions, boxes) of each group of pieces, in one batch through the network."""
     from nndl.digits.predict import predict
-    prepared, boxes = _prepare_groups(ink, groups)
+    prepared, boxes = _prepare_groups(ink, groups, clock)
     return predict(classifier, prepared), boxes
 
 
@@ -446,7 +477,7 @@ def _prior(box, height):
     return -SHAPE_WEIGHT * (max(0.0, SHORT - h) + max(0.0, w - BROAD))
 
 
-def _best_grouping(classifier, ink, pieces, height):
+def _best_grouping(classifier, ink, pieces, height, clock):
     """The grouping of ``pieces`` (left to right) with the largest total score (see the module docstring).
 
     Returns
@@ -458,7 +489,7 @@ def _best_grouping(classifier, ink, pieces, height):
     """
     n = len(pieces)
     spans = [(i, j) for j in range(1, n + 1) for i in range(max(0, j - MAX_PIECES), j)]
-    predictions, boxes = _classify(classifier, ink, [pieces[i:j] for i, j in spans])
+    predictions, boxes = _classify(classifier, ink, [pieces[i:j] for i, j in spans], clock)
     score = {}
     for (i, j), prediction, box in zip(spans, predictions, boxes):
         if prediction.digit is None:

@@ -13,7 +13,7 @@ Routes
     mode. Its script and style sheet are served from ``/static/`` and ship in
     the package (no CDN, nothing fetched from elsewhere).
 ``GET /api/health``
-    ``{"status": "ok", "model": "<description>", "nndl": "<version>",
+    ``{"status": "ok", "model": "<description, naming the model's file but not its directory>", "nndl": "<version>",
     "max_upload_bytes": 5242880, "max_pixels": 16000000}``.
 ``POST /api/predict``
     One digit. Answers ``Prediction.to_dict()`` (see
@@ -61,6 +61,13 @@ input never causes a 500 or shows a traceback.
      ``max_pixels`` pixels (16 million by default, from the image's header,
      before anything is decoded: a decompression bomb, or a photo too large
      to prepare quickly)
+408  the upload took more than ``upload_seconds`` (30 s by default)
+422  (``/api/read``) an image that splits into more pieces than a written
+     number has (:data:`nndl.digits.read.MAX_SEGMENTS`), or whose reading
+     takes more than ``read_seconds`` (20 s by default)
+503  (``/api/read``) the server is already reading as many images as it
+     will hold (``read_workers`` running, ``read_queue`` waiting): try again
+     (``Retry-After``); the server's log says so in one line
 404  an unknown path; 405 a wrong method
 500  a bug in nndl; the traceback goes to the server's log, never to the client
 ===  ==========================================================================
@@ -72,11 +79,20 @@ can hold 40 million pixels. So the server refuses images of more
 than ``max_pixels`` pixels, well under the 40 million that
 :data:`nndl.digits.prepare.MAX_PIXELS` allows a file of one's own, and at most
 ``workers`` images are prepared and classified at once (by default the
-number of CPUs, at most 4). The model is only read, never changed, while
-serving.
+number of CPUs, at most 4). Reading a whole number (``/api/read``) can take
+seconds; reads run apart from predictions, at most ``read_workers`` at once
+(half of ``workers``) with ``read_queue`` more waiting, each within
+``read_seconds``, so ``/api/health`` and ``/api/predict`` keep answering
+while they run. A client that goes away mid-upload leaves one line in the
+log (logger ``nndl.serve``), not a traceback; a connection whose request
+headers do not all arrive within ``HEADER_SECONDS`` is closed
+(:func:`server_config`, which ``nndl serve`` runs uvicorn with). No answer
+and no line of the log for a client's mistake shows a path of the server's
+files or a traceback. The model is only read, never changed, while serving.
 """
 
 import io
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -86,7 +102,7 @@ import anyio
 import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -103,7 +119,11 @@ from nndl.digits.predict import Classifier, predict
 from nndl.digits.read import read_number
 from nndl.errors import InputError
 
-__all__ = ["create_app", "MAX_UPLOAD_BYTES", "MAX_SERVED_PIXELS", "READ_METHODS", "STATIC"]
+__all__ = ["create_app", "server_config", "MAX_UPLOAD_BYTES", "MAX_SERVED_PIXELS", "READ_METHODS", "STATIC",
+           "READ_SECONDS", "UPLOAD_SECONDS", "HEADER_SECONDS"]
+
+#: Where the server's own lines go (a client that went away, a read refused for load): one line each.
+log = logging.getLogger("nndl.serve")
 
 #: The largest image accepted, in bytes (5 MiB).
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
@@ -116,6 +136,16 @@ STATIC = Path(__file__).resolve().parent / "static"
 
 #: The segmentation methods of ``POST /api/read?method=...``.
 READ_METHODS = ("scored", "components")
+
+#: The most seconds one ``/api/read`` may spend segmenting and scoring (then 422, saying so).
+READ_SECONDS = 20.0
+
+#: The most seconds a client may take to send its whole upload (then 408).
+UPLOAD_SECONDS = 30.0
+
+#: The most seconds a client may take to send a request's headers (then the connection is closed): half-open
+#: connections (headers sent a byte at a time, never finished) do not pile up.
+HEADER_SECONDS = 10.0
 
 #: Room for a multipart body's boundaries and part headers on top of the image itself.
 _MULTIPART_OVERHEAD = 16 * 1024
@@ -167,11 +197,18 @@ def _megabytes(n):
 class _Server:
     """The state behind the routes: the classifier, the upload limit, and the limit on concurrent work."""
 
-    def __init__(self, classifier, max_upload_bytes, max_pixels, workers):
+    def __init__(self, classifier, max_upload_bytes, max_pixels, workers, read_workers, read_queue, read_seconds,
+                 upload_seconds):
         self.classifier = classifier
+        self.description = _public_description(classifier)
         self.max_upload_bytes = max_upload_bytes
         self.max_pixels = max_pixels
-        self.limiter = anyio.CapacityLimiter(workers)
+        self.limiter = anyio.CapacityLimiter(workers)               # /api/predict: quick, one image each
+        self.read_limiter = anyio.CapacityLimiter(read_workers)     # /api/read: slow, apart from the quick ones
+        self.read_capacity = read_workers + read_queue              # reads running or waiting; more get 503
+        self.reads = 0
+        self.read_seconds = read_seconds
+        self.upload_seconds = upload_seconds
         self.page = (STATIC / "index.html").read_text(encoding="utf-8")
 
     # --- reading the image out of the request -----------------------------------
@@ -194,7 +231,15 @@ class _Server:
         return b"".join(chunks)
 
     async def image_bytes(self, request):
-        """The image's bytes, from a multipart field ``image`` or from a raw body with an image content type."""
+        """The image's bytes, from a multipart field ``image`` or from a raw body with an image content type;
+        408 when the upload takes more than ``upload_seconds``."""
+        try:
+            with anyio.fail_after(self.upload_seconds):
+                return await self._image_bytes(request)
+        except TimeoutError:
+            raise _Refused(408, f"the upload took more than {self.upload_seconds:g} s") from None
+
+    async def _image_bytes(self, request):
         content_type = request.headers.get("content-type", "")
         media_type = content_type.split(";")[0].strip().lower()
         if media_type == "multipart/form-data":
@@ -242,9 +287,9 @@ class _Server:
             raise _Refused(400, "the uploaded file is empty")
         return data
 
-    async def work(self, fn, data):
-        """``fn(data)`` in a worker thread, at most ``workers`` at once, if the image in ``data`` has at most
-        ``max_pixels`` pixels."""
+    async def work(self, fn, data, limiter=None):
+        """``fn(data)`` in a worker thread, at most ``workers`` at once (or as ``limiter`` allows), if the image
+        in ``data`` has at most ``max_pixels`` pixels."""
         def checked():
             pixels = _header_pixels(data)
             if pixels is not None and pixels > self.max_pixels:
@@ -252,7 +297,7 @@ class _Server:
                                     f"{self.max_pixels:,} (scale it down first)")
             return fn(data)
 
-        return await anyio.to_thread.run_sync(checked, limiter=self.limiter)
+        return await anyio.to_thread.run_sync(checked, limiter=limiter or self.limiter)
 
     # --- routes ------------------------------------------------------------------
 
@@ -261,7 +306,7 @@ class _Server:
 
     async def health(self, request):
         from nndl._version import __version__
-        return JSONResponse({"status": "ok", "model": self.classifier.description, "nndl": __version__,
+        return JSONResponse({"status": "ok", "model": self.description, "nndl": __version__,
                              "max_upload_bytes": self.max_upload_bytes, "max_pixels": self.max_pixels})
 
     async def predict(self, request):
@@ -272,6 +317,8 @@ class _Server:
             return _error(e.status, e.message)
         except InputError as e:     # not an image, too many pixels, ...
             return _error(422, str(e))
+        except ClientDisconnect:
+            return _gone(request)
         return JSONResponse(prediction.to_dict())
 
     async def read(self, request):
@@ -279,13 +326,44 @@ class _Server:
         try:
             if method not in READ_METHODS:
                 raise _Refused(400, f"unknown method {method!r}: use {' or '.join(READ_METHODS)}")
-            data = await self.image_bytes(request)
-            reading = await self.work(lambda image: read_number(self.classifier, image, method=method), data)
+            if self.reads >= self.read_capacity:
+                log.warning("busy: refused a read from %s (%d reads running or waiting)", _client(request),
+                            self.reads)
+                return JSONResponse({"error": "the server is busy reading other images: try again in a few "
+                                              "seconds"}, status_code=503, headers={"Retry-After": "5"})
+            self.reads += 1
+            try:
+                data = await self.image_bytes(request)
+                reading = await self.work(lambda image: read_number(self.classifier, image, method=method,
+                                                                    time_limit=self.read_seconds),
+                                          data, self.read_limiter)
+            finally:
+                self.reads -= 1
         except _Refused as e:
             return _error(e.status, e.message)
         except InputError as e:
             return _error(422, str(e))
+        except ClientDisconnect:
+            return _gone(request)
         return JSONResponse(reading.to_dict())
+
+
+def _public_description(classifier):
+    """The classifier's description naming its model file, not the directories it is in."""
+    if not classifier.source:
+        return classifier.description
+    return classifier.description.replace(f", from {classifier.source}", f", from {Path(classifier.source).name}")
+
+
+def _client(request):
+    client = request.client
+    return f"{client.host}:{client.port}" if client else "a client"
+
+
+def _gone(request):
+    """A client that went away before its upload was complete: one line in the log, nothing to answer."""
+    log.warning("%s disconnected before its upload to %s was complete", _client(request), request.url.path)
+    return _error(400, "the client disconnected")
 
 
 async def _http_error(request, exc):
@@ -318,7 +396,8 @@ class _SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def create_app(model, *, max_upload_bytes=MAX_UPLOAD_BYTES, max_pixels=MAX_SERVED_PIXELS, workers=None):
+def create_app(model, *, max_upload_bytes=MAX_UPLOAD_BYTES, max_pixels=MAX_SERVED_PIXELS, workers=None,
+               read_workers=None, read_queue=4, read_seconds=READ_SECONDS, upload_seconds=UPLOAD_SECONDS):
     """The ASGI application of ``nndl serve``.
 
     Parameters
@@ -332,8 +411,19 @@ def create_app(model, *, max_upload_bytes=MAX_UPLOAD_BYTES, max_pixels=MAX_SERVE
         The most pixels of an image accepted (422 beyond it), at most
         :data:`nndl.digits.prepare.MAX_PIXELS`.
     workers : int, optional
-        How many images may be decoded and classified at once; default: the
-        number of CPUs, at most 4.
+        How many images ``/api/predict`` may decode and classify at once;
+        default: the number of CPUs, at most 4.
+    read_workers : int, optional
+        How many ``/api/read`` requests may run at once, apart from the
+        predictions (so a slow read never holds up a quick prediction);
+        default: half of ``workers``, at least 1.
+    read_queue : int
+        How many more reads may wait for one of them; beyond that a read is
+        answered 503 at once.
+    read_seconds : float
+        The most seconds one read may spend segmenting and scoring (422 beyond).
+    upload_seconds : float
+        The most seconds a client may take to send its image (408 beyond).
 
     Returns
     -------
@@ -354,8 +444,18 @@ def create_app(model, *, max_upload_bytes=MAX_UPLOAD_BYTES, max_pixels=MAX_SERVE
         workers = min(4, os.cpu_count() or 1)
     if not (isinstance(workers, int) and workers > 0):
         raise ValueError(f"workers must be a positive whole number, got {workers!r}")
+    if read_workers is None:
+        read_workers = max(1, workers // 2)
+    if not (isinstance(read_workers, int) and read_workers > 0):
+        raise ValueError(f"read_workers must be a positive whole number, got {read_workers!r}")
+    if not (isinstance(read_queue, int) and read_queue >= 0):
+        raise ValueError(f"read_queue must be a whole number of at least 0, got {read_queue!r}")
+    for name, value in (("read_seconds", read_seconds), ("upload_seconds", upload_seconds)):
+        if not (isinstance(value, (int, float)) and 0 < value < float("inf")):
+            raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
     classifier = model if isinstance(model, Classifier) else Classifier.load(model)
-    server = _Server(classifier, max_upload_bytes, max_pixels, workers)
+    server = _Server(classifier, max_upload_bytes, max_pixels, workers, read_workers, read_queue, read_seconds,
+                     upload_seconds)
     routes = [
         Route("/", server.index, methods=["GET"]),
         Route("/api/health", server.health, methods=["GET"]),
@@ -367,3 +467,79 @@ def create_app(model, *, max_upload_bytes=MAX_UPLOAD_BYTES, max_pixels=MAX_SERVE
     app.state.server = server
     app.add_middleware(_SecurityHeaders)
     return app
+
+
+def server_config(app, *, header_seconds=HEADER_SECONDS, **settings):
+    """The uvicorn configuration ``nndl serve`` runs ``app`` with: HTTP/1.1 by h11, with a time limit on
+    receiving a request's headers.
+
+    uvicorn itself closes a keep-alive connection idle between requests
+    (``timeout_keep_alive``) but waits for ever for headers that never end
+    (a "slowloris": headers sent a byte at a time). Here a connection is
+    closed when a request's headers have not all arrived ``header_seconds``
+    after the connection was made or the previous response was sent. The
+    headers' size is bounded by h11 (16 KiB).
+
+    Parameters
+    ----------
+    app : the ASGI application (``create_app``)
+    header_seconds : float
+    **settings
+        Other ``uvicorn.Config`` settings (``log_level``, ``access_log``, ...).
+
+    Returns
+    -------
+    uvicorn.Config
+    """
+    import uvicorn
+    if not (isinstance(header_seconds, (int, float)) and 0 < header_seconds < float("inf")):
+        raise ValueError(f"header_seconds must be a positive number of seconds, got {header_seconds!r}")
+    settings.setdefault("lifespan", "off")
+    settings.setdefault("timeout_keep_alive", 5)
+    settings.setdefault("h11_max_incomplete_event_size", 16 * 1024)
+    return uvicorn.Config(app, http=_header_timeout_protocol(float(header_seconds)), **settings)
+
+
+def _header_timeout_protocol(seconds):
+    """uvicorn's h11 protocol, closing a connection whose request headers take more than ``seconds``."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeaderTimeoutProtocol(H11Protocol):
+        _header_timer = None
+
+        def _in_request(self):
+            return self.cycle is not None and not self.cycle.response_complete
+
+        def _start_header_timer(self):
+            self._cancel_header_timer()
+            self._header_timer = self.loop.call_later(seconds, self._headers_timed_out)
+
+        def _cancel_header_timer(self):
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _headers_timed_out(self):
+            self._header_timer = None
+            if not self._in_request() and not self.transport.is_closing():
+                self.transport.close()
+
+        def connection_made(self, transport):
+            super().connection_made(transport)
+            self._start_header_timer()
+
+        def handle_events(self):
+            super().handle_events()
+            if self._in_request():                  # the headers are in: the application has the request
+                self._cancel_header_timer()
+
+        def on_response_complete(self):
+            if not self.transport.is_closing():
+                self._start_header_timer()          # for the next request on this connection
+            super().on_response_complete()
+
+        def connection_lost(self, exc):
+            self._cancel_header_timer()
+            super().connection_lost(exc)
+
+    return HeaderTimeoutProtocol

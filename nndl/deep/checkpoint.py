@@ -35,7 +35,6 @@ leaves the previous file whole.
 """
 
 import json
-import os
 import pickle
 import zipfile
 from pathlib import Path
@@ -45,6 +44,7 @@ from nndl.deep.config import ConvNetConfig
 from nndl.errors import ConfigError, ModelFileError
 from nndl.files.atomic import atomic_writer
 from nndl.files.header import check_header, parse_json
+from nndl.files.inputs import check_input
 
 __all__ = ["save_model", "load_model", "save_checkpoint", "load_checkpoint", "load_tensors", "FORMAT", "VERSION",
            "save_members_checkpoint", "load_members_checkpoint", "MEMBERS_FORMAT", "MEMBERS_VERSION"]
@@ -90,12 +90,7 @@ def load_tensors(path, what="an nndl convolutional model"):
     """
     source = str(path)
     path = Path(path)
-    if path.is_dir():
-        raise ModelFileError(f"{source} is a directory, not a model file")
-    if not path.exists():
-        raise FileNotFoundError(2, "No such file or directory", source)
-    if os.path.getsize(path) > MAX_BYTES:
-        raise ModelFileError(f"{source} is larger than {MAX_BYTES // 2**30} GB: not {what}")
+    check_input(path, what, MAX_BYTES, ModelFileError)     # a directory, a FIFO, a symlink loop: refused unopened
     if not zipfile.is_zipfile(path):                     # nndl writes only zip files; refuse the rest unread
         raise ModelFileError(f"{source} is not {what} (not a PyTorch zip file)")
     try:

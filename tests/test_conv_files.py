@@ -157,3 +157,64 @@ def test_good_files_still_load(small, tmp_path):
     reference = ConvNetwork(SMALL, seed=0)
     for name, tensor in reference.state_dict().items():
         assert torch.equal(net.state_dict()[name], tensor)
+
+
+# ---------------------------------------------------------------------------
+# kill -9 in the middle of torch.save: the next checkpoint write removes the leftover
+# ---------------------------------------------------------------------------
+
+WRITER = """
+import io, sys, time
+import torch
+torch.set_num_threads(1)
+from nndl.deep import checkpoint
+from nndl.deep.config import ConvNetConfig
+from nndl.deep.network import ConvNetwork
+
+real_save = torch.save
+
+def half_then_wait(obj, f):
+    buffer = io.BytesIO()
+    real_save(obj, buffer)
+    f.write(buffer.getvalue()[:len(buffer.getvalue()) // 2])
+    f.flush()
+    print("half written", flush=True)
+    time.sleep(600)
+
+checkpoint.torch.save = half_then_wait
+config = ConvNetConfig.from_dict(__import__("json").loads(sys.argv[2]))
+checkpoint.save_checkpoint(sys.argv[1], ConvNetwork(config, seed=0), {"epoch": 0})
+"""
+
+
+def test_kill_9_during_a_checkpoint_write_leaves_a_leftover_that_the_next_write_removes(capsys, tmp_path,
+                                                                                        idx_dataset):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from test_cli import data_args
+
+    target = tmp_path / "run.ckpt"
+    config = ConvNetConfig(layers=({"type": "conv-pool", "filters": 2, "filter": (5, 5), "pool": (2, 2),
+                                    "activation": "relu"},
+                                   {"type": "softmax", "n_out": 10}))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    child = subprocess.Popen([sys.executable, "-c", WRITER, str(target), json.dumps(config.to_dict())],
+                             stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert child.stdout.readline().strip() == "half written"
+        leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".run.ckpt.")]
+        assert len(leftovers) == 1 and leftovers[0].endswith(".tmp")
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(60)
+        child.stdout.close()
+    assert not target.exists()
+    code = main(["conv", *map(str, data_args(idx_dataset)), "--conv", "2:5:2", "--epochs", "1", "--threads", "1",
+                 "--device", "cpu", "--no-progress", "--checkpoint", str(target)])
+    capsys.readouterr()
+    assert code == 0
+    assert sorted(p.name for p in tmp_path.iterdir() if "run.ckpt" in p.name) == ["run.ckpt"]
+    checkpoint.load_checkpoint(target)

@@ -218,3 +218,73 @@ def test_kill_9_during_a_checkpoint_write_leaves_a_leftover_that_the_next_write_
     assert code == 0
     assert sorted(p.name for p in tmp_path.iterdir() if "run.ckpt" in p.name) == ["run.ckpt"]
     checkpoint.load_checkpoint(target)
+
+
+# ---------------------------------------------------------------------------
+# --resume of a checkpoint whose training state is damaged
+# ---------------------------------------------------------------------------
+
+RUN = ["--conv", "2:5:2", "--fc", "10", "--threads", "1", "--device", "cpu", "--no-progress"]
+
+
+@pytest.fixture
+def momentum_checkpoint(capsys, idx_dataset, tmp_path):
+    from test_cli import data_args
+    path = tmp_path / "run.ckpt"
+    assert main([str(a) for a in ["conv", *data_args(idx_dataset), *RUN, "--epochs", 1, "--momentum", 0.5,
+                                  "--checkpoint", path]]) == 0
+    capsys.readouterr()
+    return path
+
+
+def _wrong_velocity_shape(training):
+    state = training["optimizer"]["state"]
+    state[next(iter(state))]["momentum_buffer"] = torch.zeros(3)
+
+
+def _integer_velocities(training):
+    for entry in training["optimizer"]["state"].values():
+        entry["momentum_buffer"] = entry["momentum_buffer"].to(torch.int64)
+
+
+DAMAGE = {
+    "velocity-shape": (_wrong_velocity_shape, "has shape (3,), but the network needs"),
+    "velocity-integers": (_integer_velocities, "floating-point"),
+    "optimizer-not-a-dict": (lambda t: t.__setitem__("optimizer", 3), "optimiser state is damaged"),
+    "optimizer-state-not-a-dict": (lambda t: t["optimizer"].__setitem__("state", [1]), "optimiser state is damaged"),
+    "eta-text": (lambda t: t.__setitem__("eta", "x"), "incomplete or damaged"),
+    "eta-negative": (lambda t: t.__setitem__("eta", -1.0), "positive"),
+    "epoch-text": (lambda t: t.__setitem__("epoch", "x"), "whole number"),
+    "shuffle-rng": (lambda t: t.__setitem__("shuffle_rng", torch.zeros(3, dtype=torch.uint8)),
+                    "incomplete or damaged"),
+    "dropout-rng": (lambda t: t.__setitem__("dropout_rng", torch.zeros(7, dtype=torch.uint8)),
+                    "incomplete or damaged"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DAMAGE))
+def test_resume_of_a_damaged_training_state_is_one_line(capsys, idx_dataset, momentum_checkpoint, case):
+    from test_cli import data_args
+    damage, needle = DAMAGE[case]
+    content = torch.load(momentum_checkpoint, weights_only=True)
+    damage(content["training"])
+    torch.save(content, momentum_checkpoint)
+    code = main([str(a) for a in ["conv", *data_args(idx_dataset), "--resume", momentum_checkpoint, "--epochs", 2,
+                                  "--threads", 1, "--device", "cpu", "--no-progress"]])
+    out, err = capsys.readouterr()
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("nndl: error: "), err
+    assert needle in lines[0] and "Epoch 1" not in out
+
+
+def test_resume_on_the_cpu_of_a_cuda_generator_state(capsys, idx_dataset, momentum_checkpoint):
+    """A CUDA generator's state is 16 bytes; on the CPU the run re-seeds from it and says so."""
+    from test_cli import data_args
+    content = torch.load(momentum_checkpoint, weights_only=True)
+    content["training"]["dropout_rng"] = torch.arange(16, dtype=torch.uint8)
+    torch.save(content, momentum_checkpoint)
+    argv = [str(a) for a in ["conv", *data_args(idx_dataset), "--resume", momentum_checkpoint, "--epochs", 2,
+                             "--threads", 1, "--device", "cpu", "--no-progress"]]
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    assert "Epoch 1" in out and "re-seeded" in err and "Traceback" not in err

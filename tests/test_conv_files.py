@@ -288,3 +288,16 @@ def test_resume_on_the_cpu_of_a_cuda_generator_state(capsys, idx_dataset, moment
     assert main(argv) == 0
     out, err = capsys.readouterr()
     assert "Epoch 1" in out and "re-seeded" in err and "Traceback" not in err
+
+
+def test_pickle_of_millions_of_objects_is_refused_unpickled(capsys, tmp_path):
+    """A few megabytes of one-byte EMPTY_DICT operations would make gigabytes of dicts."""
+    raw = io.BytesIO()
+    torch.save({"format": "nndl-conv"}, raw)
+    source = zipfile.ZipFile(io.BytesIO(raw.getvalue()))
+    bomb = b"\x80\x02(" + b"}" * (checkpoint._MAX_PICKLE_OPS + 10) + b"l."
+    path = tmp_path / "pickle-bomb.pt"
+    with zipfile.ZipFile(path, "w") as z:
+        for info in source.infolist():
+            z.writestr(info.filename, bomb if info.filename.endswith("data.pkl") else source.read(info))
+    refused(capsys, path, "more than 1,000,000 objects")

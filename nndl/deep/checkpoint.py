@@ -34,9 +34,11 @@ members file. Files are written atomically: a crash or Ctrl-C while saving
 leaves the previous file whole.
 """
 
+import io
 import json
 import os
 import pickle
+import pickletools
 import zipfile
 import zlib
 from pathlib import Path
@@ -123,6 +125,8 @@ def load_tensors(path, what="an nndl convolutional model"):
 
 #: The pickled structure (the header and the History as text included) of any file nndl writes is far smaller.
 _MAX_PICKLE_BYTES = 64 * 2**20
+#: ... and of far fewer than this many pickle operations (objects, memo entries).
+_MAX_PICKLE_OPS = 1_000_000
 #: torch.save stores its members uncompressed; a member declaring more than this many times its compressed
 #: size (and more than _BOMB_FLOOR bytes) is a zip bomb.
 _MAX_RATIO = 16
@@ -263,7 +267,9 @@ def _inspect(path, source, what):
                 raise ModelFileError(f"{source}: its structure (data.pkl) declares {_mb(pkl.file_size)}, more than "
                                      f"the {_mb(_MAX_PICKLE_BYTES)} of any {what}")
             prefix = pkl.filename[:-len("data.pkl")]
-            unpickler = _Skeleton(archive.open(pkl))
+            structure = archive.read(pkl)
+            _count_operations(structure, source, what)
+            unpickler = _Skeleton(io.BytesIO(structure))
             unpickler.storages = {}                        # type: ignore[attr-defined]
             try:
                 skeleton = unpickler.load()
@@ -300,6 +306,25 @@ def _inspect(path, source, what):
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ModelFileError(f"{source} is damaged or truncated ({reason}): not {what}") from None
     _check_declared_parameters(skeleton, source)
+
+
+def _count_operations(structure, source, what):
+    """Refuse a pickle of more than ``_MAX_PICKLE_OPS`` operations before it is unpickled.
+
+    Each one-byte operation can make an object of some 100 bytes (an empty
+    dict), so a few megabytes of them would take gigabytes; nndl's own files
+    hold a few thousand (their long texts, the History, are one operation each).
+    """
+    count = 0
+    try:
+        for count, _ in enumerate(pickletools.genops(structure), 1):
+            if count > _MAX_PICKLE_OPS:
+                break
+    except ValueError as e:                                # an unknown opcode, a truncated argument
+        raise ModelFileError(f"{source} is not {what} (its structure, data.pkl, is damaged: {e})") from None
+    if count > _MAX_PICKLE_OPS:
+        raise ModelFileError(f"{source}: its structure (data.pkl) holds more than {_MAX_PICKLE_OPS:,} objects; "
+                             f"not {what}")
 
 
 def _header_config(skeleton):

@@ -44,6 +44,7 @@ inverted dropout and fan-in initialisation instead.
 """
 
 import math
+import numbers
 import os
 
 import torch
@@ -144,6 +145,9 @@ class ConvPoolLayer(_LayerSpec):
             raise ConfigError("ConvPoolLayer needs filter_shape (filters, maps, height, width), image_shape "
                               f"(mini_batch_size, maps, height, width) and poolsize (h, w); got {filter_shape}, "
                               f"{image_shape}, {poolsize}")
+        for name, values in (("filter_shape", filter_shape), ("image_shape", image_shape), ("poolsize", poolsize)):
+            if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and int(v) >= 1 for v in values):
+                raise ConfigError(f"ConvPoolLayer's {name} must be whole numbers of at least 1, got {tuple(values)}")
         self.filter_shape, self.image_shape, self.poolsize = tuple(filter_shape), tuple(image_shape), tuple(poolsize)
         if self.filter_shape[1] != self.image_shape[1]:
             raise ConfigError(f"filter_shape {self.filter_shape} takes {self.filter_shape[1]} input feature maps but "
@@ -159,6 +163,7 @@ class FullyConnectedLayer(_LayerSpec):
     """A fully connected layer: n_in inputs, n_out neurons, dropout p_dropout on its inputs."""
 
     def __init__(self, n_in, n_out, activation_fn=sigmoid, p_dropout=0.0):
+        _check_sizes("FullyConnectedLayer", n_in, n_out)
         self.n_in, self.n_out, self.p_dropout = n_in, n_out, p_dropout
         self.activation = _activation_name(activation_fn)
 
@@ -171,10 +176,17 @@ class SoftmaxLayer(_LayerSpec):
     """The softmax output layer (log-likelihood cost), dropout p_dropout on its inputs."""
 
     def __init__(self, n_in, n_out, p_dropout=0.0):
+        _check_sizes("SoftmaxLayer", n_in, n_out)
         self.n_in, self.n_out, self.p_dropout = n_in, n_out, p_dropout
 
     def spec(self):
         return {"type": "softmax", "n_out": self.n_out, "p_dropout": self.p_dropout}
+
+
+def _check_sizes(layer, n_in, n_out):
+    for name, value in (("n_in", n_in), ("n_out", n_out)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ConfigError(f"{layer}'s {name} must be a whole number of at least 1, got {value!r}")
 
 
 def _check_chain(layers, mini_batch_size):
@@ -197,6 +209,12 @@ def _check_chain(layers, mini_batch_size):
                                   f"{tuple(shape)} output of the layer before; use image_shape="
                                   f"{(mini_batch_size, *shape)}")
             (f, _, fh, fw), (ph, pw) = layer.filter_shape, layer.poolsize
+            if fh > shape[1] or fw > shape[2]:
+                raise ConfigError(f"layer {i} (ConvPoolLayer): a {fh}x{fw} filter does not fit its "
+                                  f"{shape[1]}x{shape[2]} images")
+            if ph > shape[1] - fh + 1 or pw > shape[2] - fw + 1:
+                raise ConfigError(f"layer {i} (ConvPoolLayer): {ph}x{pw} pooling does not fit the "
+                                  f"{shape[1] - fh + 1}x{shape[2] - fw + 1} output of its convolution")
             shape = (f, (shape[1] - fh + 1) // ph, (shape[2] - fw + 1) // pw)
         elif isinstance(layer, (FullyConnectedLayer, SoftmaxLayer)):
             size = math.prod(shape)

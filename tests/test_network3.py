@@ -157,3 +157,24 @@ def test_the_first_session_runs_end_to_end_on_a_subset_of_mnist(monkeypatch, cap
     out = capsys.readouterr().out
     assert "Corresponding test accuracy of" in out
     assert net.history.best_test_accuracy > 0.6
+
+
+@pytest.mark.parametrize("make, needles", [
+    (lambda: network3.ConvPoolLayer(filter_shape=(2, 1, 5, 5), image_shape=(10, 1, 28, 28), poolsize=(0, 0)),
+     ["poolsize", "(0, 0)"]),
+    (lambda: network3.ConvPoolLayer(filter_shape=(2, 1, 5, 5), image_shape=(10, 1, -3, 28)),
+     ["image_shape", "-3"]),
+    (lambda: network3.ConvPoolLayer(filter_shape=(0, 1, 5, 5), image_shape=(10, 1, 28, 28)), ["filter_shape"]),
+    (lambda: network3.SoftmaxLayer(n_in=-5, n_out=10), ["n_in", "-5"]),
+    (lambda: network3.FullyConnectedLayer(n_in=784, n_out=0), ["n_out", "0"]),
+    (lambda: network3.Network([network3.ConvPoolLayer(filter_shape=(2, 1, 5, 5), image_shape=(10, 1, 3, 28)),
+                               network3.SoftmaxLayer(n_in=10, n_out=10)], 10), ["5x5 filter does not fit", "3x28"]),
+    (lambda: network3.Network([network3.ConvPoolLayer(filter_shape=(2, 1, 5, 5), image_shape=(10, 1, 5, 28)),
+                               network3.SoftmaxLayer(n_in=10, n_out=10)], 10), ["2x2 pooling does not fit"]),
+])
+def test_shapes_that_cannot_work_are_config_errors_without_negative_advice(make, needles):
+    with pytest.raises(ConfigError) as info:
+        make()
+    for needle in needles:
+        assert needle in str(info.value)
+    assert "use n_in=-" not in str(info.value)

@@ -92,6 +92,10 @@ def load_data(args: argparse.Namespace) -> "MnistData":
         if not args.data:
             raise ConfigError("--dataset idx needs --data DIR")
         return load_idx_dataset(args.data, validation_size=args.validation_size)
+    if getattr(args, "validation_size", 10000) != 10000:
+        raise ConfigError(f"--validation-size {args.validation_size}: MNIST's validation split is its fixed "
+                          "10,000 images (the last of its 60,000 training images); --validation-size applies to "
+                          "--dataset idx")
     return load_mnist(args.data, progress=sys.stderr.isatty())
 
 

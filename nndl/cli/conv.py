@@ -285,9 +285,97 @@ def _describe_world(world, m, n, n_parameters, element_size):
     return line
 
 
+#: Seeds go to torch.Generator.manual_seed, which takes 64-bit numbers; a rank's seed is seed + 1.
+MAX_SEED = 2**63 - 2
+
+
+def _check_options(args):
+    """Refuse options that cannot mean anything for a convolutional run, before anything is read."""
+    for option, seeds in (("--seed", [args.seed]), ("--seeds", args.seeds or [])):
+        for seed in seeds:
+            if seed is not None and not 0 <= seed <= MAX_SEED:
+                raise ConfigError(f"{option} {seed}: a seed is a whole number from 0 to {MAX_SEED} (2**63 - 2)")
+    if args.validation_size == 0 and not args.show_augmentation:
+        raise ConfigError("--validation-size 0 leaves no validation images, but nndl conv chooses its best epoch "
+                          "(--save, the schedule, early stopping) by validation accuracy; keep some")
+    if args.resume:
+        _check_resume_options(args)
+
+
+#: nndl conv options that a resumed run takes from its checkpoint, with their parser defaults.
+_RESUME_KEEPS = {"preset": None, "conv": None, "fc": None, "activation": None, "dropout": None, "init": None,
+                 "style": None, "dtype": None, "pool_gradient": None, "mini_batch_size": None, "eta": None,
+                 "lmbda": None, "momentum": None, "schedule": None, "patience": None, "early_stopping": None,
+                 "seed": None, "keep_last": False, "expand": None, "expanded": None, "training_size": None,
+                 "shift": 0.0, "rotate": 0.0, "elastic": None}
+
+
+def _check_resume_options(args):
+    """--resume continues the checkpoint's network, training settings and data: refuse options that change them."""
+    given = [name for name, default in _RESUME_KEEPS.items() if getattr(args, name, default) != default]
+    if given:
+        options = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise ConfigError(f"--resume takes the network, the training settings and the data from the checkpoint "
+                          f"(only --epochs, --checkpoint and the outputs may be given); leave out {options}")
+
+
+def _memory_needed(network, mini_batch_size):
+    """A rough lower bound on the bytes a run of ``network`` needs: its parameters four times over (weights,
+    gradients, velocities, the best epoch's) and every layer's outputs, twice (forward and backward), for the
+    larger of a mini-batch and an evaluation batch."""
+    from nndl.deep.network import EVAL_BATCH
+    item = 8 if network.dtype == "float64" else 4
+    parameters = activations = 0
+    for layer, (in_shape, out_shape) in zip(network.layers, network.shapes()):
+        if layer["type"] == "conv-pool":
+            fh, fw = layer["filter"]
+            parameters += layer["filters"] * (in_shape[0] * fh * fw + 1)
+            activations += layer["filters"] * (in_shape[1] - fh + 1) * (in_shape[2] - fw + 1)   # before pooling
+        else:
+            n_in = 1
+            for v in in_shape:
+                n_in *= v
+            parameters += (n_in + 1) * layer["n_out"]
+        n_out = 1
+        for v in out_shape:
+            n_out *= v
+        activations += n_out
+    return item * (4 * parameters + 2 * activations * max(mini_batch_size, EVAL_BATCH))
+
+
+def _memory_available(device):
+    """Bytes the run may use on ``device``: free GPU memory, or the machine's available memory; None if unknown."""
+    try:
+        if device.type == "cuda":
+            from nndl.deep._torch import torch
+            return int(torch.cuda.mem_get_info(device)[0])
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, RuntimeError, IndexError):
+        pass
+    return None
+
+
+def _check_memory(network, training, device):
+    """Refuse, in one line, a network that cannot fit in the memory the device has."""
+    needed, available = _memory_needed(network, training.mini_batch_size), _memory_available(device)
+    if available is not None and needed > available:
+        raise ConfigError(f"this network needs at least {needed / 2**30:.1f} GB on {device} ({network.describe()}), "
+                          f"but only {available / 2**30:.1f} GB is available: use fewer or smaller layers")
+
+
+def _is_out_of_memory(error):
+    text = str(error)
+    return ("can't allocate memory" in text or "out of memory" in text.lower()
+            or type(error).__name__ == "OutOfMemoryError")
+
+
 def cmd_conv(args: argparse.Namespace) -> int:
     if args.list_presets:
         return _list_presets()
+    _check_options(args)
     from nndl.files.outputs import check_outputs
     check_outputs({"--save": args.save, "--history": args.history, "--checkpoint": args.checkpoint,
                    "--show-augmentation": args.show_augmentation, "--predictions": args.predictions},
@@ -296,6 +384,12 @@ def cmd_conv(args: argparse.Namespace) -> int:
     world = _join_world(args)
     try:
         return _conv(args, augmentation, world)
+    except (RuntimeError, MemoryError) as e:
+        if not isinstance(e, MemoryError) and not _is_out_of_memory(e):
+            raise
+        first = (str(e).splitlines() or [type(e).__name__])[0]
+        raise ConfigError(f"out of memory ({first[:200]}): the network, the mini-batch or the data do not fit on "
+                          "this device; use fewer or smaller layers, or a smaller --mini-batch-size") from None
     finally:
         if world is not None:
             world.close()
@@ -356,6 +450,7 @@ def _conv(args, augmentation, world):
         if members > 1 and main:
             print(f"The book's ensemble is {members} of these networks voting: train each with its own --seed and "
                   "--save (or --predictions), then run nndl ensemble on the saved files.", file=sys.stderr)
+        _check_memory(network, training, device)
         net = ConvNetwork(network, device=device, seed=training.seed)
         resume, checkpoint, training_size = None, args.checkpoint, args.training_size
         source = args.expanded or ("shifts" if expanded else None)

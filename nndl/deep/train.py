@@ -37,6 +37,8 @@ says why that is the same run as one process with the same mini-batch.
 from __future__ import annotations
 
 import hashlib
+import math
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -197,9 +199,31 @@ def load_optimizer_state(optimizer: BookSGD, state: dict[str, Any], params: Sequ
     checkpoint of nndl 0.1, the velocities saved by hand under "velocities".
     """
     if "optimizer" in state:
+        saved = state["optimizer"]
+        if not isinstance(saved, dict) or not isinstance(saved.get("state"), dict) \
+                or not isinstance(saved.get("param_groups"), list):
+            raise ModelFileError("the checkpoint's optimiser state is damaged (not a state_dict with \"state\" and "
+                                 "\"param_groups\")")
+        by_index: dict[Any, torch.Tensor] = {}           # the state_dict's parameter numbers -> this run's tensors
+        for saved_group, group in zip(saved["param_groups"], optimizer.param_groups):
+            indices = saved_group.get("params") if isinstance(saved_group, dict) else None
+            if isinstance(indices, list):
+                by_index.update(zip(indices, group["params"]))
+        for index, entry in saved["state"].items():
+            buffer = entry.get("momentum_buffer") if isinstance(entry, dict) else None
+            if not isinstance(entry, dict) or (buffer is not None and not isinstance(buffer, torch.Tensor)):
+                raise ModelFileError(f"the checkpoint's optimiser state for parameter {index} is damaged")
+            param = by_index.get(index)
+            if param is not None and buffer is not None:
+                if tuple(buffer.shape) != tuple(param.shape):
+                    raise ModelFileError(f"the checkpoint's velocity of parameter {index} has shape "
+                                         f"{tuple(buffer.shape)}, but the network needs {tuple(param.shape)}")
+                if not buffer.is_floating_point():        # (inf or nan is legal: a member that diverged keeps them)
+                    raise ModelFileError(f"the checkpoint's velocity of parameter {index} does not hold "
+                                         "floating-point numbers: its training state is damaged")
         try:
-            optimizer.load_state_dict(state["optimizer"])
-        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as e:
+            optimizer.load_state_dict(saved)
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as e:
             raise ModelFileError(f"the checkpoint's optimiser state does not fit this run ({e})") from None
         for group in optimizer.param_groups:
             for p in group["params"]:
@@ -380,12 +404,34 @@ class TorchEngine:
             return torch.Generator(device=self.net.device).manual_seed(rank_seed(seed, rank)).get_state()
         return rng.cpu()                                 # a generator's state is a CPU ByteTensor, on any device
 
+    def _set_dropout_rng(self, saved: torch.Tensor) -> None:
+        """Restore the dropout generator, or -- for a state written on another kind of device (a CUDA
+        generator's 16 bytes on the CPU, the CPU's 5,056 on a GPU) -- re-seed it from that state, with a note:
+        the run goes on, but its dropout masks and augmentation differ from those it would have drawn there."""
+        try:
+            self.dropout_rng.set_state(saved)
+            return
+        except RuntimeError:
+            other_kind = {16, torch.Generator().get_state().numel()}
+            if not (isinstance(saved, torch.Tensor) and saved.dtype == torch.uint8 and saved.numel() in other_kind):
+                raise
+        seed = int.from_bytes(hashlib.sha256(saved.numpy().tobytes()).digest()[:8], "little") >> 1
+        self.dropout_rng.manual_seed(seed)
+        print(f"Note: the checkpoint's dropout generator was saved on another kind of device than "
+              f"{self.net.device}; it is re-seeded from that state, so the dropout masks and augmentation from "
+              "here on differ from those the run would have drawn there", file=sys.stderr, flush=True)
+
     def load_state(self, state: dict[str, Any]) -> None:
         """The optimiser (learning rate, velocities) and the random generators from a checkpoint."""
         try:
             eta = float(state["eta"])
+            epoch = state["epoch"]
+            if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < -1:
+                raise ValueError(f"the last finished epoch must be a whole number, got {epoch!r}")
+            if not math.isfinite(eta) or eta <= 0:
+                raise ValueError(f"the learning rate must be a positive number, got {eta!r}")
             self.shuffle_rng.set_state(state["shuffle_rng"])
-            self.dropout_rng.set_state(self._rank_rng_state(state))
+            self._set_dropout_rng(self._rank_rng_state(state))
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
             raise ModelFileError(f"the checkpoint's training state is incomplete or damaged ({e})") from None
         load_optimizer_state(self.optimizer, state, self.params, self.config.momentum)

@@ -39,6 +39,7 @@ raises ``ModelFileError`` naming the file. Files are written atomically.
 
 import json
 import os
+import stat
 import zipfile
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ import numpy as np
 from nndl.errors import ModelFileError
 from nndl.files.atomic import atomic_writer
 from nndl.files.header import brief, check_header, parse_json
+from nndl.files.inputs import open_input
 from nndl.files.npz import MemberSpec, read_npz
 
 __all__ = ["ModelData", "read_model", "write_model", "is_conv_model", "ModelFileError", "MODEL_FORMAT",
@@ -70,6 +72,11 @@ _MAX_DESCRIPTION_BYTES = 1 << 24
 _BOOK_COSTS = {"CrossEntropyCost": "cross-entropy", "QuadraticCost": "quadratic"}
 
 _ZIP_MAGIC = b"PK\x03\x04"
+
+#: The largest model file read: MAX_PARAMETERS float64 values and room for the description.
+MAX_MODEL_BYTES = 8 * MAX_PARAMETERS + 2 * _MAX_DESCRIPTION_BYTES
+#: The largest JSON model file read whole into memory.
+MAX_JSON_MODEL_BYTES = 1 << 30
 
 
 @dataclass
@@ -156,12 +163,25 @@ def write_model(model: ModelData, path: str | os.PathLike, *, binary: bool | Non
 def is_conv_model(path: str | os.PathLike) -> bool:
     """True when ``path`` is a PyTorch zip file -- a convolutional model of ``nndl.deep`` -- not an .npz or JSON one.
 
-    Looks at the names inside the zip only; needs no PyTorch.
+    Looks at the names inside the zip only; needs no PyTorch. A zip whose
+    directory at the end is cut off (a truncated copy) is recognised by its
+    first member, ``<name>/data.pkl`` in every file ``torch.save`` writes.
+    Anything but a regular file is not one (and is never opened here).
     """
     try:
-        with zipfile.ZipFile(path) as archive:
-            return any(name.endswith("/data.pkl") or name == "data.pkl" for name in archive.namelist())
-    except (OSError, zipfile.BadZipFile):
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False
+        with open(path, "rb") as f:
+            head = f.read(30 + 1024)
+            if head[:4] == _ZIP_MAGIC and len(head) >= 30:
+                name_length = int.from_bytes(head[26:28], "little")
+                first = head[30:30 + name_length]
+                if first == b"data.pkl" or first.endswith(b"/data.pkl"):
+                    return True
+            f.seek(0)
+            with zipfile.ZipFile(f) as archive:
+                return any(name.endswith("/data.pkl") or name == "data.pkl" for name in archive.namelist())
+    except (OSError, ValueError, zipfile.BadZipFile):
         return False
 
 
@@ -193,15 +213,17 @@ def read_model(path: str | os.PathLike, *, known_activations: Collection[str] | 
     path = Path(path)
     source = str(path)
     try:
-        with open(path, "rb") as f:
+        # Not a regular file (a directory, a FIFO), a symlink loop, a name too long: refused before opening.
+        with open_input(path, "a model file", MAX_MODEL_BYTES, ModelFileError) as f:
             head = f.read(4)
             is_zip = head == _ZIP_MAGIC
+            if not is_zip and os.fstat(f.fileno()).st_size > MAX_JSON_MODEL_BYTES:
+                raise ModelFileError(f"{source} is larger than the {MAX_JSON_MODEL_BYTES // 2**30} GB a JSON model "
+                                     "file can be (save large networks as .npz)")
             raw = None if is_zip else head + f.read()        # an .npz is read member by member instead
-    except IsADirectoryError:
-        raise ModelFileError(f"{source} is a directory, not a model file") from None
-    except FileNotFoundError:
+    except (FileNotFoundError, PermissionError):
         raise
-    except OSError as e:                        # permission denied, a symlink loop, a file used as a directory
+    except OSError as e:                        # an I/O error while reading
         raise ModelFileError(f"cannot read {source}: {(e.strerror or str(e)).lower()}") from None
     if is_zip and is_conv_model(path):
         raise ModelFileError(f"{source} is a convolutional network (chapter 6): load it with "

@@ -49,13 +49,13 @@ def check_outputs(outputs, inputs=()):
     OutputError
         Naming the option and the path, and what is wrong.
     """
-    input_paths = {Path(p).resolve(): p for p in inputs if p}
+    input_paths = {_resolve(Path(p)): p for p in inputs if p}
     seen: dict[Path, str] = {}
     for option, given in outputs.items():
         if given is None:
             continue
         path = Path(given).expanduser()
-        resolved = path.resolve()                                    # through symlinks, as the write will go
+        resolved = _resolve(path)                                    # through symlinks, as the write will go
         if str(given).strip() == "" or str(given).endswith(os.sep):
             raise OutputError(f"{option} {given!r} is not a file name")
         if resolved in seen:
@@ -73,6 +73,15 @@ def check_outputs(outputs, inputs=()):
         if not _can_write_in(existing):
             where = "its directory" if existing == directory else f"{existing} (to create {directory})"
             raise OutputError(f"{option} {given} cannot be written: no permission to create files in {where}")
+
+
+def _resolve(path):
+    """``path.resolve()``, or the absolute path where that fails (a symlink loop: the reader or writer
+    refuses it later, in words)."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError, ValueError):
+        return Path(os.path.abspath(path))
 
 
 def rescue_path(path):

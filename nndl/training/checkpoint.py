@@ -27,6 +27,8 @@ from nndl.engine.feedforward import FeedforwardNetwork
 from nndl.errors import ConfigError, ModelFileError
 from nndl.files.atomic import atomic_writer
 from nndl.files.header import check_header, parse_json
+from nndl.files.inputs import check_input
+from nndl.files.modelfile import MAX_PARAMETERS
 from nndl.files.npz import read_npz
 from nndl.training.config import NetworkConfig
 
@@ -36,6 +38,8 @@ FORMAT = "nndl-numpy-checkpoint"
 VERSION = 1
 #: The JSON part (mostly the History) of any real checkpoint is far smaller.
 _MAX_JSON_BYTES = 64 * 2**20
+#: The largest checkpoint: parameters, velocities and best parameters of the largest model, and the JSON.
+MAX_BYTES = 3 * 8 * MAX_PARAMETERS + _MAX_JSON_BYTES
 
 
 def save_checkpoint(path: str | os.PathLike[str], net: FeedforwardNetwork, state: dict[str, Any],
@@ -63,11 +67,14 @@ def save_checkpoint(path: str | os.PathLike[str], net: FeedforwardNetwork, state
 
 def is_numpy_checkpoint(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` is a zip archive with a ``checkpoint`` member (without reading its data)."""
+    import stat
     import zipfile
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):         # never open a FIFO or a device to look
+            return False
         with zipfile.ZipFile(path) as archive:
             return "checkpoint.npy" in archive.namelist()
-    except (OSError, zipfile.BadZipFile):
+    except (OSError, ValueError, zipfile.BadZipFile):
         return False
 
 
@@ -78,6 +85,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[FeedforwardNetwork, d
     takes. Raises ModelFileError naming what is wrong with a damaged file.
     """
     source = str(path)
+    check_input(path, "an nndl checkpoint", MAX_BYTES, ModelFileError)     # a FIFO, a symlink loop: one line
     text = read_npz(path, {"checkpoint": "U"}, allow_extra=True, max_elements=1, max_bytes=_MAX_JSON_BYTES,
                     error=ModelFileError, label=source)["checkpoint"]
     header = parse_json(str(text.reshape(-1)[0]) if text.size else "", f"{source}: the checkpoint's description",

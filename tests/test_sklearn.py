@@ -18,9 +18,20 @@ from nndl.engine.feedforward import check_inputs  # noqa: E402
 from nndl.errors import InputError  # noqa: E402
 from nndl.sklearn import NetworkClassifier  # noqa: E402
 
+#: Estimators covering nndl's options: softmax outputs; validation data held out for early stopping and the
+#: halving schedule, with momentum and dropout; no hidden layer, float32, L1, chapter 1's large weights.
+#: Every check passes for each, so none is marked expected-to-fail.
+ESTIMATORS = [
+    NetworkClassifier(random_state=0),
+    NetworkClassifier(cost="log-likelihood", activation="relu", eta=0.1, random_state=0),
+    NetworkClassifier(early_stopping=2, schedule="halve", patience=1, momentum=0.5, nesterov=True, dropout=0.2,
+                      random_state=0),
+    NetworkClassifier(hidden_layer_sizes=(), dtype="float32", cost="quadratic", init="large", lmbda=0.1,
+                      regularization="l1", random_state=0),
+]
 
-@parametrize_with_checks([NetworkClassifier(random_state=0),
-                          NetworkClassifier(cost="log-likelihood", activation="relu", eta=0.1, random_state=0)])
+
+@parametrize_with_checks(ESTIMATORS, expected_failed_checks=lambda estimator: {})
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 
@@ -73,6 +84,16 @@ def test_string_labels_and_probabilities(digits):
     assert model.n_features_in_ == 64 and model.network_.sizes == [64, 30, 10]
     assert len(model.training_cost_) == 5 and model.evaluation_accuracy_ == []
     assert model.history_.stop_reason == "completed"
+
+
+def test_network_shapes_and_precision():
+    rng = np.random.default_rng(0)
+    x, y = rng.random((30, 3)).astype(np.float32), np.arange(30) % 3
+    model = NetworkClassifier(hidden_layer_sizes=(), dtype="float32", random_state=0).fit(x, y)
+    assert model.network_.sizes == [3, 3] and model.network_.dtype == np.float32
+    model = NetworkClassifier(hidden_layer_sizes=(5, 4), cost="log-likelihood", random_state=0).fit(x, y)
+    assert model.network_.sizes == [3, 5, 4, 3]
+    assert [layer.name for layer in model.network_.layers] == ["sigmoid", "sigmoid", "softmax"]
 
 
 def test_random_state_makes_fit_deterministic(digits):
@@ -147,3 +168,24 @@ def test_import_nndl_does_not_import_sklearn():
     code = "import sys, nndl, nndl.training, nndl.engine.feedforward; print('sklearn' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_train_takes_check_pixels():
+    from nndl.engine.feedforward import FeedforwardNetwork
+    from nndl.training import train
+
+    x = np.tile(np.arange(0, 256, 51.0), (12, 1))[:, :4]    # whole numbers 0..153: "unscaled pixels"
+    y = np.arange(12) % 2
+    with pytest.raises(InputError, match="0-255 pixel"):
+        train(FeedforwardNetwork([4, 2]), (x, y), epochs=1, eta=0.01)
+    history = train(FeedforwardNetwork([4, 2]), (x, y), epochs=1, eta=0.01, check_pixels=False,
+                    evaluation_data=(x, y))
+    assert len(history.evaluation_accuracy) == 1
+
+
+def test_feature_names_are_kept(digits):
+    pd = pytest.importorskip("pandas")
+    x, y = digits
+    frame = pd.DataFrame(x[:200], columns=[f"pixel{i}" for i in range(64)])
+    model = NetworkClassifier(epochs=2, random_state=0).fit(frame, y[:200])
+    assert list(model.feature_names_in_) == list(frame.columns)

@@ -57,13 +57,15 @@ def one_hot(labels: ArrayLike, k: int, dtype: DTypeLike = np.float64) -> FloatAr
     return y
 
 
-def check_inputs(x: ArrayLike, n_in: int, name: str = "inputs") -> NumberArray:
+def check_inputs(x: ArrayLike, n_in: int, name: str = "inputs", *, check_pixels: bool = True) -> NumberArray:
     """The inputs as a finite 2-d float array of shape (n, n_in), or a clear InputError.
 
     A single example of n_in values is taken as one row. Inputs that look
     like 0-255 pixel values (uint8 above 1, or whole numbers reaching past
     100) are refused with the advice to scale them: a sigmoid network fed
     them saturates and learns nothing. Other real-valued inputs are accepted.
+    ``check_pixels=False`` turns that heuristic off, for arbitrary real
+    features (the scikit-learn estimator, ``nndl.sklearn``).
     """
     try:
         x = np.asarray(x)
@@ -83,7 +85,7 @@ def check_inputs(x: ArrayLike, n_in: int, name: str = "inputs") -> NumberArray:
     if x.dtype.kind == "f" and not np.isfinite(x).all():
         bad = int(np.count_nonzero(~np.isfinite(x)))
         raise InputError(f"{name} contain {bad:,} values that are nan or infinite")
-    if _looks_like_0_255_pixels(x):
+    if check_pixels and _looks_like_0_255_pixels(x):
         raise InputError(f"{name} look like 0-255 pixel values (largest {x.max():g}); the networks expect pixels "
                          "in [0, 1]: scale them by 1/255")
     return x

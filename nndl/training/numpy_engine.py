@@ -62,7 +62,7 @@ def _blas_threads() -> ThreadpoolController:
 
 
 def as_dataset(data: Dataset, net: FeedforwardNetwork, name: str = "training data",
-               targets: bool = True) -> Examples:
+               targets: bool = True, *, check_pixels: bool = True) -> Examples:
     """Inputs and desired outputs from a pair of arrays or a split with ``.images`` and ``.labels``.
 
     Parameters
@@ -73,6 +73,9 @@ def as_dataset(data: Dataset, net: FeedforwardNetwork, name: str = "training dat
         used as given (one-hot rows, soft targets, a single sigmoid output);
         without ``targets``, 2-d rows must be exactly one-hot.
     net : FeedforwardNetwork
+    check_pixels : bool, default True
+        Refuse inputs that look like unscaled 0-255 pixels (``check_inputs``);
+        False accepts any finite real features.
 
     Returns
     -------
@@ -88,7 +91,7 @@ def as_dataset(data: Dataset, net: FeedforwardNetwork, name: str = "training dat
         except (TypeError, ValueError):
             raise InputError(f"{name} must be a pair (inputs, labels) or a data split with .images and "
                              ".labels") from None
-    x = check_inputs(x, net.sizes[0], name)
+    x = check_inputs(x, net.sizes[0], name, check_pixels=check_pixels)
     try:
         y = np.asarray(y)
     except (TypeError, ValueError) as e:
@@ -103,7 +106,7 @@ def train(net: FeedforwardNetwork, training_data: Dataset, config: TrainingConfi
           evaluation_data: Dataset | None = None, progress: bool = False,
           on_epoch: Callable[[History], None] | None = None,
           checkpoint: str | None = None, checkpoint_metadata: dict[str, Any] | None = None,
-          resume: dict[str, Any] | None = None, **settings: Any) -> History:
+          resume: dict[str, Any] | None = None, check_pixels: bool = True, **settings: Any) -> History:
     """Train ``net`` by mini-batch stochastic gradient descent.
 
     Parameters
@@ -129,6 +132,9 @@ def train(net: FeedforwardNetwork, training_data: Dataset, config: TrainingConfi
         A training state from ``nndl.training.checkpoint.load_checkpoint``:
         go on from its last epoch to exactly the result of an uninterrupted
         run. The config may differ only in ``epochs``.
+    check_pixels : bool, default True
+        Refuse inputs that look like unscaled 0-255 pixel values; False
+        accepts any finite real features (as ``nndl.sklearn`` does).
 
     Returns
     -------
@@ -142,10 +148,10 @@ def train(net: FeedforwardNetwork, training_data: Dataset, config: TrainingConfi
         Before any training, for settings or data that cannot work.
     """
     config = resolve_training_config(config, settings).with_conventions(LAST_BATCH, BEST_ON_TIE)
-    x, y = as_dataset(training_data, net)
+    x, y = as_dataset(training_data, net, check_pixels=check_pixels)
     evaluation = None
     if evaluation_data is not None:
-        ex, ey = as_dataset(evaluation_data, net, "evaluation data", targets=False)
+        ex, ey = as_dataset(evaluation_data, net, "evaluation data", targets=False, check_pixels=check_pixels)
         evaluation = (ex.astype(net.dtype, copy=False), ey)               # measured every epoch
     monitor = config.monitors(evaluation is not None)
     engine = NumpyEngine(net, (x, y), config, evaluation)

@@ -220,14 +220,13 @@ def _list_presets():
 
 def _resumed(args, device, say=print):
     """(net, training state, TrainingConfig, run) from --resume's checkpoint; run: the data the run used."""
-    import json
 
     from nndl.deep.augment import Augmentation
     from nndl.deep.checkpoint import load_checkpoint
     from nndl.errors import ModelFileError
     from nndl.training.history import History
     net, state, metadata = load_checkpoint(args.resume, device)
-    training = History.from_dict(json.loads(state["history"]), source=args.resume).config
+    training = History.from_json(state["history"], source=args.resume).config
     if args.epochs is not None:
         training = training.replace(epochs=args.epochs)
     run = metadata.get("run", {})
@@ -495,7 +494,6 @@ def _conv(args, augmentation, world):
 
 def _conv_many(args, augmentation):
     """nndl conv --seeds S1 S2 ...: the networks of several seeds trained at once (nndl.deep.multi.train_many)."""
-    import json
 
     from nndl.deep.checkpoint import load_members_checkpoint
     from nndl.deep.data import split_tensors
@@ -510,7 +508,7 @@ def _conv_many(args, augmentation):
     if args.resume:
         nets, resume, metadata = load_members_checkpoint(args.resume, device)
         seeds = list(resume["seeds"])
-        training = History.from_dict(json.loads(resume["histories"][0]), source=args.resume).config
+        training = History.from_json(resume["histories"][0], source=args.resume).config
         if args.epochs is not None:
             training = training.replace(epochs=args.epochs)
         run = metadata.get("run", {})
@@ -636,7 +634,7 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     members = _members(args.models, device)
     outputs, labels = _ensemble_outputs(args, members)
-    result = score(outputs, labels)
+    result = score(outputs, labels, names=args.models)
     for path, member, accuracy in zip(args.models, members, result["members"]):
         print(f"{path}: {args.split} accuracy {accuracy:.2%}"
               + (" (saved predictions)" if isinstance(member, Predictions) else ""))

@@ -193,7 +193,6 @@ def _resumed(args):
     is refused (only --epochs may change), one given with the same value is
     fine.
     """
-    import json
 
     from nndl.errors import ModelFileError
     from nndl.training.checkpoint import load_checkpoint
@@ -204,7 +203,7 @@ def _resumed(args):
     given = {name for name in (*_TRAINING_FIELDS, *_NETWORK_FIELDS, *_run_description(args))
              if getattr(args, name) != _TRAIN_DEFAULTS.get(name)}
     net, state, metadata = load_checkpoint(args.resume)
-    config = History.from_dict(json.loads(state["history"]), source=args.resume).config
+    config = History.from_json(state["history"], source=args.resume).config
     run = metadata.get("run")
     if not isinstance(run, dict) or set(run) != set(_run_description(args)):
         raise ModelFileError(f"{args.resume}: the description of the run's data is missing or damaged (was it "
@@ -357,13 +356,20 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def _is_experiment_result(path):
-    """True when ``path`` is a JSON result written by nndl reproduce (not a History)."""
-    import json
+    """True when ``path`` is a JSON result written by nndl reproduce (not a History).
+
+    Anything that is not a readable JSON object (a named pipe, a damaged
+    file, ...) is left to the history reader, which says what is wrong.
+    """
+    from nndl.errors import NndlError
+    from nndl.files.header import parse_json
+    from nndl.files.inputs import open_input
     try:
-        with open(path) as f:
-            return json.load(f).get("format") == "nndl-experiment"
-    except (OSError, ValueError, AttributeError, RecursionError):      # the history reader reports these
+        with open_input(path, "a training history or experiment result", 256 * 2**20) as f:
+            data = parse_json(f.read(), str(path))
+    except (OSError, NndlError):
         return False
+    return isinstance(data, dict) and data.get("format") == "nndl-experiment"
 
 
 def _plot_result(path, output):
@@ -372,7 +378,5 @@ def _plot_result(path, output):
     from nndl.experiments.runner import load_result
     result = load_result(path)
     experiment = get(result["id"])
-    if experiment.plot is None:
-        raise ConfigError(f"{result['id']} has no figure")
-    experiment.plot(result, output)
+    experiment.draw(result, output, str(path))
     return output

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from nndl.errors import ConfigError, FileFormatError
 from nndl.files.atomic import atomic_write_text
 from nndl.files.header import check_header, parse_json
+from nndl.files.inputs import open_input
 from nndl.training.config import MONITORS, NetworkConfig, TrainingConfig, network_config_from_dict
 
 if TYPE_CHECKING:
@@ -196,7 +197,7 @@ class History:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> History:
         """Read a history written by ``save`` (or by nndl 0.1, format version 1)."""
-        with open(path, "rb") as f:
+        with open_input(path, "a training history", _MAX_BYTES) as f:      # a regular file, bounded
             raw = f.read(_MAX_BYTES + 1)
         if len(raw) > _MAX_BYTES:
             raise FileFormatError(f"{path} is larger than {_MAX_BYTES // 2**20} MB: not a training history")

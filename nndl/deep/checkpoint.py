@@ -302,7 +302,8 @@ def _inspect(path, source, what):
     except zipfile.BadZipFile as e:
         reason = str(e).splitlines()[0] if str(e) else "damaged"
         raise ModelFileError(f"{source} is damaged ({reason}): not {what}") from None
-    except (OSError, EOFError, zlib.error) as e:
+    except (OSError, EOFError, zlib.error, NotImplementedError, UnicodeDecodeError) as e:
+        # (a damaged header can name an unsupported compression or zip version, or a member name that is not text)
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ModelFileError(f"{source} is damaged or truncated ({reason}): not {what}") from None
     _check_declared_parameters(skeleton, source)

@@ -181,8 +181,8 @@ def is_conv_model(path: str | os.PathLike) -> bool:
             f.seek(0)
             with zipfile.ZipFile(f) as archive:
                 return any(name.endswith("/data.pkl") or name == "data.pkl" for name in archive.namelist())
-    except (OSError, ValueError, zipfile.BadZipFile):
-        return False
+    except (OSError, ValueError, zipfile.BadZipFile, NotImplementedError, EOFError):
+        return False                      # (a damaged archive: the reader that follows says what is wrong)
 
 
 def read_model(path: str | os.PathLike, *, known_activations: Collection[str] | None = None,

@@ -74,7 +74,7 @@ def is_numpy_checkpoint(path: str | os.PathLike[str]) -> bool:
             return False
         with zipfile.ZipFile(path) as archive:
             return "checkpoint.npy" in archive.namelist()
-    except (OSError, ValueError, zipfile.BadZipFile):
+    except (OSError, ValueError, zipfile.BadZipFile, NotImplementedError, EOFError):
         return False
 
 

@@ -1,0 +1,89 @@
+"""Fuzzed model files: every byte position of a small model's zip structure, overwritten, is refused in words.
+
+A PyTorch model file (``.pt``) and a NumPy model file (``.npz``) are zip
+archives. For many positions in their local headers, central directory and
+data, two kinds of damage (all zero bits, all one bits) must end either in a
+model that loads whole, or in an ``NndlError`` (or ``OSError``) naming the
+file -- never another exception, and never a network with non-finite weights.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from nndl.deep.checkpoint import load_model, save_model
+from nndl.deep.config import ConvNetConfig
+from nndl.deep.network import ConvNetwork
+from nndl.engine.feedforward import FeedforwardNetwork
+from nndl.engine.modelio import load, save
+from nndl.errors import NndlError
+
+CONFIG = ConvNetConfig(input_shape=(1, 8, 8), layers=(
+    {"type": "conv-pool", "filters": 2, "filter": 3, "pool": 2, "activation": "relu"},
+    {"type": "softmax", "n_out": 3}))
+
+
+@pytest.fixture(scope="module")
+def pt_bytes(tmp_path_factory):
+    path = tmp_path_factory.mktemp("pt") / "net.pt"
+    save_model(ConvNetwork(CONFIG, seed=1), path, {"note": "fuzz"})
+    return path.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def npz_bytes(tmp_path_factory):
+    path = tmp_path_factory.mktemp("npz") / "net.npz"
+    save(FeedforwardNetwork((6, 4, 3), seed=1), path)
+    return path.read_bytes()
+
+
+def positions(size, count=40):
+    """Byte positions spread over the start (local header), the end (central directory) and the middle."""
+    head = list(range(0, min(60, size), 3))
+    tail = list(range(max(0, size - 120), size, 6))
+    middle = list(np.linspace(60, max(61, size - 121), num=count, dtype=int))
+    return sorted(set(head + tail + middle))
+
+
+def damaged(data, position, value):
+    out = bytearray(data)
+    out[position] = value
+    return bytes(out)
+
+
+def fuzz_cases(kind):
+    # The files are made by the fixtures, after collection: positions are spread over a size at least
+    # theirs, and a test wraps a position past its file's end around to the start.
+    return [(position, value) for position in positions(40_000 if kind == "pt" else 3_000) for value in (0x00, 0xFF)]
+
+
+@pytest.mark.parametrize("position, value", fuzz_cases("pt"))
+def test_a_damaged_pytorch_model_loads_whole_or_is_refused_in_words(pt_bytes, tmp_path, position, value):
+    if position >= len(pt_bytes):
+        position = position % len(pt_bytes)
+    if pt_bytes[position] == value:
+        pytest.skip("that byte already has this value")
+    path = tmp_path / "damaged.pt"
+    path.write_bytes(damaged(pt_bytes, position, value))
+    try:
+        net = load_model(path)
+    except (NndlError, OSError) as e:
+        assert "damaged.pt" in str(e) and "\n" not in str(e)
+        return
+    assert all(bool(torch.isfinite(p).all()) for p in net.parameters())
+
+
+@pytest.mark.parametrize("position, value", fuzz_cases("npz"))
+def test_a_damaged_numpy_model_loads_whole_or_is_refused_in_words(npz_bytes, tmp_path, position, value):
+    if position >= len(npz_bytes):
+        position = position % len(npz_bytes)
+    if npz_bytes[position] == value:
+        pytest.skip("that byte already has this value")
+    path = tmp_path / "damaged.npz"
+    path.write_bytes(damaged(npz_bytes, position, value))
+    try:
+        net = load(path)
+    except (NndlError, OSError) as e:
+        assert "damaged.npz" in str(e) and "\n" not in str(e)
+        return
+    assert net.parameters_finite()

@@ -87,3 +87,68 @@ def test_a_damaged_numpy_model_loads_whole_or_is_refused_in_words(npz_bytes, tmp
         assert "damaged.npz" in str(e) and "\n" not in str(e)
         return
     assert net.parameters_finite()
+
+
+PREDICTIONS_WRITER = """
+import io, sys, time
+import torch
+torch.set_num_threads(1)
+from nndl.deep import checkpoint
+from nndl.deep.config import ConvNetConfig
+from nndl.deep.ensemble import save_predictions
+from nndl.deep.network import ConvNetwork
+
+real_save = torch.save
+
+def half_then_wait(obj, f):
+    buffer = io.BytesIO()
+    real_save(obj, buffer)
+    f.write(buffer.getvalue()[:len(buffer.getvalue()) // 2])
+    f.flush()
+    print("half written", flush=True)
+    time.sleep(600)
+
+checkpoint.torch.save = half_then_wait
+config = ConvNetConfig.from_dict(__import__("json").loads(sys.argv[2]))
+g = torch.Generator().manual_seed(0)
+split = (torch.rand(20, 1, 28, 28, generator=g), torch.randint(0, 10, (20,), generator=g))
+save_predictions(sys.argv[1], ConvNetwork(config, seed=0), {"validation": split, "test": split})
+"""
+
+
+def test_kill_9_during_a_predictions_write_keeps_the_old_file_and_the_next_write_tidies(capsys, tmp_path,
+                                                                                       idx_dataset):
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from test_cli import data_args
+
+    from nndl.cli import main
+    from nndl.deep.checkpoint import load_tensors
+    from nndl.deep.ensemble import read_predictions
+
+    target = tmp_path / "p.pt"
+    run = ["conv", *map(str, data_args(idx_dataset)), "--conv", "2:5:2", "--epochs", "1", "--threads", "1",
+           "--device", "cpu", "--no-progress", "--seed", "1", "--predictions", str(target)]
+    assert main(run) == 0
+    before = target.read_bytes()
+    config = ConvNetConfig(layers=({"type": "conv-pool", "filters": 2, "filter": (5, 5), "pool": (2, 2),
+                                    "activation": "relu"}, {"type": "softmax", "n_out": 10}))
+    child = subprocess.Popen([sys.executable, "-c", PREDICTIONS_WRITER, str(target), json.dumps(config.to_dict())],
+                             stdout=subprocess.PIPE, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "half written"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(60)
+        if child.stdout is not None:
+            child.stdout.close()
+    assert target.read_bytes() == before                                  # the old file, whole
+    assert len([p for p in tmp_path.iterdir() if p.name.startswith(".p.pt.")]) == 1
+    assert main(run) == 0
+    capsys.readouterr()
+    assert sorted(p.name for p in tmp_path.iterdir() if "p.pt" in p.name) == ["p.pt"]
+    read_predictions(target, load_tensors(target, "predictions"))

@@ -315,3 +315,17 @@ def test_gzip_bomb_peak_resident_memory(gzip_bomb):
     """)], capture_output=True, text=True, check=True, timeout=60).stdout
     before, after = map(int, out.split())
     assert after - before < 16 * 1024, f"peak RSS grew by {after - before} KiB"      # ru_maxrss is in KiB
+
+
+def test_a_named_pipe_or_a_link_loop_is_refused_without_waiting(tmp_path):
+    import os
+
+    from nndl.data.idx import read_file_bytes
+    from nndl.errors import IdxError
+    fifo, loop = tmp_path / "fifo", tmp_path / "loop"
+    os.mkfifo(fifo)
+    os.symlink(loop, loop)
+    with pytest.raises(IdxError, match="not a regular file"):
+        read_file_bytes(fifo)
+    with pytest.raises(IdxError, match="symbolic links"):
+        read_file_bytes(loop)

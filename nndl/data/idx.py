@@ -26,6 +26,7 @@ import gzip
 import io
 import math
 import os
+import stat
 import struct
 import zlib
 from pathlib import Path
@@ -106,12 +107,21 @@ def read_file_bytes(path: str | os.PathLike) -> bytes:
     """
     path = Path(path)
     try:
+        mode = os.stat(path).st_mode                   # before opening: a named pipe would block open()
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, "Is a directory", str(path))
+        if not stat.S_ISREG(mode):
+            raise IdxError(f"idx file '{path}' is not a regular file (a named pipe or a device?)")
         with open(path, "rb") as f:
             return f.read()
     except FileNotFoundError:
         raise FileNotFoundError(errno.ENOENT, "idx file not found", str(path)) from None
     except IsADirectoryError:
         raise IdxError(f"idx file '{path}' is a directory, not a file") from None
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.ENAMETOOLONG):
+            raise IdxError(f"idx file '{path}': {e.strerror}") from None
+        raise
 
 
 def _parse_header(prefix, total: int | None, name: str, max_bytes: int) -> _Header:

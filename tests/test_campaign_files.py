@@ -10,6 +10,7 @@ file -- never another exception, and never a network with non-finite weights.
 import numpy as np
 import pytest
 import torch
+from test_conv_files import HALF_WRITER
 
 from nndl.deep.checkpoint import load_model, save_model
 from nndl.deep.config import ConvNetConfig
@@ -89,27 +90,8 @@ def test_a_damaged_numpy_model_loads_whole_or_is_refused_in_words(npz_bytes, tmp
     assert net.parameters_finite()
 
 
-PREDICTIONS_WRITER = """
-import io, sys, time
-import torch
-torch.set_num_threads(1)
-from nndl.deep import checkpoint
-from nndl.deep.config import ConvNetConfig
+PREDICTIONS_WRITER = HALF_WRITER + """
 from nndl.deep.ensemble import save_predictions
-from nndl.deep.network import ConvNetwork
-
-real_save = torch.save
-
-def half_then_wait(obj, f):
-    buffer = io.BytesIO()
-    real_save(obj, buffer)
-    f.write(buffer.getvalue()[:len(buffer.getvalue()) // 2])
-    f.flush()
-    print("half written", flush=True)
-    time.sleep(600)
-
-checkpoint.torch.save = half_then_wait
-config = ConvNetConfig.from_dict(__import__("json").loads(sys.argv[2]))
 g = torch.Generator().manual_seed(0)
 split = (torch.rand(20, 1, 28, 28, generator=g), torch.randint(0, 10, (20,), generator=g))
 save_predictions(sys.argv[1], ConvNetwork(config, seed=0), {"validation": split, "test": split})

@@ -163,7 +163,9 @@ def test_good_files_still_load(small, tmp_path):
 # kill -9 in the middle of torch.save: the next checkpoint write removes the leftover
 # ---------------------------------------------------------------------------
 
-WRITER = """
+#: A child process whose torch.save writes half its file, says so and waits (to be killed): sys.argv[1] is the
+#: target, sys.argv[2] a ConvNetConfig as JSON (``config``).
+HALF_WRITER = """
 import io, sys, time
 import torch
 torch.set_num_threads(1)
@@ -183,6 +185,8 @@ def half_then_wait(obj, f):
 
 checkpoint.torch.save = half_then_wait
 config = ConvNetConfig.from_dict(__import__("json").loads(sys.argv[2]))
+"""
+WRITER = HALF_WRITER + """
 checkpoint.save_checkpoint(sys.argv[1], ConvNetwork(config, seed=0), {"epoch": 0})
 """
 

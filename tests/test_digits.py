@@ -468,7 +468,11 @@ def test_a_fifo_a_link_loop_or_a_name_too_long_is_refused_in_one_line_without_wa
             assert status == 2 and out == "", (command, path, err)
             assert err.startswith("nndl: error: ") and err.count("\n") == 1 and words in err, (command, err)
             assert "Traceback" not in err
-    status, out, err = nndl(capsys, "predict", fifo, fifo)
+    model_fifo = tmp_path / "model.npz"                      # a FIFO given as the model
+    os.mkfifo(model_fifo)
+    model_timer = _unblock_later(model_fifo, 30, unblocked)
+    status, out, err = nndl(capsys, "predict", model_fifo, fifo)
     timer.cancel()
+    model_timer.cancel()
     assert not unblocked, "a reader waited on the FIFO"
     assert status == 2 and "not a regular file" in err and err.count("\n") == 1

@@ -34,9 +34,8 @@ def add_commands(commands) -> None:
                     "probabilities; a blank image, or one with no clear digit (top probability below "
                     f"{MIN_CONFIDENCE:.0%}), says so. A network with sigmoid outputs gives its outputs normalised to "
                     "sum to 1.")
-    p.add_argument("model", metavar="MODEL",
-                   help="a model taking 28x28 images: nndl train --save (.json, .npz) or nndl conv --save (.pt)")
-    p.add_argument("images", metavar="IMAGE", nargs="+", help="image files, one digit in each")
+    p.add_argument("images", metavar="[MODEL] IMAGE", nargs="+",
+                   help=f"{MODEL_HELP}; then image files, one digit in each")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object per image, one per line: file, digit (null when blank), "
                         "probabilities, top3, confident, message, image (the 28x28 input, ints 0-255); or "
@@ -51,9 +50,8 @@ def add_commands(commands) -> None:
                     "grouping the network is most confident of, as chapter 1 of the book suggests; --method "
                     "components takes each connected mark as a digit. Prints the number; notes (unclear digits) "
                     "go to stderr. Exit status 1 when nothing was read.")
-    r.add_argument("model", metavar="MODEL",
-                   help="a model taking 28x28 images: nndl train --save (.json, .npz) or nndl conv --save (.pt)")
-    r.add_argument("image", metavar="IMAGE", help="an image of the digits written side by side on one line")
+    r.add_argument("images", metavar="[MODEL] IMAGE", nargs="+",
+                   help=f"{MODEL_HELP}; then an image of the digits written side by side on one line")
     r.add_argument("--method", choices=METHODS, default="scored",
                    help="how the image is split into digits (default: scored)")
     r.add_argument("--json", action="store_true",
@@ -61,6 +59,48 @@ def add_commands(commands) -> None:
                         "score, method, message")
     r.add_argument("--show", metavar="PNG", help="also write a PNG of the image with the chosen boxes and digits")
     r.set_defaults(run=cmd_read)
+
+
+#: What the optional MODEL argument of predict, read and serve is.
+MODEL_HELP = ("MODEL: a model taking 28x28 images -- nndl train --save (.json, .npz) or nndl conv --save (.pt); "
+              "without one, the convolutional network shipped with nndl")
+
+#: The suffixes of model files: a lone argument ending so is a model given without images.
+MODEL_SUFFIXES = (".json", ".npz", ".pt", ".pth", ".ckpt")
+
+
+def _image_suffix(path: str) -> bool:
+    """Whether ``path`` ends with a suffix of an image format Pillow reads (.png, .jpg, .tif, ...)."""
+    from pathlib import Path
+
+    from PIL import Image
+    return Path(path).suffix.lower() in Image.registered_extensions()
+
+
+def split_model(paths: list[str], one_image: bool = False) -> tuple[str | None, list[str]]:
+    """(model or None, images) from predict's or read's arguments.
+
+    With two or more arguments the first is the model unless its name ends like an image's (.png, .jpg, ...),
+    as in ``nndl predict net.npz a.png``; otherwise every argument is an image, read by nndl's default model.
+    Raises ConfigError when no image is left, or (``one_image``) more than one is given.
+    """
+    from nndl.errors import ConfigError
+    if len(paths) == 1 and paths[0].lower().endswith(MODEL_SUFFIXES):
+        raise ConfigError(f"{paths[0]} is a model file: give the image{'' if one_image else 's'} to read after it")
+    if len(paths) >= 2 and not _image_suffix(paths[0]):
+        model, images = paths[0], paths[1:]
+    else:
+        model, images = None, paths
+    if one_image and len(images) > 1:
+        raise ConfigError(f"read takes one image (got {len(images)}: {' '.join(images[:4])}"
+                          f"{' ...' if len(images) > 4 else ''}); for one digit per image use nndl predict")
+    return model, images
+
+
+def load_classifier(model: str | None):
+    """The classifier of ``model``, or nndl's default one when it is None."""
+    from nndl.digits.predict import Classifier
+    return Classifier.default() if model is None else Classifier.load(model)
 
 
 def _resolvable(paths):
@@ -88,20 +128,21 @@ def _describe(name, prediction):
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from nndl.digits.predict import Classifier, predict, show_predictions
+    from nndl.digits.predict import predict, show_predictions
     from nndl.digits.prepare import prepare
     from nndl.errors import InputError
     from nndl.files.outputs import check_outputs
-    check_outputs({"--show": args.show}, inputs=_resolvable([args.model, *args.images]))
-    classifier = Classifier.load(args.model)
+    model, images = split_model(args.images)
+    check_outputs({"--show": args.show}, inputs=_resolvable([*([model] if model else []), *images]))
+    classifier = load_classifier(model)
     prepared, failed = {}, {}
-    for k, path in enumerate(args.images):
+    for k, path in enumerate(images):
         try:
             prepared[k] = prepare(path)
         except (InputError, *FILE_ERRORS) as e:
             failed[k] = e
     predictions = dict(zip(prepared, predict(classifier, list(prepared.values())))) if prepared else {}
-    for k, path in enumerate(args.images):
+    for k, path in enumerate(images):
         if k in failed:
             report_error(failed[k], args.debug)                             # one line on stderr
             if args.json:
@@ -112,26 +153,26 @@ def cmd_predict(args: argparse.Namespace) -> int:
             print(_describe(path, predictions[k]), flush=True)
     if args.show and predictions:
         shown = sorted(predictions)
-        show_predictions([predictions[k] for k in shown], args.show, names=[args.images[k] for k in shown])
+        show_predictions([predictions[k] for k in shown], args.show, names=[images[k] for k in shown])
         print(f"Wrote {args.show}", file=sys.stderr)
     return 2 if failed else 0
 
 
 def cmd_read(args: argparse.Namespace) -> int:
-    from nndl.digits.predict import Classifier
     from nndl.digits.read import read_number, show_reading
     from nndl.files.outputs import check_outputs
-    check_outputs({"--show": args.show}, inputs=_resolvable([args.model, args.image]))
-    classifier = Classifier.load(args.model)
-    reading = read_number(classifier, args.image, method=args.method)
+    model, (image,) = split_model(args.images, one_image=True)
+    check_outputs({"--show": args.show}, inputs=_resolvable([*([model] if model else []), image]))
+    classifier = load_classifier(model)
+    reading = read_number(classifier, image, method=args.method)
     if args.json:
-        print(json.dumps({"file": args.image, **reading.to_dict()}), flush=True)
+        print(json.dumps({"file": image, **reading.to_dict()}), flush=True)
     else:
         if reading.text:
             print(reading.text, flush=True)
         if reading.message:
             print(f"nndl: {reading.message}", file=sys.stderr)
     if args.show:
-        show_reading(reading, args.image, args.show)
+        show_reading(reading, image, args.show)
         print(f"Wrote {args.show}", file=sys.stderr)
     return 0 if reading.text else 1

@@ -66,8 +66,9 @@ def add_commands(commands) -> None:
                     "with an image (multipart field 'image', or the raw body with an image content type), "
                     "GET /api/health. Needs the web extra: " + _INSTALL + ".",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    s.add_argument("model", metavar="MODEL",
-                   help="a model taking 28x28 images: nndl train --save (.json, .npz) or nndl conv --save (.pt)")
+    s.add_argument("model", metavar="MODEL", nargs="?",
+                   help="a model taking 28x28 images: nndl train --save (.json, .npz) or nndl conv --save (.pt); "
+                        "without one, the convolutional network shipped with nndl")
     s.add_argument("--host", default="127.0.0.1",
                    help="address to listen on; 0.0.0.0 lets other machines reach the page (there is no "
                         "authentication)")
@@ -151,7 +152,9 @@ def bind(host: str, port: int) -> socket.socket:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     uvicorn, create_app, server_config = _web_modules()
-    app = create_app(args.model, max_upload_bytes=max(1, int(args.max_upload * 1024 * 1024)),
+    from nndl.cli.digits import load_classifier
+    model = args.model if args.model is not None else load_classifier(None)
+    app = create_app(model, max_upload_bytes=max(1, int(args.max_upload * 1024 * 1024)),
                      max_pixels=max(1, int(args.max_megapixels * 1e6)))
     server = app.state.server
     sock = bind(args.host, args.port)

@@ -98,7 +98,9 @@ def add_commands(commands) -> None:
     e = commands.add_parser("evaluate", help="accuracy of a saved network",
                             description="Print the accuracy of a saved network on MNIST.",
                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    e.add_argument("model", metavar="MODEL", help="a model file written by nndl train --save (or network2.save)")
+    e.add_argument("model", metavar="MODEL", nargs="?",
+                   help="a model file written by nndl train --save (or network2.save) or nndl conv --save; "
+                        "without one, the convolutional network shipped with nndl")
     e.add_argument("--split", choices=["test", "validation", "training"], default="test", help="which data")
     add_data_options(e)
     e.set_defaults(run=cmd_evaluate)
@@ -315,11 +317,24 @@ def _with_dtype(net, dtype):
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from nndl.digits.convnet import default_model_path, is_numpy_conv_model, read_conv_model
     from nndl.engine.modelio import is_conv_model, load
+    from nndl.errors import ModelFileError
+    if args.model is None:
+        args.model = default_model_path()
+        if not args.model.is_file():
+            raise ModelFileError(f"this installation of nndl has no default model ({args.model.name} is missing): "
+                                 "give a model file")
+        print(f"nndl's default model: {args.model}", flush=True)
     if is_conv_model(args.model):
         from nndl.deep.checkpoint import load_model
         net = load_model(args.model, "cpu")
         evaluate = net.accuracy
+    elif is_numpy_conv_model(args.model):
+        conv = read_conv_model(args.model)
+        evaluate = lambda images, labels: float(np.mean(conv.predict(images) == labels))   # noqa: E731
     else:
         net = load(args.model)
         evaluate = lambda images, labels: net.evaluate(images, labels) / len(labels)    # noqa: E731

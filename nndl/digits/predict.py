@@ -129,10 +129,12 @@ class Classifier:
     def __init__(self, network, source=None):
         self.network = network
         self.source = None if source is None else str(source)
-        self.convolutional = hasattr(network, "config")             # nndl.deep.ConvNetwork
+        self.convolutional = hasattr(network, "config")             # nndl.deep.ConvNetwork or NumpyConvNetwork
+        self.numpy = not self.convolutional
         if self.convolutional:
             shape, n_out = tuple(network.config.input_shape), network.config.n_outputs
             n_in = int(np.prod(shape))
+            self.numpy = not hasattr(network, "parameters")                 # nndl.digits.convnet.NumpyConvNetwork
             if shape != (1, SIDE, SIDE):
                 raise InputError(f"this model takes images of shape {shape}; nndl predict needs a model of "
                                  f"28x28 greyscale images")
@@ -152,10 +154,34 @@ class Classifier:
         self.description = f"{kind} {layers}, {self.output} outputs{origin}"
 
     @classmethod
-    def load(cls, path):
-        """The classifier of a model file: NumPy networks (.json, .npz) or convolutional ones (.pt).
+    def default(cls):
+        """The classifier of the convolutional network shipped with nndl (no PyTorch needed).
 
-        A convolutional model needs PyTorch, which is imported only then.
+        Its training command and accuracy are in ``.network.metadata``; see
+        :mod:`nndl.digits.convnet`.
+
+        Raises
+        ------
+        ModelFileError
+            When this installation of nndl lacks the file (or it is damaged), saying how to pass a model.
+        """
+        from nndl.digits.convnet import default_model_path
+        path = default_model_path()
+        if not path.is_file():
+            raise ModelFileError(f"this installation of nndl has no default model ({path.name} is missing): give "
+                                 "a model file, e.g. one written by nndl train --save or nndl conv --save")
+        classifier = cls.load(path)
+        accuracy = classifier.network.metadata.get("test_accuracy")
+        classifier.description += " (nndl's default model" + (
+            f", {100 * accuracy:.2f}% on the MNIST test images)" if isinstance(accuracy, float) else ")")
+        return classifier
+
+    @classmethod
+    def load(cls, path):
+        """The classifier of a model file: NumPy networks (.json, .npz) or convolutional ones (.pt, or .npz as
+        :mod:`nndl.digits.convnet` writes them).
+
+        A ``.pt`` model needs PyTorch, which is imported only then.
 
         Raises
         ------
@@ -166,6 +192,7 @@ class Classifier:
         MissingDependencyError
             For a convolutional model when PyTorch is not installed.
         """
+        from nndl.digits.convnet import is_numpy_conv_model, read_conv_model
         from nndl.engine.modelio import is_conv_model, load
         source = str(path)
         path = Path(path)
@@ -177,6 +204,8 @@ class Classifier:
             if is_conv_model(path):
                 from nndl.deep.checkpoint import load_model
                 network = load_model(path, "cpu")
+            elif path.is_file() and is_numpy_conv_model(path):
+                network = read_conv_model(path)
             else:
                 network = load(path)
         except FileNotFoundError:               # removed meanwhile
@@ -207,7 +236,9 @@ class Classifier:
         pixels = prepared_pixels(pixels)
         if pixels.shape[0] == 0:
             return np.zeros((0, N_DIGITS))
-        if self.convolutional:
+        if self.convolutional and self.numpy:
+            p = np.exp(self.network.log_probabilities(pixels).astype(np.float64))
+        elif self.convolutional:
             import torch
             with torch.no_grad():
                 log_p = self.network.log_probabilities(pixels)          # (n, 10)

@@ -99,7 +99,7 @@ def test_the_registry_holds_the_other_experiments_and_numbers_where_the_book_giv
 
 def test_every_experiment_is_well_formed():
     registered = experiments()
-    assert list(registered)[0].startswith("ch1") and list(registered)[-1].startswith("hyper")
+    assert list(registered)[0].startswith("ch1") and list(registered)[-1].startswith("beyond")
     for experiment_id, e in registered.items():
         assert experiment_id == e.id
         assert isinstance(e.config, Settings) and json.dumps(e.config.to_dict())

@@ -48,6 +48,10 @@ class ConvRun(Settings):
         Networks trained (seeds ``members*(seed-1)+1 ... members*seed``) that vote, as the book's
         ensemble. Where a rung trains the same network alone (ch6-dropout for ch6-ensemble), the
         members are that rung's networks of those seeds, checkpoints shared.
+    augmentation : dict, optional
+        Distortions drawn afresh every epoch, as ``nndl.deep.augment.Augmentation.to_dict`` writes
+        them (shift, rotate, elastic_alpha, elastic_sigma); None for none, the book's way. Left out
+        of ``to_dict`` when None, so the book's runs keep the dicts their results and checkpoints hold.
     """
 
     net: ConvNetConfig | None = None
@@ -56,6 +60,7 @@ class ConvRun(Settings):
     training_size: int | None = None
     evaluation_size: int | None = None
     members: int = 1
+    augmentation: dict | None = None
 
     def __post_init__(self):
         if not isinstance(self.net, ConvNetConfig) or not isinstance(self.train, TrainingConfig):
@@ -66,11 +71,20 @@ class ConvRun(Settings):
                 raise ConfigError(f"{name} must be a whole number >= 1 or null, got {value!r}")
         if isinstance(self.members, bool) or not isinstance(self.members, int) or self.members < 1:
             raise ConfigError(f"members must be a whole number >= 1, got {self.members!r}")
+        if self.augmentation is not None and not (isinstance(self.augmentation, dict) and self.augmentation):
+            raise ConfigError(f"augmentation must be a non-empty dict of settings or null, got {self.augmentation!r}")
+
+    def to_dict(self):
+        data = super().to_dict()
+        if data["augmentation"] is None:
+            del data["augmentation"]
+        return data
 
     def quick(self):
         """The same network and settings, one epoch on 1,000 training images, measured on 500."""
         return ConvRun(net=self.net, train=self.train.replace(epochs=1), expanded=self.expanded,
-                       training_size=1000, evaluation_size=500, members=min(self.members, 2))
+                       training_size=1000, evaluation_size=500, members=min(self.members, 2),
+                       augmentation=self.augmentation)
 
 
 def _data(config, context):
@@ -140,8 +154,12 @@ def train_conv(config, context, seed, data, suffix=""):
     if resume is None:
         net = ConvNetwork(config.net, device=device, seed=seed)
     training, validation, test = data
+    augmentation = None
+    if config.augmentation is not None:
+        from nndl.deep.augment import Augmentation
+        augmentation = Augmentation.from_dict(config.augmentation)
     history = train(net, training, training_config, validation_data=validation, test_data=test,
-                    checkpoint=checkpoint, checkpoint_metadata=metadata, resume=resume)
+                    augmentation=augmentation, checkpoint=checkpoint, checkpoint_metadata=metadata, resume=resume)
     if history.stop_reason == "interrupted":
         raise KeyboardInterrupt
     return net, history
@@ -168,6 +186,9 @@ def run_rung_many(config, contexts):
     """
     if config.members != 1:
         raise ConfigError("only rungs of one network train their seeds together")
+    if config.augmentation is not None:
+        raise ConfigError("networks trained on augmented data train one at a time (several at once cannot "
+                          "augment yet)")
     from pathlib import Path
 
     from nndl.deep.checkpoint import load_members_checkpoint

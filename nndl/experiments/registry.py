@@ -17,7 +17,7 @@ A run's dict holds whatever its figure needs, plus, for the report:
 * ``"summary"`` -- a few words for the report's "ours" column.
 
 The experiments live in ``ch1.py`` ... ``ch6.py`` and ``hyper.py`` of this
-package; :func:`experiments` imports them the first time it is called (never
+package, and nndl's own attempt past the book's record in ``beyond.py``; :func:`experiments` imports them the first time it is called (never
 at ``import nndl``), in the book's order.
 """
 
@@ -40,7 +40,7 @@ __all__ = ["Experiment", "Context", "Settings", "register", "experiments", "get"
            "format_value"]
 
 #: The modules that register experiments, in the book's order; each is also a group name ("ch3": all of it).
-GROUPS = ("ch1", "ch2", "ch3", "ch4", "ch5", "ch6", "hyper")
+GROUPS = ("ch1", "ch2", "ch3", "ch4", "ch5", "ch6", "hyper", "beyond")
 
 _REGISTRY: dict[str, Experiment] = {}
 _LOADED = False
@@ -53,7 +53,7 @@ class Experiment:
     Attributes
     ----------
     id : str
-        Lower case, ``chN-...`` (or ``hyper-...``); the command line's name for it.
+        Lower case, ``chN-...`` (or ``hyper-...``, ``beyond-...``); the command line's name for it.
     title : str
         What it shows, in a line.
     run : callable
@@ -132,7 +132,7 @@ class Experiment:
 
     @property
     def group(self):
-        """The module the experiment belongs to: "ch1" ... "ch6" or "hyper"."""
+        """The module the experiment belongs to: "ch1" ... "ch6", "hyper" or "beyond"."""
         return self.id.split("-", 1)[0]
 
     def settings(self, quick=False, epochs=None):

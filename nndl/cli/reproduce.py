@@ -13,7 +13,8 @@ def add_commands(commands) -> None:
     """Add ``reproduce`` to the sub-command parsers ``commands``."""
     r = commands.add_parser(
         "reproduce", help="run the book's experiments and compare with the book",
-        description="Run experiments of the book by id (see --list), a chapter (ch1 ... ch6, hyper), beyond (nndl's recipe past the book's record) or all. "
+        description="Run experiments of the book by id (see --list), a chapter (ch1 ... ch6, hyper), beyond "
+                    "(nndl's recipe past the book's record) or all. "
                     "Each writes OUT/ID.json (every seed, the median, the book's value, whether it reproduces "
                     "it), OUT/ID.png (its figure) and updates OUT/REPORT.md. Runs already in OUT are not run "
                     "again unless --force; an interrupted command, run again, goes on where it stopped.",

@@ -17,8 +17,9 @@ A run's dict holds whatever its figure needs, plus, for the report:
 * ``"summary"`` -- a few words for the report's "ours" column.
 
 The experiments live in ``ch1.py`` ... ``ch6.py`` and ``hyper.py`` of this
-package, and nndl's own attempt past the book's record in ``beyond.py``; :func:`experiments` imports them the first time it is called (never
-at ``import nndl``), in the book's order.
+package, and nndl's own attempt past the book's record in ``beyond.py``;
+:func:`experiments` imports them the first time it is called (never at
+``import nndl``), in the book's order.
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ from __future__ import annotations
 from typing import Any
 
 from nndl.deep.config import ConvNetConfig
+from nndl.errors import ConfigError
 from nndl.experiments.ch6 import ConvRun, plot_rung, run_rung
 from nndl.experiments.registry import Experiment, register
 from nndl.training.config import TrainingConfig
@@ -94,6 +95,8 @@ def training_cost(config: ConvRun, images_per_second: float | None = None,
     and with ``images_per_second`` (a measured training speed of this network)
     ``seconds`` and the ``gflops`` that speed means.
     """
+    if config.net is None:
+        raise ConfigError("a run without a network has no training cost")
     flops_per_image = 6 * multiply_adds(config.net)
     images = config.members * config.train.epochs * (config.training_size or training_images)
     cost: dict[str, Any] = {"flops_per_image": flops_per_image, "images": images, "flops": flops_per_image * images}

@@ -13,7 +13,8 @@ from nndl.experiments.ch6 import _rung_of, run_rung_many
 def test_the_book_rungs_write_the_dicts_they_wrote_before_augmentation_existed():
     for experiment_id in ("ch6-relu", "ch6-dropout", "ch6-ensemble"):
         for quick in (False, True):
-            assert "augmentation" not in get(experiment_id).settings(quick).to_dict()
+            data = get(experiment_id).settings(quick).to_dict()
+            assert "augmentation" not in data and "autocast" not in data
     data = RECIPE.to_dict()
     assert data["augmentation"]["elastic_alpha"] > 0 and json.loads(json.dumps(data)) == data
 
@@ -23,6 +24,8 @@ def test_a_bad_augmentation_is_refused():
         RECIPE.replace(augmentation={})
     with pytest.raises(ConfigError, match="augmentation"):
         RECIPE.replace(augmentation=[2.0])
+    with pytest.raises(ConfigError, match="autocast"):
+        RECIPE.replace(autocast="float16")
 
 
 def test_the_recipe_selects_on_validation_and_its_ensemble_shares_the_single_networks():

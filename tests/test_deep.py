@@ -1057,3 +1057,29 @@ def test_the_progress_bar_counts_every_training_image(monkeypatch):
     net = ConvNetwork(learner_config(), seed=1)
     train(net, blob_data(200, 0), epochs=2, mini_batch_size=10, eta=0.1, seed=0, progress=True)
     assert counted == [200, 200]
+
+
+# --- bfloat16 autocast ----------------------------------------------------------------------------------------
+
+def test_bfloat16_autocast_learns_blobs_close_to_float32_and_keeps_float32_parameters():
+    training, validation = blob_data(200, 0), blob_data(100, 1)
+    runs = {}
+    for autocast in (None, "bfloat16"):
+        net = ConvNetwork(learner_config().replace(dtype="float32"), seed=1)
+        history = train(net, training, epochs=4, mini_batch_size=10, eta=0.1, validation_data=validation, seed=0,
+                        autocast=autocast)
+        assert all(p.dtype == torch.float32 for p in net.parameters())
+        runs[autocast] = (history, [p.detach().clone() for p in net.parameters()])
+    (h32, p32), (h16, p16) = runs[None], runs["bfloat16"]
+    assert h16.evaluation_accuracy[-1] >= 0.95 and h32.evaluation_accuracy[-1] >= 0.95
+    assert all(not torch.equal(a, b) for a, b in zip(p32, p16))           # it did compute in another precision
+    assert max(float((a - b).abs().max()) for a, b in zip(p32, p16)) < 0.1  # but trained the same network, closely
+
+
+def test_autocast_is_refused_for_float64_networks_and_unknown_precisions():
+    training = blob_data(20, 0, dtype=torch.float64)
+    with pytest.raises(ConfigError, match="float32 network"):
+        train(ConvNetwork(learner_config().replace(dtype="float64"), seed=1), training, epochs=1, autocast="bfloat16")
+    with pytest.raises(ConfigError, match="autocast must be one of"):
+        train(ConvNetwork(learner_config().replace(dtype="float32"), seed=1), blob_data(20, 0), epochs=1,
+              autocast="float16")

@@ -61,7 +61,8 @@ LAST_BATCH, BEST_ON_TIE = "drop", True
 def train(net: Any, training_data: Any, config: TrainingConfig | None = None, *, validation_data: Any = None,
           test_data: Any = None, augmentation: Any = None, progress: bool = False, on_epoch: Any = None,
           checkpoint: str | None = None, checkpoint_metadata: dict[str, Any] | None = None,
-          resume: dict[str, Any] | None = None, world: Any = None, **settings: Any) -> History:
+          resume: dict[str, Any] | None = None, world: Any = None, autocast: str | None = None,
+          **settings: Any) -> History:
     """Train ``net`` (a ConvNetwork) on its device.
 
     Parameters
@@ -92,6 +93,14 @@ def train(net: Any, training_data: Any, config: TrainingConfig | None = None, *,
         ``checkpoint`` (``progress`` and ``on_epoch`` are the caller's to
         give to rank 0 alone). Validation and test accuracy are measured on
         a share per process and added up.
+    autocast : {None, "bfloat16"}
+        "bfloat16": each training step's forward pass runs under
+        ``torch.autocast`` in bfloat16 (convolutions and matrix products in
+        bfloat16, the parameters, their gradients and the update in the
+        network's float32; the cost in float32). Measuring after each epoch
+        stays in float32. Where the hardware has fast bfloat16 arithmetic it
+        trains faster; ``benchmarks/bench_precision.py`` measures whether it
+        does, and whether it learns as well.
 
     Returns
     -------
@@ -104,7 +113,8 @@ def train(net: Any, training_data: Any, config: TrainingConfig | None = None, *,
     _check_supported(config)
     (x, y), validation, test = data_on_device(net, training_data, validation_data, test_data)
     monitor = config.monitors(validation is not None)
-    engine = TorchEngine(net, (x, y), config, validation, test, augmentation=augmentation, world=world)
+    engine = TorchEngine(net, (x, y), config, validation, test, augmentation=augmentation, world=world,
+                         autocast=autocast)
     history = History(config=config, network=net.config, n_training=x.shape[0],
                       n_evaluation=0 if validation is None else validation[0].shape[0],
                       n_test=0 if test is None else test[0].shape[0])
@@ -115,6 +125,9 @@ def train(net: Any, training_data: Any, config: TrainingConfig | None = None, *,
 
 
 Pair = tuple[torch.Tensor, torch.Tensor]
+
+#: The choices of ``train``'s ``autocast``: none, or the forward passes of training in bfloat16.
+AUTOCAST = (None, "bfloat16")
 
 
 def data_on_device(net: Any, training_data: Any, validation_data: Any = None,
@@ -255,8 +268,13 @@ class TorchEngine:
     def __init__(self, net: Any, training: tuple[torch.Tensor, torch.Tensor], config: TrainingConfig,
                  validation: tuple[torch.Tensor, torch.Tensor] | None = None,
                  test: tuple[torch.Tensor, torch.Tensor] | None = None, *, augmentation: Any = None,
-                 world: Any = None) -> None:
+                 world: Any = None, autocast: str | None = None) -> None:
         x, y = training
+        if autocast not in AUTOCAST:
+            raise ConfigError(f"autocast must be one of {', '.join(map(str, AUTOCAST))}, got {autocast!r}")
+        if autocast is not None and net.dtype != torch.float32:
+            raise ConfigError(f"autocast to {autocast} needs a float32 network, not {net.config.dtype}")
+        self.autocast = autocast
         n, m = x.shape[0], config.mini_batch_size
         if config.last_batch == "drop" and m > n:
             raise ConfigError(f"the mini-batch size {m} is larger than the {n} training images")
@@ -327,7 +345,12 @@ class TorchEngine:
 
     def step(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
         """One step of gradient descent on the mini-batch xb (m, c, h, w), yb (m,); returns its cost C0."""
-        cost = F.nll_loss(self.net(xb, self.dropout_rng), yb)
+        if self.autocast is None:
+            cost = F.nll_loss(self.net(xb, self.dropout_rng), yb)
+        else:
+            with torch.autocast(xb.device.type, dtype=getattr(torch, self.autocast)):
+                log_p = self.net(xb, self.dropout_rng)
+            cost = F.nll_loss(log_p.float(), yb)
         grads = torch.autograd.grad(cost, self.params)
         if self.world is not None:                       # sum of (m_r / m) * mean gradient of rank r's m_r images
             grads = self.world.all_reduce_gradients(grads, self.share)

@@ -52,6 +52,9 @@ class ConvRun(Settings):
         Distortions drawn afresh every epoch, as ``nndl.deep.augment.Augmentation.to_dict`` writes
         them (shift, rotate, elastic_alpha, elastic_sigma); None for none, the book's way. Left out
         of ``to_dict`` when None, so the book's runs keep the dicts their results and checkpoints hold.
+    autocast : {None, "bfloat16"}
+        The forward passes of training in bfloat16 (``nndl.deep.train.train``'s ``autocast``); None,
+        the book's float32 throughout. Left out of ``to_dict`` when None.
     """
 
     net: ConvNetConfig | None = None
@@ -61,6 +64,7 @@ class ConvRun(Settings):
     evaluation_size: int | None = None
     members: int = 1
     augmentation: dict | None = None
+    autocast: str | None = None
 
     def __post_init__(self):
         if not isinstance(self.net, ConvNetConfig) or not isinstance(self.train, TrainingConfig):
@@ -73,18 +77,21 @@ class ConvRun(Settings):
             raise ConfigError(f"members must be a whole number >= 1, got {self.members!r}")
         if self.augmentation is not None and not (isinstance(self.augmentation, dict) and self.augmentation):
             raise ConfigError(f"augmentation must be a non-empty dict of settings or null, got {self.augmentation!r}")
+        if self.autocast not in (None, "bfloat16"):
+            raise ConfigError(f"autocast must be null or \"bfloat16\", got {self.autocast!r}")
 
     def to_dict(self):
         data = super().to_dict()
-        if data["augmentation"] is None:
-            del data["augmentation"]
+        for name in ("augmentation", "autocast"):
+            if data[name] is None:
+                del data[name]
         return data
 
     def quick(self):
         """The same network and settings, one epoch on 1,000 training images, measured on 500."""
         return ConvRun(net=self.net, train=self.train.replace(epochs=1), expanded=self.expanded,
                        training_size=1000, evaluation_size=500, members=min(self.members, 2),
-                       augmentation=self.augmentation)
+                       augmentation=self.augmentation, autocast=self.autocast)
 
 
 def _data(config, context):
@@ -159,7 +166,8 @@ def train_conv(config, context, seed, data, suffix=""):
         from nndl.deep.augment import Augmentation
         augmentation = Augmentation.from_dict(config.augmentation)
     history = train(net, training, training_config, validation_data=validation, test_data=test,
-                    augmentation=augmentation, checkpoint=checkpoint, checkpoint_metadata=metadata, resume=resume)
+                    augmentation=augmentation, checkpoint=checkpoint, checkpoint_metadata=metadata, resume=resume,
+                    autocast=config.autocast)
     if history.stop_reason == "interrupted":
         raise KeyboardInterrupt
     return net, history
@@ -186,9 +194,9 @@ def run_rung_many(config, contexts):
     """
     if config.members != 1:
         raise ConfigError("only rungs of one network train their seeds together")
-    if config.augmentation is not None:
-        raise ConfigError("networks trained on augmented data train one at a time (several at once cannot "
-                          "augment yet)")
+    if config.augmentation is not None or config.autocast is not None:
+        raise ConfigError("networks trained on augmented data or with autocast train one at a time (several at "
+                          "once cannot do either yet)")
     from pathlib import Path
 
     from nndl.deep.checkpoint import load_members_checkpoint

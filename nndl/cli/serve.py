@@ -152,8 +152,8 @@ def bind(host: str, port: int) -> socket.socket:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     uvicorn, create_app, server_config = _web_modules()
-    from nndl.cli.digits import load_classifier
-    model = args.model if args.model is not None else load_classifier(None)
+    from nndl.digits.predict import Classifier
+    model = args.model if args.model is not None else Classifier.default()
     app = create_app(model, max_upload_bytes=max(1, int(args.max_upload * 1024 * 1024)),
                      max_pixels=max(1, int(args.max_megapixels * 1e6)))
     server = app.state.server

@@ -293,17 +293,19 @@ def plot_rung(result, path):
     """Validation and test accuracy against epoch, one pair of lines per seed (or member)."""
     caption = f"book: {result['book']}; test accuracy is read at the best validation epoch"
     if result.get("epochs") is not None:
-        caption += f"; trained for {result['epochs']} of the book's {result['book_epochs']} epochs"
+        caption += (f"; a quick run, trained for {result['epochs']} epochs" if result.get("quick") else
+                    f"; trained for {result['epochs']} of the book's {result['book_epochs']} epochs")
     with figure(path, title=f"{result['id']}: {result['title']}", size=(6.0, 4.0), caption=caption) as (ax,):
         for run in result["runs"]:
             nets = run.get("members") or [run]
             for _k, member in enumerate(nets):
                 history = member["history"]
                 label = f"seed {member.get('seed', run['seed'])}"
-                line, = ax.plot(history["epochs"], [100 * a for a in history["evaluation_accuracy"]],
+                marker = "o" if len(history["epochs"]) < 3 else None      # one or two points: a line alone is unseen
+                line, = ax.plot(history["epochs"], [100 * a for a in history["evaluation_accuracy"]], marker=marker,
                                 label=f"{label} validation")
                 ax.plot(history["epochs"], [100 * a for a in history["test_accuracy"]], linestyle="--",
-                        color=line.get_color(), label=f"{label} test")
+                        marker=marker, color=line.get_color(), label=f"{label} test")
             if "vote" in run:
                 ax.axhline(100 * run["vote"], color="black", linestyle="-.",
                            label=f"ensemble {run['seed']}: vote (test)")

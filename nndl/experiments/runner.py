@@ -444,6 +444,10 @@ def _finish(experiment, quick, runs, seeds, out, echo, epochs=None):
     return result
 
 
+def _silent(line):
+    """An echo that says nothing."""
+
+
 def reproduce(ids, *, seeds=(1, 2, 3), quick=False, out="reproduced", jobs=1, force=False, data_dir=None,
               epochs=None, together=False, echo=print, device=None):
     """Run the experiments ``ids`` (ids, groups or "all") for ``seeds``; see the module docstring.
@@ -454,6 +458,7 @@ def reproduce(ids, *, seeds=(1, 2, 3), quick=False, out="reproduced", jobs=1, fo
     trains its pending seeds at once, in one process (a GPU's way; on a CPU,
     ``jobs`` processes of one seed each are usually faster).
     ``device``: where the chapter 6 networks train ("cuda", "cpu", ...; None: the CPU).
+    ``echo``: called with each line of progress (None: say nothing).
 
     Returns
     -------
@@ -461,6 +466,9 @@ def reproduce(ids, *, seeds=(1, 2, 3), quick=False, out="reproduced", jobs=1, fo
     """
     from nndl.experiments.registry import select
     from nndl.files.outputs import check_outputs
+
+    if echo is None:
+        echo = _silent
 
     seeds = check_seeds(seeds)
     chosen = select(ids)

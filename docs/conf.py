@@ -9,6 +9,7 @@ raises fails the build and shows the cell), and each executed notebook can be do
 ``.ipynb`` from its page.
 """
 
+import os
 import sys
 from pathlib import Path
 
@@ -16,6 +17,8 @@ DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
 sys.path.insert(0, str(ROOT))            # the nndl of this checkout, whatever is installed
 sys.path.insert(0, str(DOCS / "_ext"))   # nndl_docs, the extension below
+# The notebooks' kernels are other processes: they import this checkout's nndl too.
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 
 from nndl import __version__  # noqa: E402
 

@@ -18,7 +18,7 @@ from sphinx.application import Sphinx
 from sphinx.util.docutils import SphinxDirective
 
 #: The width the help text is wrapped at, whatever the terminal that builds the docs.
-HELP_COLUMNS = "96"
+HELP_COLUMNS = "80"
 
 
 def command_help(command: str | None) -> str:

@@ -557,7 +557,8 @@ def parse_args(argv=None):
     parser.add_argument("--quick", action="store_true", help="a smoke run: 1 round, short passes, relu only")
     parser.add_argument("--json", metavar="OUT")
     parser.add_argument("--model-only", action="store_true",
-                        help="print the GPU predictions of docs/scaling.md's model (from its stated assumptions) and exit")
+                        help="print the GPU predictions of docs/scaling.md's model (from its stated assumptions) "
+                             "and exit")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.networks = [n for n in args.networks.split(",") if n]

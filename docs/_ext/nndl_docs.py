@@ -1,7 +1,8 @@
 """What the nndl documentation adds to Sphinx.
 
 - ``{nndl-help} COMMAND``: the ``--help`` of ``nndl COMMAND`` (or of ``nndl`` alone), taken from
-  the parser the command line builds, so the page cannot drift from the program.
+  the parser the command line builds, so the page cannot drift from the program; in HTML a
+  subcommand's help is folded under its summary line.
 - Each executed chapter notebook is copied into the HTML output beside the page's sources, and
   the theme's download button offers it as ``.ipynb``.
 """
@@ -55,7 +56,11 @@ class NndlHelp(SphinxDirective):
             raise self.error(str(error)) from None
         block = nodes.literal_block(text, text)
         block["language"] = "text"
-        return [block]
+        if command is None:
+            return [block]
+        # A subcommand's help is long: folded (in HTML) under its one-line summary, open on a click.
+        opening = f'<details class="nndl-help"><summary><code>nndl {command} --help</code></summary>'
+        return [nodes.raw("", opening, format="html"), block, nodes.raw("", "</details>", format="html")]
 
 
 def executed_notebooks(app: Sphinx) -> Path:

@@ -2,11 +2,11 @@
 
 Build it from the repository root with warnings as errors::
 
-    python3 -m sphinx -W --keep-going -b html docs docs/_build/html
+    python3 -m sphinx -T -W --keep-going -b html docs docs/_build/html
 
-The chapter guides in ``chapters/`` are MyST-NB text notebooks: every build runs them (a cell that
-raises fails the build and shows the cell), and each executed notebook can be downloaded as
-``.ipynb`` from its page.
+The chapter guides in ``chapters/`` are MyST-NB text notebooks: every build runs them, with the
+notebook's folder as the working directory. A cell that raises fails the build (``-T`` prints the
+cell and its traceback). Each executed notebook can be downloaded as ``.ipynb`` from its page.
 """
 
 import os

@@ -13,7 +13,7 @@ all-reduce
     buffer of each ladder size and of 4 B .. 8 MB: the median seconds of
     ``--allreduce-repeats`` calls, each after a barrier. A least-squares fit
     t(B) = alpha + B / beta gives the latency alpha and bandwidth beta that
-    SCALING.md's model uses.
+    docs/scaling.md's model uses.
 training
     ``nndl.deep.train.train`` on synthetic MNIST-shaped images (random
     pixels and labels, stored order, eta 0.03, lambda 0.1 over the number of
@@ -45,7 +45,7 @@ model
     step time of each of two independent processes at m/2, the all-reduce
     of B bytes as measured on its own, and the packing of the gradients
     into one buffer (timed here); predicted images per second beside the
-    measured ones. SCALING.md extends it to GPUs.
+    measured ones. docs/scaling.md extends it to GPUs.
 seeds (needs MNIST: ``--data DIR`` or nndl's usual places)
     Two independent runs of ``nndl conv --preset relu --epochs 1
     --training-size 5000`` (seeds 1 and 2), whole commands timed wall-clock
@@ -318,7 +318,7 @@ def accuracy(args, log):
 
 
 # ---------------------------------------------------------------------------
-# The model, carried to GPUs (assumptions, not measurements: see SCALING.md)
+# The model, carried to GPUs (assumptions, not measurements: see docs/scaling.md)
 # ---------------------------------------------------------------------------
 
 #: A training step of nndl's eager loop on a GPU: a fixed cost (about 40-50 kernel launches and the Python
@@ -557,7 +557,8 @@ def parse_args(argv=None):
     parser.add_argument("--quick", action="store_true", help="a smoke run: 1 round, short passes, relu only")
     parser.add_argument("--json", metavar="OUT")
     parser.add_argument("--model-only", action="store_true",
-                        help="print the GPU predictions of SCALING.md's model (from its stated assumptions) and exit")
+                        help="print the GPU predictions of docs/scaling.md's model (from its stated assumptions) "
+                             "and exit")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.networks = [n for n in args.networks.split(",") if n]

@@ -96,10 +96,10 @@ class NetworkClassifier(ClassifierMixin, BaseEstimator):
     classes_ : ndarray, shape (n_classes,)
         The class labels (any type, strings too).
     n_features_in_ : int
-    feature_names_in_ : ndarray of str, shape (n_features_in_,)
+    feature_names_in_ : ndarray of str, shape ``(n_features_in_,)``
         Only when ``X`` had feature names (a pandas DataFrame).
     network_ : FeedforwardNetwork
-        The trained network, sizes (n_features_in_, *hidden_layer_sizes, n_classes).
+        The trained network, sizes ``(n_features_in_, *hidden_layer_sizes, n_classes)``.
     history_ : History
         nndl's record of the last ``fit`` or ``partial_fit`` call.
     training_cost_ : list of float

@@ -570,6 +570,22 @@ def shown_image(browser, element_id="seen"):
     return np.array(pixels).reshape(28, 28, 4)[:, :, 0]
 
 
+def save_screenshot(browser, name):
+    """The page as the test sees it, as NAME.png in the directory $NNDL_SCREENSHOTS names (none without it).
+
+    Written atomically, so the documentation never shows half a picture. CI sets
+    NNDL_SCREENSHOTS=docs/_static/screenshots: the page of nndl serve in the docs is this one.
+    """
+    directory = os.environ.get("NNDL_SCREENSHOTS")
+    if not directory:
+        return
+    from nndl.files.atomic import atomic_write_bytes
+    png = browser.get_screenshot_as_png()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(Path(directory) / f"{name}.png", png)
+
+
 def assert_no_console_errors(browser):
     errors = [entry["message"] for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
     assert not errors, errors
@@ -613,6 +629,7 @@ def test_browser_draw_a_digit_see_the_prediction_bars_and_image_then_clear(brows
     assert "sure" in browser.find_element("id", "confidence").text
     if page_model.name == "trained.npz":
         assert digit == "1"
+    save_screenshot(browser, "serve")
     browser.find_element("id", "clear").click()
     assert browser.find_element("id", "digit").text == "–"
     assert shown_probabilities(browser).sum() == 0

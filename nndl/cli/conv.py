@@ -113,7 +113,7 @@ def add_commands(commands) -> None:
         "shared out between them and their gradients added up, so the run takes the same\n"
         "steps as one process with the same -m. Rank 0 alone prints and writes; every\n"
         "rank resumes from --resume. --threads defaults to the cores divided by the\n"
-        "processes. See SCALING.md for when it pays.")
+        "processes. See docs/scaling.md for when it pays.")
     g.add_argument("--distributed", action="store_true",
                    help="insist on a torchrun launch (without one, stop and say how to start it); under torchrun "
                         "with more than one process, training is distributed anyway")

@@ -1,4 +1,4 @@
-"""Your own handwriting on the command line: ``nndl predict`` a digit per image, ``nndl read`` a whole number.
+"""Your own handwriting on the command line: ``nndl predict`` a digit per image, ``nndl read`` a whole number::
 
     nndl predict net.npz seven.png photo.jpg        seven.png: 7   (7 96.2%, 9 2.1%, 1 0.8%)
     nndl predict net.npz *.png --json               one JSON object per image, one per line

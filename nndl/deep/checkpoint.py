@@ -2,7 +2,7 @@
 
 One format for both, a PyTorch zip file (``torch.save``) holding only
 tensors, numbers and JSON text -- never pickled objects -- read back with
-``torch.load(..., weights_only=True)``, so loading a file cannot run code:
+``torch.load(..., weights_only=True)``, so loading a file cannot run code::
 
     format      "nndl-conv"
     version     1
@@ -17,7 +17,7 @@ tensors, numbers and JSON text -- never pickled objects -- read back with
 
 Several networks of one architecture trained together (``nndl.deep.multi``)
 share one checkpoint of their own format, so that the K members resume
-together or not at all:
+together or not at all::
 
     format      "nndl-conv-members"
     version     1

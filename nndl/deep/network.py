@@ -40,7 +40,7 @@ class ConvNetwork(nn.Module):
     Attributes
     ----------
     config : ConvNetConfig
-    layers : nn.ModuleList of ConvPool, FullyConnected, Softmax
+    layers : nn.ModuleList of layers.ConvPool, layers.FullyConnected, layers.Softmax
     device : torch.device
 
     Calling the network on images (n, c, h, w) -- or (n, c*h*w) -- gives

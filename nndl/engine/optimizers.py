@@ -6,11 +6,15 @@ in the mini-batch, g = (1/m) sum_x dC_x/dw is the mini-batch gradient.
 
 - Plain SGD (chapter 1): w -> w - eta g.
 - Momentum (chapter 3, "momentum-based gradient descent"), with the book's
-  momentum co-efficient mu in [0, 1):
+  momentum co-efficient mu in [0, 1)::
+
       v -> v' = mu v - eta g,   w -> w + v'.
+
 - Nesterov's accelerated gradient, in the form of Sutskever et al. (2013)
-  that evaluates the gradient at the current parameters:
+  that evaluates the gradient at the current parameters::
+
       v -> v' = mu v - eta g,   w -> w + mu v' - eta g.
+
   (PyTorch's ``SGD(nesterov=True)`` is the same rule with the velocity
   scaled by 1/eta.)
 

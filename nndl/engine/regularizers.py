@@ -1,6 +1,6 @@
 """L2 and L1 regularisation (chapter 3), with the book's lambda/n scaling.
 
-Both add a penalty on the weights (never the biases) to the cost:
+Both add a penalty on the weights (never the biases) to the cost::
 
     L2:  C = C0 + lambda/(2n) sum_w w^2        equations (85)-(87)
     L1:  C = C0 + lambda/n    sum_w |w|        equation (95)
@@ -84,7 +84,7 @@ class L2(Regularizer):
 
 
 class L1(Regularizer):
-    """L1 regularisation, lambda/n sum |w|: shrinks weights by a constant amount."""
+    """L1 regularisation, ``lambda/n sum |w|``: shrinks weights by a constant amount."""
 
     name = "l1"
 

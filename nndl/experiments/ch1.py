@@ -240,7 +240,7 @@ class SigmoidLimitConfig(Settings):
     scales : tuple of float
         The values of c, increasing.
     margin : float
-        Inputs with |w.x + b| < margin are left out: on the boundary
+        Inputs with ``|w.x + b| < margin`` are left out: on the boundary
         w.x + b = 0 the sigmoid neuron gives 1/2 whatever c (the book's exercise
         excludes it), and near it the convergence is arbitrarily slow.
     grid : int

@@ -17,7 +17,7 @@ large weight H and a threshold bias -3H/2 in a second hidden neuron, make a
 
 Experiments:
 
-* ``ch4-bumps``   the maximum error |f - network| falls as hidden neurons are added;
+* ``ch4-bumps``   the maximum error ``|f - network|`` falls as hidden neurons are added;
 * ``ch4-towers``  the same with towers in two dimensions;
 * ``ch4-trained`` a network of the same shape trained by SGD, for comparison.
 
@@ -53,7 +53,7 @@ def f2(x, y):
 
 
 def sigmoid(z):
-    """sigma(z) = 1 / (1 + e^-z), without overflow warnings for large |z|."""
+    """sigma(z) = 1 / (1 + e^-z), without overflow warnings for large ``|z|``."""
     from scipy.special import expit
     return expit(z)
 
@@ -136,7 +136,7 @@ def bump_feedforward(weights, biases, x, batch=2000):
 
 
 def bump_max_error(n_hidden, w, grid):
-    """max |f - network| over ``grid`` equally spaced points of [0, 1] (both ends included)."""
+    """max ``|f - network|`` over ``grid`` equally spaced points of [0, 1] (both ends included)."""
     x = np.linspace(0.0, 1.0, grid)
     weights, biases = bump_parameters(n_hidden, w)
     return float(np.max(np.abs(bump_feedforward(weights, biases, x) - f(x))))

@@ -427,7 +427,7 @@ def plot_depth_accuracy(result, path):
 # --- ch5-chain ------------------------------------------------------------
 
 def chain_gradients(weights, biases, x=1.0, y=0.0):
-    """|dC/db_j| of a chain of one sigmoid neuron per layer, by nndl's backpropagation.
+    """``|dC/db_j|`` of a chain of one sigmoid neuron per layer, by nndl's backpropagation.
 
     Parameters
     ----------
@@ -440,9 +440,9 @@ def chain_gradients(weights, biases, x=1.0, y=0.0):
     Returns
     -------
     gradients : ndarray, shape (L,)
-        |dC/db_j| for the layers j = 1 .. L.
+        ``|dC/db_j|`` for the layers j = 1 .. L.
     terms : ndarray, shape (L,)
-        |w_j sigma'(z_j)|, the factors of the book's product (the first has
+        ``|w_j sigma'(z_j)|``, the factors of the book's product (the first has
         no later use: dC/db_1 = sigma'(z_1) w_2 sigma'(z_2) ... dC/da_L).
     """
     from nndl.engine.feedforward import FeedforwardNetwork
@@ -488,7 +488,7 @@ class Chain(Settings):
         The input and the desired output (quadratic cost).
     chains : int
         Random chains drawn (weights and biases N(0, 1)): their median
-        |dC/db_j| per layer is reported.
+        ``|dC/db_j|`` per layer is reported.
     w : float
         The weight of the exploding construction.
     """

@@ -141,7 +141,7 @@ def train_conv(config, context, seed, data, suffix=""):
     from nndl.deep.train import train
 
     # One thread at the book's small mini-batches: a second one gains little there, and two threads
-    # fighting another process for two cores run many times slower (measured in SCALING.md).
+    # fighting another process for two cores run many times slower (measured in docs/scaling.md).
     set_threads(context.threads or (1 if config.train.mini_batch_size <= SMALL_BATCH else None))
     training_config = config.train.replace(seed=seed)
     metadata = {"experiment": context.name, "config": config.to_dict(), "seed": seed}

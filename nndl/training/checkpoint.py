@@ -1,6 +1,6 @@
 """Checkpoints of the NumPy engine: everything needed to resume training to exactly the same result.
 
-One ``.npz`` archive, written atomically, never pickled:
+One ``.npz`` archive, written atomically, never pickled::
 
     checkpoint      JSON text: {"format": "nndl-numpy-checkpoint", "version": 1,
                     "network": NetworkConfig, "metadata": {...},

@@ -344,7 +344,7 @@ def _measure(net: FeedforwardNetwork, monitor: Sequence[str], training: Examples
 
 
 def saturation(net: FeedforwardNetwork, x: FloatArray) -> float | None:
-    """The fraction of sigmoid and tanh neurons driven into saturation, |z| > 5, on inputs x.
+    """The fraction of sigmoid and tanh neurons driven into saturation, ``|z| > 5``, on inputs x.
 
     There sigma'(z) < 0.007 (tanh'(z) < 0.0002): such a neuron barely learns
     (chapter 3's learning slowdown). Returns None when the network has no

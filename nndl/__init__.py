@@ -9,7 +9,7 @@ def predict(model, images):
     """Which digit is in each image: a list of ``nndl.digits.predict.Prediction``.
 
     ``model``: a model file written by nndl (``nndl train --save``, ``nndl conv
-    --save``) or a loaded ``Classifier``; ``images``: paths, bytes, PIL images
+    --save``), a loaded ``Classifier``, or None for the network nndl ships; ``images``: paths, bytes, PIL images
     or arrays, each prepared the way MNIST's digits were (see
     ``nndl.digits.prepare.prepare``). Imports what it needs when called, so that
     ``import nndl`` stays light.

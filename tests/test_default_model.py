@@ -212,3 +212,10 @@ def test_the_shipped_model_is_as_accurate_on_the_mnist_test_images_as_it_says(mn
     accuracy = float(np.mean(net.predict(test.images) == test.labels))
     assert accuracy == pytest.approx(net.metadata["test_accuracy"], abs=1e-4)
     assert accuracy >= 0.992
+
+
+def test_nndl_predict_with_no_model_uses_the_default(tmp_path, shipped):
+    import nndl
+    [prediction] = nndl.predict(None, [_digit_png(tmp_path)])
+    expected = Classifier.default().probabilities(np.asarray(prediction.pixels, dtype=np.float32).reshape(1, 784))[0]
+    np.testing.assert_allclose(prediction.probabilities, expected, atol=1e-6)

@@ -320,7 +320,8 @@ def predict(model, images):
 
     Parameters
     ----------
-    model : Classifier, or a model file (str or path)
+    model : Classifier, a model file (str or path), or None
+        None: the convolutional network shipped with nndl (:meth:`Classifier.default`).
     images : list, or ndarray
         A list: each a path, bytes, a binary file, a Pillow image, an array
         (see ``nndl.digits.prepare.to_grey``) or an already ``Prepared`` image.
@@ -341,7 +342,10 @@ def predict(model, images):
         For the first image that cannot be read (see ``nndl.digits.prepare.open_image``), or an array
         that is neither an image nor a batch of prepared images.
     """
-    classifier = model if isinstance(model, Classifier) else Classifier.load(model)
+    if model is None:
+        classifier = Classifier.default()
+    else:
+        classifier = model if isinstance(model, Classifier) else Classifier.load(model)
     if _is_batch(images):
         pixels = prepared_pixels(images)
         images = [Prepared(pixels=row, blank=False) if row.any() else

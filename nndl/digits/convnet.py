@@ -87,13 +87,13 @@ class NumpyConvNetwork:
     Parameters
     ----------
     config : ConvNetConfig
-    weights, biases : list of ndarray
-        One pair per layer, in PyTorch's layouts (see the module docstring), float32.
+    weights : list of ndarray
+        One per layer, in PyTorch's layouts (see the module docstring), float32.
+    biases : list of ndarray
+        One per layer.
     metadata : dict, optional
 
-    Attributes
-    ----------
-    config, weights, biases, metadata
+    The four are kept as attributes of the same names.
     """
 
     def __init__(self, config: ConvNetConfig, weights: list[np.ndarray], biases: list[np.ndarray],

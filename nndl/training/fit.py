@@ -378,7 +378,9 @@ def _diagnose(engine: Engine, i: int, history: History) -> None:
     fraction = engine.saturation(i)
     if fraction is not None and fraction > 0.5:
         note += (f": it has saturated -- {fraction:.0%} of its neurons have |z| > 5, where they barely learn. "
-                 f"Try a smaller learning rate (eta = {history.config.eta:g} now)")
+                 "Large initial weights saturate neurons from the start (init 'default' scales them by "
+                 "1/sqrt(n_in)); a network that saturated while learning needs a smaller learning rate "
+                 f"(eta = {history.config.eta:g} now)")
         if history.stop_reason == "completed":
             history.stop_reason = "saturated"
     history.message = f"{history.message}; {note}" if history.message else note

@@ -485,7 +485,7 @@ def test_model_that_does_not_fit_the_data(capsys, digits, tmp_path):
 USAGE_CASES = [
     ("train-eta-zero", ["train", "--eta", "0"]),
     ("train-unknown-option", ["train", "--frobnicate"]),
-    ("evaluate-without-model", ["evaluate"]),
+    ("evaluate-unknown-split", ["evaluate", "--split", "everything"]),
     ("plot-without-history", ["plot"]),
     ("expand-bad-rotation", ["expand", "x.npz", "--rotations", "ten"]),
     ("unknown-command", ["frobnicate"]),

@@ -219,3 +219,13 @@ def test_nndl_predict_with_no_model_uses_the_default(tmp_path, shipped):
     [prediction] = nndl.predict(None, [_digit_png(tmp_path)])
     expected = Classifier.default().probabilities(np.asarray(prediction.pixels, dtype=np.float32).reshape(1, 784))[0]
     np.testing.assert_allclose(prediction.probabilities, expected, atol=1e-6)
+
+
+@needs_shipped
+@pytest.mark.mnist
+def test_nndl_evaluate_without_a_model_measures_the_shipped_one(capsys, mnist_data):
+    from conftest import real_mnist_dir
+    status, out, err = _nndl(capsys, "evaluate", "--data", real_mnist_dir())
+    assert status == 0, err
+    expected = read_conv_model(SHIPPED).metadata["test_accuracy"]
+    assert "nndl's default model" in out and f"test accuracy: {100 * expected:.2f}%" in out

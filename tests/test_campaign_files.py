@@ -58,36 +58,35 @@ def fuzz_cases(kind):
     return [(position, value) for position in positions(40_000 if kind == "pt" else 3_000) for value in (0x00, 0xFF)]
 
 
+def _damaged_file(original, tmp_path, name, position, value):
+    """``original`` with byte ``position`` (wrapped past its end) set to ``value``, written to tmp_path/name."""
+    position %= len(original)
+    if original[position] == value:
+        pytest.skip("that byte already has this value")
+    path = tmp_path / name
+    path.write_bytes(damaged(original, position, value))
+    return path
+
+
+def _loads_whole_or_refuses_in_words(load, path):
+    """The network ``load(path)`` gives, or None when it refused in one line naming the file."""
+    try:
+        return load(path)
+    except (NndlError, OSError) as e:
+        assert path.name in str(e) and "\n" not in str(e)
+        return None
+
+
 @pytest.mark.parametrize("position, value", fuzz_cases("pt"))
 def test_a_damaged_pytorch_model_loads_whole_or_is_refused_in_words(pt_bytes, tmp_path, position, value):
-    if position >= len(pt_bytes):
-        position = position % len(pt_bytes)
-    if pt_bytes[position] == value:
-        pytest.skip("that byte already has this value")
-    path = tmp_path / "damaged.pt"
-    path.write_bytes(damaged(pt_bytes, position, value))
-    try:
-        net = load_model(path)
-    except (NndlError, OSError) as e:
-        assert "damaged.pt" in str(e) and "\n" not in str(e)
-        return
-    assert all(bool(torch.isfinite(p).all()) for p in net.parameters())
+    net = _loads_whole_or_refuses_in_words(load_model, _damaged_file(pt_bytes, tmp_path, "damaged.pt", position, value))
+    assert net is None or all(bool(torch.isfinite(p).all()) for p in net.parameters())
 
 
 @pytest.mark.parametrize("position, value", fuzz_cases("npz"))
 def test_a_damaged_numpy_model_loads_whole_or_is_refused_in_words(npz_bytes, tmp_path, position, value):
-    if position >= len(npz_bytes):
-        position = position % len(npz_bytes)
-    if npz_bytes[position] == value:
-        pytest.skip("that byte already has this value")
-    path = tmp_path / "damaged.npz"
-    path.write_bytes(damaged(npz_bytes, position, value))
-    try:
-        net = load(path)
-    except (NndlError, OSError) as e:
-        assert "damaged.npz" in str(e) and "\n" not in str(e)
-        return
-    assert net.parameters_finite()
+    net = _loads_whole_or_refuses_in_words(load, _damaged_file(npz_bytes, tmp_path, "damaged.npz", position, value))
+    assert net is None or net.parameters_finite()
 
 
 PREDICTIONS_WRITER = HALF_WRITER + """

@@ -97,12 +97,6 @@ def split_model(paths: list[str], one_image: bool = False) -> tuple[str | None, 
     return model, images
 
 
-def load_classifier(model: str | None):
-    """The classifier of ``model``, or nndl's default one when it is None."""
-    from nndl.digits.predict import Classifier
-    return Classifier.default() if model is None else Classifier.load(model)
-
-
 def _resolvable(paths):
     """The paths that resolve (``check_outputs`` compares outputs with inputs through ``Path.resolve``); one
     that does not -- a symbolic link loop -- cannot be an output's file either, and its own opening reports
@@ -128,13 +122,13 @@ def _describe(name, prediction):
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from nndl.digits.predict import predict, show_predictions
+    from nndl.digits.predict import Classifier, predict, show_predictions
     from nndl.digits.prepare import prepare
     from nndl.errors import InputError
     from nndl.files.outputs import check_outputs
     model, images = split_model(args.images)
     check_outputs({"--show": args.show}, inputs=_resolvable([*([model] if model else []), *images]))
-    classifier = load_classifier(model)
+    classifier = Classifier.of(model)
     prepared, failed = {}, {}
     for k, path in enumerate(images):
         try:
@@ -159,11 +153,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_read(args: argparse.Namespace) -> int:
+    from nndl.digits.predict import Classifier
     from nndl.digits.read import read_number, show_reading
     from nndl.files.outputs import check_outputs
     model, (image,) = split_model(args.images, one_image=True)
     check_outputs({"--show": args.show}, inputs=_resolvable([*([model] if model else []), image]))
-    classifier = load_classifier(model)
+    classifier = Classifier.of(model)
     reading = read_number(classifier, image, method=args.method)
     if args.json:
         print(json.dumps({"file": image, **reading.to_dict()}), flush=True)

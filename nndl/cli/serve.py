@@ -152,9 +152,7 @@ def bind(host: str, port: int) -> socket.socket:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     uvicorn, create_app, server_config = _web_modules()
-    from nndl.digits.predict import Classifier
-    model = args.model if args.model is not None else Classifier.default()
-    app = create_app(model, max_upload_bytes=max(1, int(args.max_upload * 1024 * 1024)),
+    app = create_app(args.model, max_upload_bytes=max(1, int(args.max_upload * 1024 * 1024)),
                      max_pixels=max(1, int(args.max_megapixels * 1e6)))
     server = app.state.server
     sock = bind(args.host, args.port)

@@ -194,6 +194,14 @@ def from_torch(net: Any, metadata: dict[str, Any] | None = None) -> NumpyConvNet
     return NumpyConvNetwork(net.config, weights, biases, metadata)
 
 
+def _read_description(path: str | os.PathLike[str], source: str) -> Any:
+    """The parsed JSON of the file's ``description`` member (ModelFileError when there is none, or it is damaged)."""
+    text = read_npz(path, {"description": "U"}, allow_extra=True, max_elements=1, max_bytes=_MAX_DESCRIPTION_BYTES,
+                    error=ModelFileError, label=source)["description"]
+    return parse_json(str(text.reshape(-1)[0]) if text.size else "", f"{source}: the description",
+                      error=ModelFileError)
+
+
 def _description(path: str | os.PathLike[str], source: str) -> dict[str, Any] | None:
     """The file's description when it is an ``.npz`` whose description says nndl-conv-model, else None.
 
@@ -202,18 +210,8 @@ def _description(path: str | os.PathLike[str], source: str) -> dict[str, Any] | 
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):
             return None
-    except (OSError, ValueError):
-        return None
-    try:
-        members = read_npz(path, {"description": "U"}, allow_extra=True, max_elements=1,
-                           max_bytes=_MAX_DESCRIPTION_BYTES, error=ModelFileError, label=source)
-    except ModelFileError:
-        return None
-    text = members["description"]
-    try:
-        data = parse_json(str(text.reshape(-1)[0]) if text.size else "", f"{source}: the description",
-                          error=ModelFileError)
-    except ModelFileError:
+        data = _read_description(path, source)
+    except (OSError, ValueError):                      # ModelFileError is a ValueError
         return None
     return data if isinstance(data, dict) and data.get("format") == FORMAT else None
 
@@ -236,10 +234,7 @@ def read_conv_model(path: str | os.PathLike[str]) -> NumpyConvNetwork:
     source = str(path)
     if not Path(path).exists():
         raise FileNotFoundError(path)
-    text = read_npz(path, {"description": "U"}, allow_extra=True, max_elements=1, max_bytes=_MAX_DESCRIPTION_BYTES,
-                    error=ModelFileError, label=source)["description"]
-    data = parse_json(str(text.reshape(-1)[0]) if text.size else "", f"{source}: the description",
-                      error=ModelFileError)
+    data = _read_description(path, source)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ModelFileError(f"{source} is not a convolutional model of nndl's .npz format")
     if data.get("version") != VERSION:

@@ -130,11 +130,10 @@ class Classifier:
         self.network = network
         self.source = None if source is None else str(source)
         self.convolutional = hasattr(network, "config")             # nndl.deep.ConvNetwork or NumpyConvNetwork
-        self.numpy = not self.convolutional
+        self.numpy = not hasattr(network, "parameters")             # runs in NumPy: not a torch module
         if self.convolutional:
             shape, n_out = tuple(network.config.input_shape), network.config.n_outputs
             n_in = int(np.prod(shape))
-            self.numpy = not hasattr(network, "parameters")                 # nndl.digits.convnet.NumpyConvNetwork
             if shape != (1, SIDE, SIDE):
                 raise InputError(f"this model takes images of shape {shape}; nndl predict needs a model of "
                                  f"28x28 greyscale images")
@@ -152,6 +151,13 @@ class Classifier:
         kind = "convolutional network" if self.convolutional else "network"
         origin = f", from {self.source}" if self.source else ""
         self.description = f"{kind} {layers}, {self.output} outputs{origin}"
+
+    @classmethod
+    def of(cls, model):
+        """The classifier of ``model``: a Classifier (itself), a model file (:meth:`load`) or None (:meth:`default`)."""
+        if isinstance(model, cls):
+            return model
+        return cls.default() if model is None else cls.load(model)
 
     @classmethod
     def default(cls):
@@ -342,10 +348,7 @@ def predict(model, images):
         For the first image that cannot be read (see ``nndl.digits.prepare.open_image``), or an array
         that is neither an image nor a batch of prepared images.
     """
-    if model is None:
-        classifier = Classifier.default()
-    else:
-        classifier = model if isinstance(model, Classifier) else Classifier.load(model)
+    classifier = Classifier.of(model)
     if _is_batch(images):
         pixels = prepared_pixels(images)
         images = [Prepared(pixels=row, blank=False) if row.any() else

@@ -195,7 +195,7 @@ def read_number(model, image, method="scored", *, time_limit=None):
 
     Parameters
     ----------
-    model : Classifier, or a model file (str or path)
+    model : Classifier, a model file (str or path), or None (the network shipped with nndl)
     image : path, bytes, binary file, PIL.Image.Image or ndarray
         As for :func:`nndl.digits.prepare.prepare`: dark ink on light paper or
         light on dark; the digits side by side on one line.
@@ -221,7 +221,7 @@ def read_number(model, image, method="scored", *, time_limit=None):
     from nndl.digits.predict import Classifier
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}: use {' or '.join(METHODS)}")
-    classifier = model if isinstance(model, Classifier) else Classifier.load(model)
+    classifier = Classifier.of(model)
     source = image if isinstance(image, np.ndarray) else open_image(image)
     ink, _, blank = to_ink(to_grey(source, source_name(image)))    # (h, w), shrunk if very large (see to_grey)
     if blank:

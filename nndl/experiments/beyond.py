@@ -34,6 +34,7 @@ backward pass, times the images trained) to set against the time it took.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from nndl.deep.config import ConvNetConfig
@@ -84,10 +85,7 @@ def multiply_adds(net: ConvNetConfig) -> int:
             fh, fw = layer["filter"]
             total += (h - fh + 1) * (w - fw + 1) * layer["filters"] * c * fh * fw
         else:
-            n_in = 1
-            for v in shape_in:
-                n_in *= v
-            total += n_in * layer["n_out"]
+            total += math.prod(shape_in) * layer["n_out"]
     return total
 
 

@@ -402,9 +402,10 @@ def create_app(model, *, max_upload_bytes=MAX_UPLOAD_BYTES, max_pixels=MAX_SERVE
 
     Parameters
     ----------
-    model : Classifier or str or path-like
+    model : Classifier or str or path-like or None
         A loaded :class:`nndl.digits.predict.Classifier`, or a model file to
-        load (any nndl model taking 28x28 = 784 inputs).
+        load (any nndl model taking 28x28 = 784 inputs), or None for the
+        network shipped with nndl.
     max_upload_bytes : int
         The largest image accepted, in bytes (413 beyond it).
     max_pixels : int
@@ -453,7 +454,7 @@ def create_app(model, *, max_upload_bytes=MAX_UPLOAD_BYTES, max_pixels=MAX_SERVE
     for name, value in (("read_seconds", read_seconds), ("upload_seconds", upload_seconds)):
         if not (isinstance(value, (int, float)) and 0 < value < float("inf")):
             raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
-    classifier = model if isinstance(model, Classifier) else Classifier.load(model)
+    classifier = Classifier.of(model)
     server = _Server(classifier, max_upload_bytes, max_pixels, workers, read_workers, read_queue, read_seconds,
                      upload_seconds)
     routes = [

@@ -186,6 +186,15 @@ def test_reproduce_writes_each_seed_the_combined_result_the_figure_and_the_repor
     assert "92%" in row and "92.00% (91.00% to 93.00%, 3 seeds)" in row and "| yes |" in row
 
 
+def test_a_row_of_one_seed_says_so_and_an_unseeded_row_says_nothing(fake, tmp_path):
+    reproduce(["ch1-fake"], seeds=[2], out=tmp_path, echo=lambda line: None)
+    reproduce(["ch1-nand"], out=tmp_path, echo=lambda line: None)
+    rows = {line.split(" | ")[0]: line for line in (tmp_path / "REPORT.md").read_text().splitlines()
+            if line.startswith("| ch1-")}
+    assert "| 92.00% (1 seed) |" in rows["| ch1-fake"]
+    assert "seed" not in rows["| ch1-nand"].split(" | ")[3]
+
+
 def test_reproduce_skips_what_is_done_resumes_seeds_and_force_runs_again(fake, tmp_path):
     quiet = dict(out=tmp_path, echo=lambda line: None)
     reproduce(["ch1-fake"], seeds=[1, 2], **quiet)

@@ -650,9 +650,12 @@ def _ours(result):
     if result.get("median") is None:
         return (runs[0].get("summary") or "-") if runs else "-"
     text = format_value(result["median"], unit)
+    seeded = [run for run in runs if run.get("seed") is not None]
     if len(runs) > 1 and result.get("spread"):
         low, high = result["spread"]
         text += f" ({format_value(low, unit)} to {format_value(high, unit)}, {len(runs)} seeds)"
+    elif seeded:
+        text += f" ({len(seeded)} seed{'s' if len(seeded) > 1 else ''})"
     return text
 
 
@@ -690,9 +693,9 @@ def write_report(out, echo=None):
         + ("; rows marked quick ran the small --quick configuration and are not comparable with the book"
            if quick else "")
         + "). "
-        "\"ours\" is the median over seeds, with the lowest and highest in brackets; \"within tolerance\" "
-        "compares it with the book's number (yes also when better), or says whether the behaviour the book "
-        "describes was shown. Each row's command runs it again."
+        "\"ours\" is the median over seeds, with the lowest and highest and the number of seeds in brackets; "
+        "\"within tolerance\" compares it with the book's number (yes also when better), or says whether "
+        "the behaviour the book describes was shown. Each row's command runs it again."
         + (" A row \"not compared: N of M epochs\" was trained for N epochs instead of the book's M (`--epochs N`); "
            "the book's own run replaces it when it is done." if reduced else ""),
         "",

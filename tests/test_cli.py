@@ -1,5 +1,6 @@
 """The nndl command line, run in-process on a small synthetic data set in MNIST's idx layout."""
 
+import argparse
 import json
 import subprocess
 import sys
@@ -174,6 +175,21 @@ def test_console_script_help():
     for option in ("--sizes", "--epochs", "--mini-batch-size", "--eta", "--seed", "--data", "--dtype", "--save"):
         assert option in result.stdout
     assert "784 30 10" in result.stdout and "(default: 30)" in result.stdout
+
+
+def test_no_help_text_shows_an_empty_default_or_says_its_default_twice():
+    from nndl.cli import build_parser
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert len(commands.choices) >= 10
+    for name, sub in commands.choices.items():
+        text = " ".join(sub.format_help().split())
+        for empty in ("(default: None)", "(default: False)"):
+            assert empty not in text, f"nndl {name} --help shows {empty}"
+        for action in sub._actions:
+            if action.help and "default" in action.help:
+                assert sub.formatter_class(name).\
+                    _get_help_string(action).count("default") == action.help.count("default"), (name, action.dest)
 
 
 def test_history_then_plot(capsys, idx_dataset, tmp_path):

@@ -67,10 +67,16 @@ def non_negative_float(text: str) -> float:
 
 
 class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """argparse's formatter that shows each option's default, but says nothing where the default is None."""
+    """argparse's formatter that shows each option's default, except where there is nothing to show.
+
+    Nothing is added for a default of None or False (an option that is off
+    unless given), nor to a help text that already says its default.
+    """
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
-        return action.help if action.default is None else super()._get_help_string(action)
+        if action.default is None or action.default is False or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def add_data_options(group) -> None:

@@ -4,7 +4,7 @@ import argparse
 import sys
 import textwrap
 
-from nndl.cli._common import positive_int
+from nndl.cli._common import DefaultsHelpFormatter, positive_int
 
 __all__ = ["add_commands", "cmd_reproduce"]
 
@@ -18,7 +18,7 @@ def add_commands(commands) -> None:
                     "Each writes OUT/ID.json (every seed, the median, the book's value, whether it reproduces "
                     "it), OUT/ID.png (its figure) and updates OUT/REPORT.md. Runs already in OUT are not run "
                     "again unless --force; an interrupted command, run again, goes on where it stopped.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=DefaultsHelpFormatter)
     r.add_argument("ids", metavar="ID", nargs="*", help="experiment ids, chapters (ch3) or all")
     r.add_argument("--list", action="store_true", help="list the experiments and exit")
     r.add_argument("--seeds", type=_seed, nargs="+", metavar="S",

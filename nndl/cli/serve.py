@@ -18,6 +18,7 @@ import ipaddress
 import socket
 import sys
 
+from nndl.cli._common import DefaultsHelpFormatter
 from nndl.errors import MissingDependencyError, NndlError
 
 __all__ = ["add_commands", "cmd_serve"]
@@ -65,7 +66,7 @@ def add_commands(commands) -> None:
                     "received; or upload an image. Behind it, a JSON API: POST /api/predict and /api/read "
                     "with an image (multipart field 'image', or the raw body with an image content type), "
                     "GET /api/health. Needs the web extra: " + _INSTALL + ".",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=DefaultsHelpFormatter)
     s.add_argument("model", metavar="MODEL", nargs="?",
                    help="a model taking 28x28 images: nndl train --save (.json, .npz) or nndl conv --save (.pt); "
                         "without one, the convolutional network shipped with nndl")

@@ -97,7 +97,7 @@ def add_commands(commands) -> None:
 
     e = commands.add_parser("evaluate", help="accuracy of a saved network",
                             description="Print the accuracy of a saved network on MNIST.",
-                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                            formatter_class=DefaultsHelpFormatter)
     e.add_argument("model", metavar="MODEL", nargs="?",
                    help="a model file written by nndl train --save (or network2.save) or nndl conv --save; "
                         "without one, the convolutional network shipped with nndl")
@@ -109,7 +109,7 @@ def add_commands(commands) -> None:
                             description="Expand the 50,000 MNIST training images by 1-pixel shifts "
                                         "(to 250,000, as in the book) and optionally small rotations, shuffle "
                                         "them, and save them (compressed, about 41 MB) for nndl train --expanded.",
-                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                            formatter_class=DefaultsHelpFormatter)
     x.add_argument("output", metavar="OUTPUT", help="file to write (.npz)")
     x.add_argument("--no-shifts", dest="shifts", action="store_false", help="leave out the 1-pixel shifts")
     x.add_argument("--rotations", type=float, nargs="+", default=[], metavar="DEGREES",
@@ -123,7 +123,7 @@ def add_commands(commands) -> None:
                             description="Draw cost and accuracy against epoch, training and evaluation data, "
                                         "from a history written by nndl train --history; or draw an "
                                         "experiment's figure again from the ID.json nndl reproduce wrote.",
-                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                            formatter_class=DefaultsHelpFormatter)
     p.add_argument("history", metavar="HISTORY", nargs="+",
                    help="history JSON file(s), several overlaid; or one experiment result (ID.json)")
     p.add_argument("--output", "-o", metavar="PNG", help="image to write (default: HISTORY with .png)")

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from nndl.errors import ConfigError
-from nndl.experiments.figures import figure
+from nndl.experiments.figures import epoch_axis, figure
 from nndl.experiments.registry import Experiment, register
 from nndl.training.config import Settings, TrainingConfig
 from nndl.validate import real_number, whole_number
@@ -495,7 +495,7 @@ def plot_trained(result, path):
         for run in runs:
             right.semilogy(range(1, len(run["training_cost"]) + 1), run["training_cost"],
                            label=f"seed {run['seed']}")
-        right.set_xlabel("Epoch")
+        epoch_axis(right)
         right.set_ylabel("Training cost (quadratic)")
 
 

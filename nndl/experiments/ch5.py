@@ -27,7 +27,7 @@ import numpy as np
 
 from nndl.errors import ConfigError
 from nndl.experiments.common import MnistRun, train_mnist
-from nndl.experiments.figures import figure
+from nndl.experiments.figures import epoch_axis, figure
 from nndl.experiments.registry import Experiment, register
 from nndl.training.config import NetworkConfig, Settings, TrainingConfig
 from nndl.validate import real_number, whole_number
@@ -335,7 +335,7 @@ def plot_speed_training(result, path):
                 ax.semilogy(first["epochs"][g], first["norms"][g][layer], color=colours[layer],
                             label=f"hidden layer {layer + 1}")
             ax.set_title(f"{depth} hidden layers", fontsize=10)
-            ax.set_xlabel("Epoch")
+            epoch_axis(ax)
             ax.set_ylabel("||dC/db|| (speed of learning)")
 
 
@@ -420,7 +420,7 @@ def plot_depth_accuracy(result, path):
         if finals:                  # zoom on where the curves end; a slow first epoch may fall below
             highest = max(100 * max(c) for c in first["evaluation_accuracy"] if c)
             right.set_ylim(max(right.get_ylim()[0], min(finals) - 4), min(100.0, highest + 1))
-        right.set_xlabel("Epoch")
+        epoch_axis(right)
         right.set_ylabel(f"Accuracy (%), seed {first['seed']}")
 
 

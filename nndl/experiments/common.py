@@ -15,7 +15,7 @@ import numpy as np
 
 from nndl.data.splits import TRAINING_SIZE
 from nndl.errors import ConfigError
-from nndl.experiments.figures import figure
+from nndl.experiments.figures import epoch_axis, figure
 from nndl.experiments.registry import Context, Experiment, register
 from nndl.training.config import NetworkConfig, Settings, TrainingConfig
 
@@ -165,7 +165,7 @@ def plot_accuracy(result, path):
                     label=f"seed {run['seed']}")
         if result.get("target") is not None:
             ax.axhline(100 * result["target"], color="0.4", linestyle=":", label="book")
-        ax.set_xlabel("Epoch")
+        epoch_axis(ax)
         ax.set_ylabel(f"Accuracy on the {runs[0].get('evaluated_on', 'test')} data (%)" if runs else "Accuracy (%)")
 
 

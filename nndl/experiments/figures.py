@@ -52,8 +52,11 @@ def figure(path, *, nrows=1, ncols=1, title=None, size=(5.0, 4.0), caption=None)
     """
     from matplotlib.collections import QuadMesh
 
+    width = size[0] * ncols
+    title = _wrap(title, width, TITLE_CHARS_PER_INCH) if title else title
+    caption = _wrap(caption, width, CAPTION_CHARS_PER_INCH) if caption else caption
     caption_height = 0.05 + 0.17 * (caption.count("\n") + 1) if caption else 0.0
-    fig = new_figure((size[0] * ncols, size[1] * nrows + caption_height))
+    fig = new_figure((width, size[1] * nrows + caption_height))
     axes = list(fig.subplots(nrows, ncols, squeeze=False).flat)
     yield axes
     for ax in axes:
@@ -69,3 +72,13 @@ def figure(path, *, nrows=1, ncols=1, title=None, size=(5.0, 4.0), caption=None)
         bottom = caption_height / fig.get_figheight()
     fig.tight_layout(rect=(0, bottom, 1, 1))
     write_png(fig, path)
+
+
+#: About how many characters of the title (11 pt) and the caption (8 pt) fit in an inch of the figure.
+TITLE_CHARS_PER_INCH, CAPTION_CHARS_PER_INCH = 12, 16
+
+
+def _wrap(text, width_inches, chars_per_inch):
+    """``text`` with each of its lines broken at spaces so that it fits a figure ``width_inches`` wide."""
+    columns = max(20, int(width_inches * chars_per_inch))
+    return "\n".join(textwrap.fill(line, columns) if line else line for line in text.split("\n"))

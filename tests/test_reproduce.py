@@ -346,6 +346,9 @@ def test_the_ensembles_members_are_the_dropout_rungs_networks(tmp_path):
     members = json.loads((tmp_path / "ch6-ensemble.json").read_text())["runs"][0]["members"]
     dropout = json.loads((tmp_path / "ch6-dropout.json").read_text())["runs"]
     assert [m["test_accuracy"] for m in members] == [r["value"] for r in dropout]
+    for member in members + dropout:          # every epoch's time, also of epochs trained before a resume
+        assert member["training_seconds"] == pytest.approx(sum(member["history"]["epoch_time"]))
+        assert member["training_seconds"] > 0
 
 
 def test_neighbour_correlation_tells_spatial_structure_from_noise():

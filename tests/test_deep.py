@@ -1083,3 +1083,18 @@ def test_autocast_is_refused_for_float64_networks_and_unknown_precisions():
     with pytest.raises(ConfigError, match="autocast must be one of"):
         train(ConvNetwork(learner_config().replace(dtype="float32"), seed=1), blob_data(20, 0), epochs=1,
               autocast="float16")
+
+
+@pytest.mark.parametrize("env, expected", [("1", 1), ("2", 2), (" 3 ", 3), ("0", None), ("two", None), ("", None)])
+def test_set_threads_takes_omp_num_threads_from_the_environment(monkeypatch, env, expected):
+    import os
+
+    from nndl.deep.device import set_threads
+    before = torch.get_num_threads()
+    monkeypatch.setenv("OMP_NUM_THREADS", env)
+    try:
+        cores = min(8, len(os.sched_getaffinity(0)))
+        assert set_threads() == torch.get_num_threads() == (expected or cores)
+        assert set_threads(1) == 1                       # a number given wins
+    finally:
+        torch.set_num_threads(before)

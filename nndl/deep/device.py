@@ -86,14 +86,25 @@ def fast_kernels(device, mini_batch_size=None):
 
 
 def set_threads(threads=None):
-    """Use ``threads`` CPU threads for PyTorch's operations (None: one per core, at most 8).
+    """Use ``threads`` CPU threads for PyTorch's operations.
 
-    Returns the number set. With several training processes on one machine
-    (seeds in parallel), give each one thread.
+    None means the ``OMP_NUM_THREADS`` of the environment when it is a whole
+    number of at least 1 (the usual way to give each of several processes one
+    core), else one per core, at most 8. Returns the number set. With several
+    training processes on one machine (seeds in parallel), give each one
+    thread: two threads fighting another process for two cores run many
+    times slower.
     """
     if threads is None:
-        threads = min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+        threads = _environment_threads() or min(
+            8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ConfigError(f"the number of threads must be a whole number of at least 1, got {threads!r}")
     torch.set_num_threads(threads)
     return threads
+
+
+def _environment_threads():
+    """OMP_NUM_THREADS as a whole number of at least 1, or None (unset, or not such a number)."""
+    text = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return int(text) if text.isdigit() and int(text) >= 1 else None

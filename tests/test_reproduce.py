@@ -346,6 +346,9 @@ def test_the_ensembles_members_are_the_dropout_rungs_networks(tmp_path):
     members = json.loads((tmp_path / "ch6-ensemble.json").read_text())["runs"][0]["members"]
     dropout = json.loads((tmp_path / "ch6-dropout.json").read_text())["runs"]
     assert [m["test_accuracy"] for m in members] == [r["value"] for r in dropout]
+    row = next(line for line in (tmp_path / "REPORT.md").read_text().splitlines() if line.startswith("| ch6-ensemble"))
+    best, median = max(m["test_accuracy"] for m in members), sum(m["test_accuracy"] for m in members) / 2
+    assert f"(1 ensemble of 2; the networks alone: best {100 * best:.2f}%, median {100 * median:.2f}%)" in row
     for member in members + dropout:          # every epoch's time, also of epochs trained before a resume
         assert member["training_seconds"] == pytest.approx(sum(member["history"]["epoch_time"]))
         assert member["training_seconds"] > 0

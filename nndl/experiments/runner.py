@@ -651,11 +651,20 @@ def _ours(result):
         return (runs[0].get("summary") or "-") if runs else "-"
     text = format_value(result["median"], unit)
     seeded = [run for run in runs if run.get("seed") is not None]
+    members = [a for run in runs for a in run.get("member_accuracies") or []]
+    count = (f"{len(runs)} {'ensemble' if len(runs) == 1 else 'ensembles'} of {len(runs[0]['member_accuracies'])}"
+             if members else f"{len(seeded)} seed{'s' if len(seeded) > 1 else ''}" if seeded else "")
+    parts = []
     if len(runs) > 1 and result.get("spread"):
         low, high = result["spread"]
-        text += f" ({format_value(low, unit)} to {format_value(high, unit)}, {len(runs)} seeds)"
-    elif seeded:
-        text += f" ({len(seeded)} seed{'s' if len(seeded) > 1 else ''})"
+        parts.append(f"{format_value(low, unit)} to {format_value(high, unit)}, {count}")
+    elif count:
+        parts.append(count)
+    if members:                                          # an ensemble's networks alone
+        parts.append(f"the networks alone: best {format_value(max(members), unit)}, "
+                     f"median {format_value(statistics.median(members), unit)}")
+    if parts:
+        text += f" ({'; '.join(parts)})"
     return text
 
 

@@ -735,6 +735,33 @@ def test_resuming_from_a_checkpoint_gives_exactly_the_uninterrupted_run(tmp_path
     assert resumed.config.epochs == 3
 
 
+def test_a_run_with_augmentation_autocast_and_the_halving_schedule_resumes_at_any_epoch_exactly(tmp_path):
+    """beyond-single's way of training (fresh distortions each epoch, bfloat16, halve-on-plateau, best kept)."""
+    from nndl.deep.augment import Augmentation
+    training, test = blob_data(30, 20), blob_data(20, 22)
+    images, labels = blob_data(20, 21)
+    validation = (images, labels[torch.randperm(20, generator=torch.Generator().manual_seed(0))])  # hard to better
+    config = tiny_config(dtype="float32", conv_activation="relu", hidden=8, hidden_activation="relu",
+                         p_softmax=0.5, init="fan-in", dropout="inverted")
+    settings = dict(RESUME_SETTINGS, epochs=4, schedule="halve", patience=1, min_eta_ratio=1 / 64, best_on_tie=False,
+                    restore_best=True, augmentation=Augmentation(shift=1.0, rotate=10.0, elastic_alpha=2.0,
+                                                                 elastic_sigma=1.0),
+                    autocast="bfloat16", validation_data=validation, test_data=test)
+    whole = ConvNetwork(config, seed=3)
+    full = train(whole, training, **settings)
+    assert len(set(full.eta)) > 1                       # the schedule halved eta on the way
+    for stop in (1, 2, 3):
+        path = tmp_path / f"run-{stop}.ckpt"
+        first = ConvNetwork(config, seed=3)
+        train(first, training, **dict(settings, epochs=stop), checkpoint=path)
+        net, state, _ = load_checkpoint(path)
+        resumed = train(net, training, **settings, resume=state)
+        for (name, p), q in zip(whole.named_parameters(), net.parameters()):
+            assert torch.equal(p, q), (stop, name)
+        assert resumed.evaluation_accuracy == full.evaluation_accuracy and resumed.eta == full.eta
+        assert resumed.best_epoch == full.best_epoch
+
+
 def test_resuming_needs_the_same_network_and_settings(tmp_path):
     training, validation = blob_data(20, 13), blob_data(10, 14)
     path = tmp_path / "run.ckpt"

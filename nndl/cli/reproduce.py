@@ -21,6 +21,9 @@ def add_commands(commands) -> None:
         formatter_class=DefaultsHelpFormatter)
     r.add_argument("ids", metavar="ID", nargs="*", help="experiment ids, chapters (ch3) or all")
     r.add_argument("--list", action="store_true", help="list the experiments and exit")
+    r.add_argument("--status", action="store_true",
+                   help="say where the runs checkpointed in OUT stand (epochs done, best validation accuracy so "
+                        "far, time left) and exit; reads the checkpoints, trains nothing")
     r.add_argument("--seeds", type=_seed, nargs="+", metavar="S",
                    help="seeds of each experiment; a deterministic experiment runs once (default: 1 2 3, or 1 with "
                         "--quick)")
@@ -57,6 +60,12 @@ def _seed(text: str) -> int:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from nndl.errors import ConfigError
     from nndl.experiments.registry import experiments, select
+    if args.status:
+        from nndl.experiments.status import format_status, run_status
+        out = args.out or ("reproduced-quick" if args.quick else "reproduced")
+        for line in format_status(run_status(out), out):
+            print(line)
+        return 0
     if args.list or not args.ids:
         if not args.list:
             raise ConfigError("name the experiments to run (ids, a chapter such as ch3, or all); "

@@ -49,3 +49,17 @@ def test_the_readme_links_to_files_that_exist():
     targets = [m["target"] for m in LINK.finditer(text) if "://" not in m["target"]]
     assert "docs/getting-started.md" in targets and "docs/api/index.md" in targets
     assert [t for t in targets if not (ROOT / t).exists()] == []
+
+
+def test_every_public_module_has_its_page_in_the_api_reference():
+    documented = set()
+    for page in (DOCS / "api").glob("*.md"):
+        documented |= set(re.findall(r"automodule:: ([\w.]+)", page.read_text(encoding="utf-8")))
+    modules = set()
+    for path in (ROOT / "nndl").rglob("*.py"):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        parts = parts[:-1] if parts[-1] == "__init__" else parts
+        if not any(part.startswith("_") for part in parts):
+            modules.add(".".join(parts))
+    assert "nndl.experiments.status" in modules
+    assert sorted(modules - documented) == [], "add them to a page of docs/api/"

@@ -33,6 +33,7 @@ extensions = [
     "sphinx.ext.napoleon",
     "sphinx.ext.viewcode",
     "sphinx.ext.mathjax",
+    "sphinx-mathjax-offline",     # MathJax from the build's own _static/, so pages render maths offline too
     "sphinx_copybutton",
     "nndl_docs",
 ]

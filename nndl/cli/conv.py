@@ -94,7 +94,8 @@ def add_commands(commands) -> None:
     g.add_argument("--show-augmentation", metavar="PNG", help="write a figure of augmented examples and exit")
     g = c.add_argument_group("device and output")
     g.add_argument("--device", default="auto", help="auto (a CUDA GPU if there is one), cpu, cuda or cuda:N")
-    g.add_argument("--threads", type=positive_int, help="CPU threads (default: one per core)")
+    g.add_argument("--threads", type=positive_int,
+                   help="CPU threads (default: $OMP_NUM_THREADS when set, else one per core)")
     g.add_argument("--save", metavar="PATH", help="save the network (best validation epoch) to PATH (.pt)")
     g.add_argument("--keep-last", action="store_true", help="save the last epoch's network instead of the best")
     g.add_argument("--history", metavar="PATH", help="save the per-epoch history as JSON")

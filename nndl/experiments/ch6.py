@@ -245,7 +245,7 @@ def run_rung_many(config, contexts):
 
 
 def _member_result(history):
-    """A network's part of a result; ``training_seconds`` adds up every epoch, across resumed sessions."""
+    """A network's part of a result; ``training_seconds`` adds up every epoch, also those before a resume."""
     return {"best_epoch": history.best_epoch, "best_validation_accuracy": history.best_accuracy,
             "test_accuracy": history.best_test_accuracy, "training_seconds": float(sum(history.epoch_time)),
             "history": history.to_dict()}

@@ -247,7 +247,7 @@ def run_rung_many(config, contexts):
 def _member_result(history):
     """A network's part of a result; ``training_seconds`` adds up every epoch, also those before a resume."""
     return {"best_epoch": history.best_epoch, "best_validation_accuracy": history.best_accuracy,
-            "test_accuracy": history.best_test_accuracy, "training_seconds": float(sum(history.epoch_time)),
+            "test_accuracy": history.best_test_accuracy, "training_seconds": history.training_time,
             "history": history.to_dict()}
 
 
@@ -291,8 +291,11 @@ def run_rung(config, context):
                        + ", ".join(f"{100 * a:.2f}%" for a in scores["members"])}
 
 
-def plot_rung(result, path):
-    """Validation and test accuracy against epoch, one pair of lines per seed (or member)."""
+def plot_rung(result, path, target_label="book"):
+    """Validation and test accuracy against epoch, one pair of lines per seed (or member).
+
+    The target, when the experiment has one, is a dotted line labelled ``target_label``.
+    """
     caption = f"book: {result['book']}; test accuracy is read at the best validation epoch"
     if result.get("epochs") is not None:
         caption += (f"; a quick run, trained for {result['epochs']} epochs" if result.get("quick") else
@@ -312,8 +315,7 @@ def plot_rung(result, path):
                 ax.axhline(100 * run["vote"], color="black", linestyle="-.",
                            label=f"ensemble {run['seed']}: vote (test)")
         if result.get("target") is not None:
-            whose = "nndl's target" if result["id"].startswith("beyond") else "book"   # beyond-*: not the book's
-            ax.axhline(100 * result["target"], color="0.3", linestyle=":", label=f"{whose} (test)")
+            ax.axhline(100 * result["target"], color="0.3", linestyle=":", label=f"{target_label} (test)")
         epoch_axis(ax)
         ax.set_ylabel("Accuracy (%)")
 

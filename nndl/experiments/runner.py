@@ -652,8 +652,12 @@ def _ours(result):
     text = format_value(result["median"], unit)
     seeded = [run for run in runs if run.get("seed") is not None]
     members = [a for run in runs for a in run.get("member_accuracies") or []]
-    count = (f"{len(runs)} {'ensemble' if len(runs) == 1 else 'ensembles'} of {len(runs[0]['member_accuracies'])}"
-             if members else f"{len(seeded)} seed{'s' if len(seeded) > 1 else ''}" if seeded else "")
+    if members:
+        count = f"{len(runs)} ensemble{'s' if len(runs) > 1 else ''} of {len(runs[0]['member_accuracies'])}"
+    elif seeded:
+        count = f"{len(seeded)} seed{'s' if len(seeded) > 1 else ''}"
+    else:
+        count = ""
     parts = []
     if len(runs) > 1 and result.get("spread"):
         low, high = result["spread"]

@@ -16,7 +16,7 @@ Reading a checkpoint needs PyTorch, as writing it did.
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from nndl.errors import NndlError
@@ -38,7 +38,6 @@ class RunStatus:
     stopped: str | None = None          # why it ended before its planned epochs, if it did
     result_written: bool = False        # its OUT/runs/NAME.json exists: reproduce has recorded it
     error: str | None = None            # the checkpoint could not be read
-    seeds: list[int] = field(default_factory=list)
 
     @property
     def finished(self) -> bool:
@@ -84,8 +83,7 @@ def _read(path: Path, runs: Path) -> list[RunStatus]:
     name = str(metadata.get("experiment") or path.stem)
     rows = []
     for i, text in enumerate(histories):
-        history = History.from_json(text, f"{path.name}'s history") if isinstance(text, (str, bytes)) else \
-            History.from_dict(text, f"{path.name}'s history")
+        history = History.from_json(text, f"{path.name}'s history")      # stored as JSON text
         member = name if len(histories) == 1 else f"{name} member {i + 1}"
         times = [a + b for a, b in zip(history.epoch_time, history.monitor_time)] or history.epoch_time
         rows.append(RunStatus(
@@ -94,9 +92,7 @@ def _read(path: Path, runs: Path) -> list[RunStatus]:
             best_test=history.best_test_accuracy,
             seconds_per_epoch=statistics.median(times) if times else None,
             stopped=history.stop_reason if history.stop_reason not in ("completed", "interrupted") else None,
-            result_written=(runs / f"{name}.json").exists(),
-            seeds=[int(s) for s in state.get("seeds", [])] or
-                  ([int(metadata["seed"])] if isinstance(metadata.get("seed"), int) else [])))
+            result_written=(runs / f"{name}.json").exists()))
     return rows
 
 

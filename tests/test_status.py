@@ -81,5 +81,11 @@ def test_a_damaged_checkpoint_is_one_line_and_the_others_still_show(out, capsys)
 
 
 def test_no_checkpoints_says_so(tmp_path, capsys):
-    assert main(["reproduce", "--status", "--out", str(tmp_path / "none")]) == 0
+    assert main(["reproduce", "--status", "--out", str(tmp_path)]) == 0
     assert "no checkpoints in" in capsys.readouterr().out
+
+
+def test_a_folder_that_does_not_exist_is_an_error_not_an_empty_status(tmp_path, capsys):
+    assert main(["reproduce", "--status", "--out", str(tmp_path / "typo")]) == 2
+    err = capsys.readouterr().err
+    assert "no folder" in err and "typo" in err

@@ -3,6 +3,7 @@
 import argparse
 import sys
 import textwrap
+from pathlib import Path
 
 from nndl.cli._common import DefaultsHelpFormatter, positive_int
 
@@ -63,6 +64,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     if args.status:
         from nndl.experiments.status import format_status, run_status
         out = args.out or ("reproduced-quick" if args.quick else "reproduced")
+        if not Path(out).is_dir():
+            raise ConfigError(f"no folder {out}: --out names the folder the reproduce runs write to")
         for line in format_status(run_status(out), out):
             print(line)
         return 0

@@ -40,7 +40,11 @@ const state = {
 
 // --- requests ---------------------------------------------------------------------------------
 
-/** Calls `send` at most once per `interval` ms, never twice at once, and once more after the last request(). */
+/**
+ * Calls `send` at most once per `interval` ms, never twice at once, and once more after the last request().
+ * `send(started)` calls started() as its request leaves, so the interval is counted between requests,
+ * not between the work (encoding a PNG) that comes before them.
+ */
 class Throttle {
   constructor(send, interval) {
     this.send = send;
@@ -68,7 +72,7 @@ class Throttle {
     this.running = true;
     this.lastStart = performance.now();
     try {
-      await this.send();
+      await this.send(() => { this.lastStart = performance.now(); });
     } finally {
       this.running = false;
       this.schedule();
@@ -87,8 +91,8 @@ class Throttle {
   }
 }
 
-const predictor = new Throttle(() => sendDrawing("predict"), PREDICT_EVERY_MS);
-const reader = new Throttle(() => sendDrawing("read"), 0);
+const predictor = new Throttle((started) => sendDrawing("predict", started), PREDICT_EVERY_MS);
+const reader = new Throttle((started) => sendDrawing("read", started), 0);
 
 function updateBusy() {
   const busy = predictor.busy || reader.busy || state.readTimer !== null || state.uploading;
@@ -116,10 +120,11 @@ async function post(endpoint, body, headers) {
   return answer;
 }
 
-async function sendDrawing(endpoint) {
+async function sendDrawing(endpoint, started) {
   if (!state.hasInk || state.source !== "pad") return;
   const generation = state.generation;
   const blob = await new Promise((resolve) => pad.toBlob(resolve, "image/png"));
+  started();
   try {
     const answer = await post(endpoint, blob, { "Content-Type": "image/png" });
     if (generation === state.generation) show(endpoint, answer);

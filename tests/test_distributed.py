@@ -32,7 +32,8 @@ from nndl.deep.distributed import (
 )
 from nndl.deep.network import ConvNetwork
 from nndl.deep.train import train
-from nndl.errors import ConfigError, NndlError
+from nndl.errors import ConfigError, NndlError, OutputError
+from nndl.files.lock import sole_writer
 from nndl.training.config import TrainingConfig
 
 TESTS = Path(__file__).resolve().parent
@@ -120,6 +121,12 @@ def _worker(spec_path):
             train(net, data(80, 3), TrainingConfig(epochs=1, mini_batch_size=8, eta=0.1, seed=8), world=world,
                   checkpoint=out / f"D-rank{rank}.ckpt")
             torch.save({"params": params(net)}, out / f"D-rank{rank}.pt")
+            try:                                 # E: another process holds E.ckpt's lock (the fixture does)
+                train(ConvNetwork(NETWORK, seed=1), data(40, 3), RESUMED, world=world, checkpoint=out / "E.ckpt")
+                refused = ""
+            except OutputError as e:
+                refused = str(e)
+            (out / f"E-rank{rank}.txt").write_text(refused)
         else:                                                     # "crash" or "hang": rank 1 fails at step 5
             import nndl.deep.train as train_module
             step, calls = train_module.TorchEngine.step, []
@@ -192,8 +199,9 @@ def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp")
     single = ConvNetwork(NETWORK, seed=1)
     train(single, data(96, 1), RESUMED.replace(epochs=1), validation_data=data(31, 2), checkpoint=out / "single.ckpt")
-    for code, err, _ in Launch(out, "train").results():
-        assert code == 0, err
+    with sole_writer(out / "E.ckpt"):
+        for code, err, _ in Launch(out, "train").results():
+            assert code == 0, err
     return out
 
 
@@ -219,12 +227,20 @@ def test_a_checkpoint_resumes_across_process_counts_and_only_rank_0_writes(train
     assert torch.equal(torch.tensor(ranks[0]["accuracy"]), torch.tensor(ranks[1]["accuracy"]))
     assert (trained / "C-rank0.ckpt").exists() and not (trained / "C-rank1.ckpt").exists()
     assert not (trained / "D-rank1.ckpt").exists()
+    assert not any(trained.glob("*-rank1.ckpt.lock"))                   # nor does any other rank take the lock
     # ... and one process goes on from the checkpoint the two wrote.
     net, state, _ = load_checkpoint(trained / "C-rank0.ckpt")
     assert state["epoch"] == 1 and len(state["dropout_rngs"]) == 2
     history = train(net, data(96, 1), RESUMED.replace(epochs=3), validation_data=data(31, 2), resume=state)
     assert history.epochs == [0, 1, 2]
     assert max_diff(params(net), params(reference)) <= TOLERANCE
+
+
+def test_when_another_run_holds_the_checkpoint_every_rank_refuses_instead_of_waiting_for_rank_0(trained):
+    rank0, rank1 = ((trained / f"E-rank{r}.txt").read_text() for r in (0, 1))
+    assert "is already training into" in rank0 and "E.ckpt" in rank0
+    assert "rank 0 could not lock the checkpoint" in rank1
+    assert not (trained / "E.ckpt").exists()
 
 
 def test_with_dropout_each_rank_draws_its_own_masks_and_the_parameters_still_agree(trained):

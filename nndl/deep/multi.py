@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 import torch
@@ -74,6 +75,7 @@ from nndl.deep.train import (
     measure_network,
 )
 from nndl.errors import ConfigError, ModelFileError
+from nndl.files.lock import sole_writer
 from nndl.training.config import TrainingConfig
 from nndl.training.fit import PROGRESS_EVERY, Progress, check_weight_decay, fit
 from nndl.training.history import History
@@ -450,6 +452,9 @@ class MultiTorchEngine:
         if "best" in state:
             state["best"] = cpu(state["best"])
         save_members_checkpoint(path, self.nets, state, metadata)
+
+    def hold_checkpoint(self, path: str) -> AbstractContextManager[None]:
+        return sole_writer(path)
 
     def load_state(self, state: dict[str, Any]) -> None:
         """Every member's optimiser (learning rate, velocities) and random generators from a members checkpoint."""

@@ -39,7 +39,8 @@ from __future__ import annotations
 import hashlib
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from nndl.deep._torch import F, torch
@@ -47,7 +48,8 @@ from nndl.deep.data import as_tensors
 from nndl.deep.device import fast_kernels
 from nndl.deep.distributed import rank_seed, shard_sizes
 from nndl.deep.optimizer import BookSGD
-from nndl.errors import ConfigError, ModelFileError
+from nndl.errors import ConfigError, ModelFileError, OutputError
+from nndl.files.lock import sole_writer
 from nndl.training.config import TrainingConfig, resolve_training_config
 from nndl.training.fit import PROGRESS_EVERY, Progress, check_weight_decay, fit
 from nndl.training.history import History
@@ -443,6 +445,27 @@ class TorchEngine:
         print(f"Note: the checkpoint's dropout generator was saved on another kind of device than "
               f"{self.net.device}; it is re-seeded from that state, so the dropout masks and augmentation from "
               "here on differ from those the run would have drawn there", file=sys.stderr, flush=True)
+
+    @contextmanager
+    def hold_checkpoint(self, path: str) -> Iterator[None]:
+        """The checkpoint's lock, held by the process that writes it (rank 0 of a distributed run).
+
+        Under ``world`` the ranks agree first: when rank 0 is refused, every
+        rank raises, rather than the others waiting for it in the first
+        all-reduce.
+        """
+        with ExitStack() as held:
+            refused = None
+            if self.world is None or self.world.is_main:
+                try:
+                    held.enter_context(sole_writer(path))
+                except OutputError as e:
+                    refused = e
+            if self.world is not None and self.world.any(refused is not None, "agreeing on the checkpoint's lock"):
+                raise refused or OutputError(f"rank 0 could not lock the checkpoint {path}: see its message")
+            if refused is not None:
+                raise refused
+            yield
 
     def load_state(self, state: dict[str, Any]) -> None:
         """The optimiser (learning rate, velocities) and the random generators from a checkpoint."""

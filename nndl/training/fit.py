@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -98,6 +99,14 @@ class Engine(Protocol):
         """Write ``state`` (fit's part) with the engine's own state (optimiser, random generators) to ``path``."""
         ...
 
+    def hold_checkpoint(self, path: str) -> AbstractContextManager[None]:
+        """The lock of the checkpoint ``path`` for the whole run (``nndl.files.lock.sole_writer``).
+
+        Taken by the process that writes the file; refused (OutputError) on
+        every process of the run when another run holds it.
+        """
+        ...
+
     def load_state(self, state: dict[str, Any]) -> None:
         """Restore the engine's own state from a checkpoint's training state."""
         ...
@@ -157,6 +166,9 @@ def fit(engine: Engine, config: TrainingConfig, histories: Sequence[History], *,
         ``on_epoch(history)`` after each epoch of each member is recorded.
     checkpoint : str, optional
         Write the complete training state here after every epoch (atomically).
+        Its lock is held from the first epoch to the end
+        (``Engine.hold_checkpoint``): a second process training into the
+        same file is refused before it trains anything.
     resume : dict, optional
         A training state read from such a checkpoint: go on from its last
         epoch. The config may differ from the checkpoint's only in ``epochs``.
@@ -165,6 +177,18 @@ def fit(engine: Engine, config: TrainingConfig, histories: Sequence[History], *,
     """
     if len(histories) != engine.members:
         raise ValueError(f"fit needs one History per member: {engine.members}, got {len(histories)}")
+    try:
+        with engine.hold_checkpoint(checkpoint) if checkpoint is not None else nullcontext():
+            return _fit(engine, config, histories, monitor, progress, on_epoch, checkpoint, checkpoint_metadata,
+                        resume)
+    finally:
+        engine.close()                  # also when the lock is refused (engines may be closed twice)
+
+
+def _fit(engine: Engine, config: TrainingConfig, histories: Sequence[History], monitor: Sequence[str],
+         progress: bool, on_epoch: Callable[[History], None] | None, checkpoint: str | None,
+         checkpoint_metadata: dict[str, Any] | None, resume: dict[str, Any] | None) -> list[History]:
+    """``fit``, with the checkpoint's lock held."""
     ties = bool(config.best_on_tie)
     members = [_Member(history=h, plateau=Plateau(ties=ties)) for h in histories]
     if resume is not None:

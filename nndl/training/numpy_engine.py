@@ -12,6 +12,7 @@ weights and biases (``nndl.engine.optimizers.SGD``, on its fused BLAS path).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Protocol, TypeAlias, cast
 
 import numpy as np
@@ -24,6 +25,7 @@ from nndl.engine.feedforward import FeedforwardNetwork, as_labels, check_inputs
 from nndl.engine.optimizers import SGD
 from nndl.engine.regularizers import Regularizer, get_regularizer
 from nndl.errors import ConfigError, InputError
+from nndl.files.lock import sole_writer
 from nndl.training.config import NetworkConfig, TrainingConfig, resolve_training_config
 from nndl.training.fit import PROGRESS_EVERY, Progress, check_weight_decay, fit
 from nndl.training.history import History
@@ -264,6 +266,9 @@ class NumpyEngine:
         if self.optimizer.velocities is not None:
             state["velocities"] = self.optimizer.velocities
         save_checkpoint(path, self.net, state, metadata)
+
+    def hold_checkpoint(self, path: str) -> AbstractContextManager[None]:
+        return sole_writer(path)
 
     def load_state(self, state: dict[str, Any]) -> None:
         from nndl.errors import ModelFileError

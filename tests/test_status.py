@@ -40,6 +40,7 @@ def test_each_checkpoint_says_its_epochs_best_accuracies_and_time_left(out):
     checkpoint(folder, "ch6-fake-s1", epochs=2, planned=2)
     checkpoint(folder, "ch6-fake-s2", epochs=3, planned=3, seed=2)
     (out / "runs" / "ch6-fake-s1.json").write_text("{}")
+    (out / "runs" / "ch6-fake-s2-e2.json").write_text("{}")       # a result of 2 epochs is not one of 3
     rows = run_status(out)
     assert [r.name for r in rows] == ["ch6-fake-s1", "ch6-fake-s2"]
     assert [(r.epochs_done, r.epochs_planned, r.finished, r.result_written) for r in rows] == \
@@ -89,3 +90,46 @@ def test_a_folder_that_does_not_exist_is_an_error_not_an_empty_status(tmp_path, 
     assert main(["reproduce", "--status", "--out", str(tmp_path / "typo")]) == 2
     err = capsys.readouterr().err
     assert "no folder" in err and "typo" in err
+
+
+def test_a_run_being_trained_says_which_process_trains_it_and_one_in_its_first_epoch_is_listed(out):
+    import subprocess
+    import sys
+    import textwrap
+    folder = out / "runs" / "checkpoints"
+    checkpoint(folder, "ch6-fake-s1", epochs=1, planned=1)
+    checkpoint(folder, "ch6-fake-s2", epochs=1, planned=1, seed=2)
+    code = textwrap.dedent(f"""
+        import sys
+        from nndl.files.lock import sole_writer
+        with sole_writer({str(folder / "ch6-fake-s1.ckpt")!r}), sole_writer({str(folder / "ch6-fake-s3.ckpt")!r}):
+            print("held", flush=True)
+            sys.stdin.read()
+    """)
+    trainer = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert trainer.stdout.readline().strip() == "held"
+        rows = run_status(out)
+        assert [(r.name, r.epochs_done, r.training_pid) for r in rows] == \
+            [("ch6-fake-s1", 1, trainer.pid), ("ch6-fake-s2", 1, None), ("ch6-fake-s3", 0, trainer.pid)]
+        rows[0].epochs_planned = 5
+        lines = format_status(rows, out)
+        assert lines[0].endswith(f"left; training now (process {trainer.pid})")
+        assert "training" not in lines[1]
+        assert lines[2].startswith("ch6-fake-s3 ")
+        assert lines[2].endswith(f"training its first epoch (process {trainer.pid})")
+    finally:
+        trainer.kill()
+        trainer.wait()
+    # killed outright: its lock files stay, but nothing holds them, so nothing is "training now"
+    assert (folder / "ch6-fake-s1.ckpt.lock").exists()
+    assert [(r.name, r.training_pid) for r in run_status(out)] == [("ch6-fake-s1", None), ("ch6-fake-s2", None)]
+
+
+def test_a_run_of_fewer_epochs_than_the_books_is_recorded_under_its_own_name(out):
+    checkpoint(out / "runs" / "checkpoints", "ch6-fake-s1", epochs=2, planned=2)
+    assert not run_status(out)[0].result_written
+    (out / "runs" / "ch6-fake-s1-e2.json").write_text("{}")              # as nndl reproduce --epochs 2 names it
+    (status,) = run_status(out)
+    assert status.finished and status.result_written
+    assert "record its result" not in format_status([status], out)[0]

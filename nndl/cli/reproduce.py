@@ -24,7 +24,8 @@ def add_commands(commands) -> None:
     r.add_argument("--list", action="store_true", help="list the experiments and exit")
     r.add_argument("--status", action="store_true",
                    help="say where the runs checkpointed in OUT stand (epochs done, best validation accuracy so "
-                        "far, time left) and exit; reads the checkpoints, trains nothing")
+                        "far, time left, the process training it now) and exit; reads the checkpoints, trains "
+                        "nothing")
     r.add_argument("--seeds", type=_seed, nargs="+", metavar="S",
                    help="seeds of each experiment; a deterministic experiment runs once (default: 1 2 3, or 1 with "
                         "--quick)")

@@ -8,6 +8,10 @@ at that epoch, the median time of an epoch and the time left at that pace::
 
     ch6-dropout-s4  7 of 40 epochs   best validation 99.44% (epoch 5; test 99.46%)  5 min an epoch, about 3.0 h left
 
+A run that a process is training now (the one holding its lock,
+``nndl.files.lock``) ends with ``; training now (process PID)``; a run in
+its first epoch, with no checkpoint yet, is listed as training its first epoch.
+
 The time left is the epochs still planned times the median of the epochs so
 far (training and measuring); a run the schedule stops early takes less.
 Reading a checkpoint needs PyTorch, as writing it did.
@@ -20,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nndl.errors import NndlError
+from nndl.files.lock import holder
 
 __all__ = ["RunStatus", "run_status", "format_status"]
 
@@ -38,6 +43,7 @@ class RunStatus:
     stopped: str | None = None          # why it ended before its planned epochs, if it did
     result_written: bool = False        # its OUT/runs/NAME.json exists: reproduce has recorded it
     error: str | None = None            # the checkpoint could not be read
+    training_pid: int | None = None     # the process training it now, if one is
 
     @property
     def finished(self) -> bool:
@@ -54,17 +60,28 @@ def run_status(out: str | Path) -> list[RunStatus]:
     """The status of every checkpoint in ``OUT/runs/checkpoints`` (sorted by name); [] when there are none.
 
     A file that cannot be read is listed with its ``error`` rather than
-    stopping the others.
+    stopping the others. A run in its first epoch, locked but with no
+    checkpoint yet, is listed with no epochs.
     """
     folder = Path(out) / "runs" / "checkpoints"
     paths = sorted(folder.glob("*.ckpt")) if folder.is_dir() else []
     rows: list[RunStatus] = []
     for path in paths:
         try:
-            rows.extend(_read(path, Path(out) / "runs"))
+            found = _read(path, Path(out) / "runs")
         except (NndlError, OSError, ValueError) as e:
             rows.append(RunStatus(name=path.stem, error=str(e)))
-    return rows
+            continue
+        pid = holder(path)
+        for row in found:
+            row.training_pid = pid
+        rows.extend(found)
+    for lock in sorted(folder.glob("*.ckpt.lock")) if folder.is_dir() else []:
+        path = lock.with_suffix("")                      # a run still in its first epoch: no checkpoint yet
+        pid = holder(path)
+        if pid is not None and not path.exists():
+            rows.append(RunStatus(name=path.stem, training_pid=pid))
+    return sorted(rows, key=lambda r: r.name)
 
 
 def _read(path: Path, runs: Path) -> list[RunStatus]:
@@ -92,7 +109,8 @@ def _read(path: Path, runs: Path) -> list[RunStatus]:
             best_test=history.best_test_accuracy,
             seconds_per_epoch=statistics.median(times) if times else None,
             stopped=history.stop_reason if history.stop_reason not in ("completed", "interrupted") else None,
-            result_written=(runs / f"{name}.json").exists()))
+            result_written=any((runs / f"{name}{tail}.json").exists()    # (fewer epochs than the book's: -eN)
+                               for tail in ("", f"-e{history.config.epochs}"))))
     return rows
 
 
@@ -124,6 +142,9 @@ def format_status(rows: list[RunStatus], out: str | Path) -> list[str]:
             text += "" if r.result_written else "; run the same reproduce command to record its result"
         elif r.seconds_per_epoch is not None:
             text += f"  {_duration(r.seconds_per_epoch)} an epoch, about {_duration(r.seconds_left or 0)} left"
+        if r.training_pid is not None:
+            text += (f"; training now (process {r.training_pid})" if r.epochs_done else
+                     f"  training its first epoch (process {r.training_pid})")
         lines.append(text)
     left = [r.seconds_left for r in rows if r.seconds_left]
     if left:

@@ -27,12 +27,38 @@ from contextlib import contextmanager
 
 from nndl.errors import OutputError
 
-__all__ = ["sole_writer", "lock_path"]
+__all__ = ["sole_writer", "lock_path", "holder"]
 
 
 def lock_path(path: str | os.PathLike[str]) -> str:
     """The lock file of ``path``: ``PATH.lock`` beside it."""
     return f"{os.fspath(path)}.lock"
+
+
+def holder(path: str | os.PathLike[str]) -> int | None:
+    """The process id of the running process that holds the lock of ``path``, or None.
+
+    Read only: the lock is never taken (taking it, even for a moment, could
+    refuse a run starting then). The pid comes from the lock file, and it
+    counts only if that process still runs, so the file of a holder killed
+    outright says nothing. Always None on Windows, whose lock file holds no pid.
+    """
+    if os.name == "nt":
+        return None
+    try:
+        with open(lock_path(path), "rb") as f:
+            pid = int(f.read(32).decode("ascii").strip())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    if pid <= 0:
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except OSError:
+        return pid                             # e.g. another user's process: it exists
+    return pid
 
 
 @contextmanager

@@ -81,7 +81,7 @@ def run_status(out: str | Path) -> list[RunStatus]:
         pid = holder(path)
         if pid is not None and not path.exists():
             rows.append(RunStatus(name=path.stem, training_pid=pid))
-    return sorted(rows, key=lambda r: r.name)
+    return sorted(rows, key=lambda r: r.name.split(" member ")[0])      # (stable: members stay in order)
 
 
 def _read(path: Path, runs: Path) -> list[RunStatus]:

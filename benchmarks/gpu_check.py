@@ -51,7 +51,9 @@ What it does, in order, each step within its share of ``--budget`` seconds
    checkpointed (``OUT/runs/checkpoints``), so a stopped run keeps its
    epochs and a later ``gpu_check`` with the same OUT goes on from them. A
    timer stops training (between two mini-batches, as Ctrl-C does) before
-   the budget runs out.
+   the budget runs out. On CUDA each training step is replayed from a CUDA
+   graph (``nndl reproduce --cuda-graph``; ``--eager-ladder`` trains
+   eagerly), and a rung's pace is predicted from its "1 graph" row.
 
 Everything measured is in ``OUT/gpu_check.json``; what was printed is in
 ``OUT/gpu_check.log``.
@@ -789,26 +791,35 @@ def _done_epochs(checkpoint):
         return 0
 
 
-def _plans(timings, quick):
-    """Each rung's experiment and its predicted seconds per epoch (None: not timed), fastest first."""
+def _plans(timings, quick, graphs=False):
+    """Each rung's experiment and its predicted seconds per epoch (None: not timed), fastest first.
+
+    ``graphs``: the ladder trains from CUDA graphs, so its pace is the "1 graph" row's where that row was
+    captured and checked ok (else the "1 eager" row's); measuring after each epoch stays eager.
+    """
     from nndl.experiments.registry import get
-    rates = {}
+    eager, graphed = {}, {}
     for row in timings.get("rows", []):
-        if row["mode"] == "1 eager" and row.get("images_per_second"):
+        if not row.get("images_per_second"):
+            continue
+        if row["mode"] == "1 eager":
             for rung in row["rungs"]:
-                rates[rung] = row["images_per_second"]
+                eager[rung] = row["images_per_second"]
+        elif row["mode"] == "1 graph" and graphs and row.get("captured") and row.get("check") == "ok":
+            for rung in row["rungs"]:
+                graphed[rung] = row["images_per_second"]
     from nndl.deep.presets import PRESETS
     names = [i.removeprefix("ch6-") for i in QUICK_LADDER] if quick else list(PRESETS)
     plans = []
     for order, name in enumerate(names):
         preset = PRESETS[name]
-        rate = rates.get(name)
+        rate = eager.get(name)
         epoch = None
         if rate:
             images = EXPANDED_IMAGES if preset.expanded else BOOK_IMAGES
             # Training, measuring 20,000 images (forward only, in batches of 200: a few times faster per image),
             # and what fit does between epochs (copies of the parameters, the checkpoint).
-            epoch = (images / rate + EVALUATION_IMAGES / (3 * rate) + 0.5) * preset.members
+            epoch = (images / graphed.get(name, rate) + EVALUATION_IMAGES / (3 * rate) + 0.5) * preset.members
         plans.append({"id": f"ch6-{name}", "experiment": get(f"ch6-{name}"), "epoch_seconds": epoch,
                       "members": preset.members, "expanded": preset.expanded, "order": order})
     plans.sort(key=lambda p: (p["epoch_seconds"] is None, p["epoch_seconds"] or 0.0, p["order"]))
@@ -828,13 +839,16 @@ def step3_ladder(args, device, out, deadline, timings, log):
     section["data"] = data_dir
     margin = QUICK_FINISH_MARGIN if args.quick else FINISH_MARGIN
     stop_at = deadline - margin
+    graphs = device.type == "cuda" and not args.eager_ladder
+    section["cuda_graph"] = graphs
     log(f"step 3: the ladder from {data_dir} into {out} until {max(0.0, stop_at - time.time()):.0f} s from now"
-        f"{' (--quick configurations)' if args.quick else ''}, fastest rung first, seed 1")
+        f"{' (--quick configurations)' if args.quick else ''}, fastest rung first, seed 1"
+        f"{', each training step replayed from a CUDA graph' if graphs else ', eagerly'}")
     calibration = 1.0                                   # actual / predicted seconds of the rungs so far
     alarm, current, start = Deadline(), None, time.perf_counter()
     try:
         alarm.arm(stop_at)
-        for plan in _plans(timings, args.quick):
+        for plan in _plans(timings, args.quick, graphs):
             experiment, book_epochs = plan["experiment"], plan["experiment"].book_epochs(args.quick)
             left = stop_at - time.time()
             entry = {"id": plan["id"], "book_epochs": book_epochs}
@@ -870,7 +884,7 @@ def step3_ladder(args, device, out, deadline, timings, log):
             current = entry
             outcome = reproduce([plan["id"]], seeds=[1], quick=args.quick, out=out, data_dir=data_dir,
                                 epochs=None if epochs == book_epochs else epochs, device=str(device),
-                                echo=lambda line: log(f"    {line}"))
+                                cuda_graph=graphs, echo=lambda line: log(f"    {line}"))
             current = None
             entry["seconds"] = time.perf_counter() - start
             entry.update(_result_of(out, experiment, args.quick, epochs, book_epochs, outcome))
@@ -939,6 +953,8 @@ def parse_args(argv=None):
     parser.add_argument("--steps", type=int, default=None,
                         help=f"timed steps of each way in step 2 (default {STEPS}; {QUICK_STEPS} with --quick)")
     parser.add_argument("--skip", default="", help="comma-separated steps to leave out: tests, timings, ladder")
+    parser.add_argument("--eager-ladder", action="store_true",
+                        help="train step 3's ladder eagerly (default on CUDA: each step replayed from a CUDA graph)")
     parser.add_argument("--timings-worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.steps is None:

@@ -15,7 +15,10 @@ cuda``); ``benchmarks/gpu_check.py`` runs them first. What they check:
 * ``nndl.deep.distributed`` over nccl, one process (world size 1, started as
   torchrun starts a rank, on a free local port): the same run as without it;
 * a model file saved from CUDA loads on the CPU with the same numbers;
-* ``nndl reproduce`` trains a chapter 6 rung on the device it is given.
+* ``nndl reproduce`` trains a chapter 6 rung on the device it is given;
+* training replayed from CUDA graphs (``cuda_graph=True``) is eager
+  training: one network, with augmentation, resumed from its checkpoint,
+  and several networks at once.
 """
 
 import json
@@ -154,6 +157,61 @@ def test_a_cuda_checkpoint_resumes_exactly_on_cuda_and_loads_on_the_cpu(tmp_path
     assert state["dropout_rng"].device.type == "cpu"                   # a generator's state is a CPU tensor
     buffers = [v for s in cpu_state["optimizer"]["state"].values() for v in s.values() if torch.is_tensor(v)]
     assert buffers and all(b.device.type == "cpu" for b in buffers)    # the velocities were saved from the GPU
+
+
+# --- CUDA graphs ------------------------------------------------------------------------------------
+
+
+def test_training_replayed_from_a_cuda_graph_is_eager_training(deterministic_cudnn):
+    """Dropout masks from the registered generator, momentum, L2 and shuffling: replays compute the eager steps."""
+    training, validation = digits(205, 0), digits(40, 1)
+    config = TrainingConfig(epochs=2, **SETTINGS)
+    eager, graphed = (ConvNetwork(WITH_DROPOUT, device="cuda", seed=2) for _ in range(2))
+    expected = train(eager, training, config, validation_data=validation)
+    got = train(graphed, training, config, validation_data=validation, cuda_graph=True)
+    difference = max_diff(cpu_params(eager), cpu_params(graphed))
+    assert difference <= 1e-5, f"the graph's parameters differ from the eager ones by {difference:.3g}"
+    assert max_diff(cpu_params(eager), cpu_params(ConvNetwork(WITH_DROPOUT, seed=2))) > 1e-2      # it trained
+    assert got.evaluation_accuracy == expected.evaluation_accuracy
+
+
+def test_cuda_graphs_with_augmentation_draw_what_eager_training_draws(deterministic_cudnn):
+    """Augmentation draws from the dropout generator eagerly at each epoch's start, between replays."""
+    from nndl.deep.augment import Augmentation
+    training = digits(100, 2)
+    augmentation = Augmentation(shift=2.0, rotate=10.0)
+    eager, graphed = (ConvNetwork(WITH_DROPOUT, device="cuda", seed=4) for _ in range(2))
+    train(eager, training, epochs=2, augmentation=augmentation, **SETTINGS)
+    train(graphed, training, epochs=2, augmentation=augmentation, cuda_graph=True, **SETTINGS)
+    difference = max_diff(cpu_params(eager), cpu_params(graphed))
+    assert difference <= 1e-5, f"the graph's parameters differ from the eager ones by {difference:.3g}"
+
+
+def test_a_cuda_graph_run_resumes_from_its_checkpoint_exactly(tmp_path, deterministic_cudnn):
+    training = digits(120, 4)
+    whole = ConvNetwork(WITH_DROPOUT, device="cuda", seed=3)
+    full = train(whole, training, epochs=3, cuda_graph=True, **SETTINGS)
+    path = tmp_path / "run.ckpt"
+    first = ConvNetwork(WITH_DROPOUT, device="cuda", seed=3)
+    train(first, training, epochs=1, checkpoint=str(path), cuda_graph=True, **SETTINGS)
+    net, state, _ = load_checkpoint(path, device="cuda")
+    resumed = train(net, training, epochs=3, resume=state, cuda_graph=True, **SETTINGS)
+    assert max_diff(cpu_params(whole), cpu_params(net)) == 0.0
+    assert resumed.epochs == full.epochs == [0, 1, 2]
+
+
+def test_several_networks_replayed_from_a_cuda_graph_train_as_eagerly(deterministic_cudnn):
+    from nndl.deep.multi import train_many
+    training = digits(100, 5)
+    config = TrainingConfig(epochs=2, **{**SETTINGS, "shuffle": False})
+    seeds = [1, 2, 3]
+    eager = [ConvNetwork(WITH_DROPOUT, device="cuda", seed=s) for s in seeds]
+    graphed = [ConvNetwork(WITH_DROPOUT, device="cuda", seed=s) for s in seeds]
+    train_many(eager, training, config, seeds=seeds)
+    train_many(graphed, training, config, seeds=seeds, cuda_graph=True)
+    for k, (a, b) in enumerate(zip(eager, graphed)):
+        difference = max_diff(cpu_params(a), cpu_params(b))
+        assert difference <= 1e-5, f"member {k}: the graph's parameters differ by {difference:.3g}"
 
 
 def test_a_model_saved_from_cuda_loads_on_the_cpu(tmp_path):

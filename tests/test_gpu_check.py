@@ -103,6 +103,7 @@ def test_step3_trains_a_quick_rung_through_nndl_reproduce_into_out(quick):
         return
     [run] = [r for r in ladder["runs"] if "skipped" not in r]
     assert run["id"] == "ch6-fc100" and 0.1 < run["value"] <= 1.0 and run["verdict"] == "quick run, not compared"
+    assert ladder["cuda_graph"] is False                            # graphs on CUDA only
     result = json.loads((out / "ch6-fc100.json").read_text())
     assert result["quick"] and result["seeds"] == [1]
     assert "| ch6-fc100 |" in (out / "REPORT.md").read_text()
@@ -121,3 +122,23 @@ def test_without_cuda_the_full_check_refuses_in_one_line(tmp_path):
         assert done.stdout == "" and len(done.stderr.strip().splitlines()) == 1
         assert "no CUDA GPU" in done.stderr and "--quick" in done.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_the_ladders_pace_is_the_checked_graph_rows_when_it_trains_from_graphs():
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import gpu_check
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    rows = [dict(mode="1 eager", rungs=["fc100"], images_per_second=10_000.0),
+            dict(mode="1 graph", rungs=["fc100"], images_per_second=100_000.0, captured=True, check="ok"),
+            dict(mode="1 eager", rungs=["relu"], images_per_second=5_000.0),
+            dict(mode="1 graph", rungs=["relu"], images_per_second=50_000.0, captured=True, check="DIFFERS")]
+    def pace(graphs):
+        return {p["id"]: p["epoch_seconds"] for p in gpu_check._plans({"rows": rows}, False, graphs)}
+    eager, graphed = pace(False), pace(True)
+    evaluation = gpu_check.EVALUATION_IMAGES / (3 * 10_000.0) + 0.5          # measured eagerly either way
+    assert eager["ch6-fc100"] == pytest.approx(50_000 / 10_000.0 + evaluation)
+    assert graphed["ch6-fc100"] == pytest.approx(50_000 / 100_000.0 + evaluation)
+    assert graphed["ch6-relu"] == eager["ch6-relu"]                 # a graph that computed otherwise is not used
+    assert eager["ch6-conv1"] is None                               # not timed

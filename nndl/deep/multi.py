@@ -61,6 +61,7 @@ import torch.nn.functional as F
 
 from nndl.deep.device import fast_kernels
 from nndl.deep.distributed import rank_seed
+from nndl.deep.graphs import GraphedStep, check_cuda_graph
 from nndl.deep.layers import ConvPool, Softmax, _AllTiesMaxPool, max_pool
 from nndl.deep.optimizer import BookSGD
 from nndl.deep.train import (
@@ -87,7 +88,7 @@ def train_many(nets: Sequence[Any], training_data: Any, config: TrainingConfig, 
                validation_data: Any = None, test_data: Any = None, progress: bool = False,
                on_epoch: Callable[[History], None] | None = None, checkpoint: str | None = None,
                checkpoint_metadata: dict[str, Any] | None = None, resume: dict[str, Any] | None = None,
-               augmentation: Any = None, world: Any = None) -> list[History]:
+               augmentation: Any = None, world: Any = None, cuda_graph: bool = False) -> list[History]:
     """Train K ConvNetworks of one architecture together, each as ``nndl.deep.train.train`` would alone.
 
     Parameters
@@ -118,6 +119,10 @@ def train_many(nets: Sequence[Any], training_data: Any, config: TrainingConfig, 
     augmentation, world
         Not supported with several networks at once yet: refused unless None
         (or an augmentation that changes nothing).
+    cuda_graph : bool
+        Replay the step of all K members from a CUDA graph (as ``train``'s
+        ``cuda_graph``); while some members have stopped, the others train
+        eagerly. Needs networks on a CUDA device.
 
     Returns
     -------
@@ -133,7 +138,9 @@ def train_many(nets: Sequence[Any], training_data: Any, config: TrainingConfig, 
     first = nets[0]
     (x, y), validation, test = data_on_device(first, training_data, validation_data, test_data)
     monitor = config.monitors(validation is not None)
-    engine = MultiTorchEngine(nets, (x, y), config, seeds, validation, test)
+    if cuda_graph:
+        check_cuda_graph(first.device)
+    engine = MultiTorchEngine(nets, (x, y), config, seeds, validation, test, cuda_graph=cuda_graph)
     histories = [History(config=member_config, network=first.config, n_training=x.shape[0],
                          n_evaluation=0 if validation is None else validation[0].shape[0],
                          n_test=0 if test is None else test[0].shape[0]) for member_config in engine.configs]
@@ -228,6 +235,8 @@ class MultiTorchEngine:
         With the conventions resolved (``with_conventions``).
     seeds : sequence of K distinct ints
     validation, test : (images, labels), optional
+    cuda_graph : bool
+        Replay the step of all K members from a CUDA graph (``nndl.deep.graphs``).
 
     Attributes
     ----------
@@ -241,7 +250,7 @@ class MultiTorchEngine:
 
     def __init__(self, nets: Sequence[Any], training: tuple[torch.Tensor, torch.Tensor], config: TrainingConfig,
                  seeds: Sequence[int], validation: tuple[torch.Tensor, torch.Tensor] | None = None,
-                 test: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+                 test: tuple[torch.Tensor, torch.Tensor] | None = None, cuda_graph: bool = False) -> None:
         nets, seeds = list(nets), list(seeds)
         _check_members(nets, seeds, None, None)
         _check_supported(config)
@@ -281,6 +290,9 @@ class MultiTorchEngine:
                                            lr=config.eta, momentum=config.momentum,
                                            weight_decay=config.lmbda / divisor,
                                            regularization=config.regularization))
+        everyone = list(range(self.members))
+        self.graphed = GraphedStep(lambda xb, yb: self.step(xb, yb, everyone), device,
+                                   self.dropout_rngs) if cuda_graph else None
         self.closed = False
 
     # --- the epoch -------------------------------------------------------------------------------
@@ -311,7 +323,10 @@ class MultiTorchEngine:
                     # Example i of every member side by side: (m*K, c, h, w) is (m, K*c, h, w).
                     xb = x[batch.t().reshape(-1)].view(batch.shape[1], len(idx) * c, h, w)
                     yb = y[batch]                                                        # (K, m)
-                costs = self.step(xb, yb, idx)                                           # (K,)
+                if self.graphed is not None and len(idx) == self.members:
+                    costs = self.graphed(tuple(o.eta for o in self.optimizers), xb, yb)
+                else:
+                    costs = self.step(xb, yb, idx)                                       # (K,)
             finite = torch.isfinite(costs).tolist()
             if not all(finite):                      # those members stop here; the others finish the epoch
                 for k, good in zip(idx, finite):

@@ -47,6 +47,7 @@ from nndl.deep._torch import F, torch
 from nndl.deep.data import as_tensors
 from nndl.deep.device import fast_kernels
 from nndl.deep.distributed import rank_seed, shard_sizes
+from nndl.deep.graphs import GraphedStep, check_cuda_graph
 from nndl.deep.optimizer import BookSGD
 from nndl.errors import ConfigError, ModelFileError, OutputError
 from nndl.files.lock import sole_writer
@@ -64,7 +65,7 @@ def train(net: Any, training_data: Any, config: TrainingConfig | None = None, *,
           test_data: Any = None, augmentation: Any = None, progress: bool = False, on_epoch: Any = None,
           checkpoint: str | None = None, checkpoint_metadata: dict[str, Any] | None = None,
           resume: dict[str, Any] | None = None, world: Any = None, autocast: str | None = None,
-          **settings: Any) -> History:
+          cuda_graph: bool = False, **settings: Any) -> History:
     """Train ``net`` (a ConvNetwork) on its device.
 
     Parameters
@@ -103,6 +104,12 @@ def train(net: Any, training_data: Any, config: TrainingConfig | None = None, *,
         stays in float32. Where the hardware has fast bfloat16 arithmetic it
         trains faster; ``benchmarks/bench_precision.py`` measures whether it
         does, and whether it learns as well.
+    cuda_graph : bool
+        Capture the training step once in a CUDA graph and replay it for
+        every mini-batch (``nndl.deep.graphs``): the same arithmetic, many
+        times faster at small mini-batches, where launching the GPU's
+        kernels costs more than running them. Needs a network on a CUDA
+        device; not with ``world`` or ``autocast``.
 
     Returns
     -------
@@ -115,8 +122,10 @@ def train(net: Any, training_data: Any, config: TrainingConfig | None = None, *,
     _check_supported(config)
     (x, y), validation, test = data_on_device(net, training_data, validation_data, test_data)
     monitor = config.monitors(validation is not None)
+    if cuda_graph:
+        check_cuda_graph(net.device)
     engine = TorchEngine(net, (x, y), config, validation, test, augmentation=augmentation, world=world,
-                         autocast=autocast)
+                         autocast=autocast, cuda_graph=cuda_graph)
     history = History(config=config, network=net.config, n_training=x.shape[0],
                       n_evaluation=0 if validation is None else validation[0].shape[0],
                       n_test=0 if test is None else test[0].shape[0])
@@ -262,6 +271,8 @@ class TorchEngine:
     and the data. Under ``world``, this rank's part of each global
     mini-batch of m is the images ``lo:hi`` of it (``m_local`` = hi - lo of
     them), and its gradient counts with the weight ``share`` = m_local / m.
+    With ``cuda_graph`` each step is replayed from a CUDA graph
+    (``nndl.deep.graphs``); on a CPU the same path runs uncaptured.
     """
 
     members = 1
@@ -270,10 +281,14 @@ class TorchEngine:
     def __init__(self, net: Any, training: tuple[torch.Tensor, torch.Tensor], config: TrainingConfig,
                  validation: tuple[torch.Tensor, torch.Tensor] | None = None,
                  test: tuple[torch.Tensor, torch.Tensor] | None = None, *, augmentation: Any = None,
-                 world: Any = None, autocast: str | None = None) -> None:
+                 world: Any = None, autocast: str | None = None, cuda_graph: bool = False) -> None:
         x, y = training
         if autocast not in AUTOCAST:
             raise ConfigError(f"autocast must be one of {', '.join(map(str, AUTOCAST))}, got {autocast!r}")
+        if cuda_graph and world is not None:
+            raise ConfigError("CUDA graphs are not available across processes (torchrun): train without them")
+        if cuda_graph and autocast is not None:
+            raise ConfigError("CUDA graphs and autocast do not go together yet: choose one of them")
         if autocast is not None and net.dtype != torch.float32:
             raise ConfigError(f"autocast to {autocast} needs a float32 network, not {net.config.dtype}")
         self.autocast = autocast
@@ -312,6 +327,8 @@ class TorchEngine:
         self.optimizer = BookSGD([{"params": weights}, {"params": biases, "weight_decay": 0.0}], lr=config.eta,
                                  momentum=config.momentum, weight_decay=config.lmbda / divisor,
                                  regularization=config.regularization)
+        # With cuda_graph, each step is replayed from a CUDA graph (captured again when eta changes).
+        self.graphed = GraphedStep(self.step, net.device, [self.dropout_rng]) if cuda_graph else None
 
     # --- the epoch -------------------------------------------------------------------------------
 
@@ -336,7 +353,7 @@ class TorchEngine:
                 else:
                     batch = order[j * stride + lo:j * stride + hi]
                     xb, yb = x[batch], y[batch]
-                cost = self.step(xb, yb)
+                cost = self.step(xb, yb) if self.graphed is None else self.graphed(self.optimizer.eta, xb, yb)
             diverged = not bool(torch.isfinite(cost))
             if self.world is not None:                   # every rank stops together, or none does
                 diverged = self.world.any(diverged, "checking the cost on every process")

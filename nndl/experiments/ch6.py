@@ -167,7 +167,7 @@ def train_conv(config, context, seed, data, suffix=""):
         augmentation = Augmentation.from_dict(config.augmentation)
     history = train(net, training, training_config, validation_data=validation, test_data=test,
                     augmentation=augmentation, checkpoint=checkpoint, checkpoint_metadata=metadata, resume=resume,
-                    autocast=config.autocast)
+                    autocast=config.autocast, cuda_graph=context.cuda_graph and config.autocast is None)
     if history.stop_reason == "interrupted":
         raise KeyboardInterrupt
     return net, history
@@ -229,7 +229,8 @@ def run_rung_many(config, contexts):
         nets = [ConvNetwork(config.net, device=device, seed=seed) for seed in seeds]
     training, validation, test = _data(config, first)
     histories = train_many(nets, training, training_config, seeds=seeds, validation_data=validation,
-                           test_data=test, checkpoint=checkpoint, checkpoint_metadata=metadata, resume=resume)
+                           test_data=test, checkpoint=checkpoint, checkpoint_metadata=metadata, resume=resume,
+                           cuda_graph=first.cuda_graph)
     if any(h.stop_reason == "interrupted" for h in histories):
         raise KeyboardInterrupt
     results = []

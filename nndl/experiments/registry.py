@@ -200,6 +200,9 @@ class Context:
         Where a long run may keep checkpoints to resume from if it is stopped; None: keep none.
     device : str or None
         Where the PyTorch runs (chapter 6) train: "cpu", "cuda", "cuda:N" or "auto"; None: the CPU.
+    cuda_graph : bool
+        Replay the training steps of the PyTorch runs from CUDA graphs (``nndl.deep.graphs``), except
+        those that train in bfloat16 (autocast), which train eagerly.
     """
 
     seed: int | None = None
@@ -209,6 +212,7 @@ class Context:
     name: str = "run"
     work_dir: str | None = None
     device: str | None = None
+    cuda_graph: bool = False
 
     def checkpoint_path(self, suffix=""):
         """The file for this run's checkpoint (``suffix`` tells several apart), or None when there is no work_dir."""

@@ -332,11 +332,13 @@ def _limit_threads(threads):
 _LIMITS = None
 
 
-def run_one(experiment_id, seed, quick, data_dir=None, threads=None, work_dir=None, epochs=None, device=None):
+def run_one(experiment_id, seed, quick, data_dir=None, threads=None, work_dir=None, epochs=None, device=None,
+            cuda_graph=False):
     """One seed of one experiment (in this process): its result dict, with ``seed`` and ``seconds`` added.
 
     ``epochs``: train for this many epochs instead of the configuration's (see the module docstring).
     ``device``: where the PyTorch runs train (``Context.device``; None: the CPU).
+    ``cuda_graph``: replay their training steps from CUDA graphs (``Context.cuda_graph``).
 
     An error becomes ``{"error": message}`` so that the other runs go on; a
     problem of the user's (an NndlError) is one line, anything else keeps its
@@ -345,7 +347,7 @@ def run_one(experiment_id, seed, quick, data_dir=None, threads=None, work_dir=No
     experiment = get(experiment_id)
     name = f"{experiment_id}{'' if seed is None else f'-s{seed}'}{'-quick' if quick else ''}"
     context = Context(seed=seed, quick=quick, data_dir=data_dir, threads=threads, name=name, work_dir=work_dir,
-                      device=device)
+                      device=device, cuda_graph=cuda_graph)
     start = time.perf_counter()
     try:
         result = experiment.run(experiment.settings(quick, epochs), context)
@@ -359,14 +361,15 @@ def run_one(experiment_id, seed, quick, data_dir=None, threads=None, work_dir=No
 
 
 def run_together(experiment_id, seeds, quick, data_dir=None, threads=None, work_dir=None, epochs=None,
-                 device=None):
+                 device=None, cuda_graph=False):
     """Several seeds of one experiment at once (its ``run_many``): a list of result dicts, one per seed.
 
     An error fails every seed of the group, each with the message.
     """
     experiment = get(experiment_id)
     contexts = [Context(seed=seed, quick=quick, data_dir=data_dir, threads=threads, work_dir=work_dir,
-                        name=f"{experiment_id}-s{seed}{'-quick' if quick else ''}", device=device) for seed in seeds]
+                        name=f"{experiment_id}-s{seed}{'-quick' if quick else ''}", device=device,
+                        cuda_graph=cuda_graph) for seed in seeds]
     start = time.perf_counter()
     try:
         results = experiment.run_many(experiment.settings(quick, epochs), contexts)
@@ -449,7 +452,7 @@ def _silent(line):
 
 
 def reproduce(ids, *, seeds=(1, 2, 3), quick=False, out="reproduced", jobs=1, force=False, data_dir=None,
-              epochs=None, together=False, echo=print, device=None):
+              epochs=None, together=False, echo=print, device=None, cuda_graph=False):
     """Run the experiments ``ids`` (ids, groups or "all") for ``seeds``; see the module docstring.
 
     ``epochs``: train each for this many epochs instead of the book's (only
@@ -458,6 +461,7 @@ def reproduce(ids, *, seeds=(1, 2, 3), quick=False, out="reproduced", jobs=1, fo
     trains its pending seeds at once, in one process (a GPU's way; on a CPU,
     ``jobs`` processes of one seed each are usually faster).
     ``device``: where the chapter 6 networks train ("cuda", "cpu", ...; None: the CPU).
+    ``cuda_graph``: on a CUDA device, replay their training steps from CUDA graphs (not those in bfloat16).
     ``echo``: called with each line of progress (None: say nothing).
 
     Returns
@@ -471,6 +475,12 @@ def reproduce(ids, *, seeds=(1, 2, 3), quick=False, out="reproduced", jobs=1, fo
         echo = _silent
 
     seeds = check_seeds(seeds)
+    if cuda_graph or device not in (None, "cpu"):   # a device, or graphs, refused before any run
+        from nndl.deep.device import resolve_device
+        where = resolve_device(device or "cpu")
+        if cuda_graph:
+            from nndl.deep.graphs import check_cuda_graph
+            check_cuda_graph(where)
     chosen = select(ids)
     if epochs is not None:
         _check_epochs(chosen, quick, epochs)
@@ -554,18 +564,19 @@ def reproduce(ids, *, seeds=(1, 2, 3), quick=False, out="reproduced", jobs=1, fo
             group = pending.pop(experiment_id)
             echo(f"{experiment_id}: seeds {' '.join(map(str, group))} trained together")
             for k, result in enumerate(run_together(experiment_id, group, quick, data_dir, None, work,
-                                                    reduced[experiment_id], device), 1):
+                                                    reduced[experiment_id], device, cuda_graph), 1):
                 settle(experiment_id, result["seed"], result, k)
         tasks = [(i, s) for i in pending for s in pending[i]]
     try:
         if jobs <= 1 or total <= 1:
             for k, (experiment_id, seed) in enumerate(tasks, 1):
                 settle(experiment_id, seed,
-                       run_one(experiment_id, seed, quick, data_dir, None, work, reduced[experiment_id], device), k)
+                       run_one(experiment_id, seed, quick, data_dir, None, work, reduced[experiment_id], device,
+                               cuda_graph), k)
         else:
             with ProcessPoolExecutor(max_workers=min(jobs, total), mp_context=get_context("spawn"),
                                      initializer=_worker_init, initargs=(1,)) as pool:
-                futures = {pool.submit(run_one, i, s, quick, data_dir, 1, work, reduced[i], device): (i, s)
+                futures = {pool.submit(run_one, i, s, quick, data_dir, 1, work, reduced[i], device, cuda_graph): (i, s)
                            for i, s in tasks}
                 try:
                     for k, future in enumerate(as_completed(futures), 1):

@@ -138,3 +138,19 @@ def test_cuda_graphs_and_autocast_are_refused_together(graphs_on_cpu):
     with pytest.raises(ConfigError, match="CUDA graphs and autocast do not go together"):
         train(net, digits(20, 0), TrainingConfig(epochs=1, mini_batch_size=10, eta=0.1), cuda_graph=True,
               autocast="bfloat16")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a CUDA GPU")
+def test_the_commands_refuse_cuda_graphs_without_a_gpu_before_loading_anything(capsys, tmp_path):
+    from test_cli import run
+    missing = tmp_path / "no-data-here"                  # never read: the refusal comes first
+    code, out, err = run(capsys, "conv", "--preset", "fc100", "--epochs", 1, "--device", "cpu", "--cuda-graph",
+                         "--data", missing)
+    assert code == 2 and out == "" and err.strip().splitlines() == [
+        "nndl: error: CUDA graphs need a CUDA GPU, not cpu: train on a GPU (--device cuda), or without CUDA graphs"]
+    code, out, err = run(capsys, "reproduce", "ch6-fc100", "--quick", "--cuda-graph", "--data", missing,
+                         "--out", tmp_path / "out")
+    assert code == 2 and "CUDA graphs need a CUDA GPU, not cpu" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+    code, out, err = run(capsys, "reproduce", "ch6-fc100", "--quick", "--device", "gpu", "--out", tmp_path / "out")
+    assert code == 2 and "unknown device 'gpu'" in err and not (tmp_path / "out").exists()

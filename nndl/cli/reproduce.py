@@ -94,6 +94,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         check_seeds(seeds)
     except ConfigError as e:
         raise ConfigError(f"--seeds: {e}") from None
+    if args.device != "cpu":                         # an unknown or absent device: one line, before any run
+        from nndl.deep.device import resolve_device
+        resolve_device(args.device)
     outcome = reproduce(args.ids, seeds=seeds, quick=args.quick, out=out, jobs=args.jobs, force=args.force,
                         data_dir=args.data, epochs=args.epochs, together=args.together,
                         echo=lambda line: print(line, flush=True), device=args.device, cuda_graph=args.cuda_graph)

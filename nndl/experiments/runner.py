@@ -475,12 +475,10 @@ def reproduce(ids, *, seeds=(1, 2, 3), quick=False, out="reproduced", jobs=1, fo
         echo = _silent
 
     seeds = check_seeds(seeds)
-    if cuda_graph or device not in (None, "cpu"):   # a device, or graphs, refused before any run
+    if cuda_graph:                                   # refused before any run where graphs cannot run
         from nndl.deep.device import resolve_device
-        where = resolve_device(device or "cpu")
-        if cuda_graph:
-            from nndl.deep.graphs import check_cuda_graph
-            check_cuda_graph(where)
+        from nndl.deep.graphs import check_cuda_graph
+        check_cuda_graph(resolve_device(device or "cpu"))
     chosen = select(ids)
     if epochs is not None:
         _check_epochs(chosen, quick, epochs)

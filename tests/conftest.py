@@ -105,3 +105,14 @@ def idx_dataset(tmp_path):
     write_idx(directory / (FILES["test_images"] + ".gz"), test_images)
     write_idx(directory / (FILES["test_labels"] + ".gz"), test_labels)
     return directory
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """PyTorch on one thread for a module's tests: the machine is shared, and one thread is also the
+    fastest for networks this small. Use it with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    torch = pytest.importorskip("torch")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -49,7 +49,8 @@ def _why_no_cuda():
 
 
 CUDA = torch.cuda.is_available()
-pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not CUDA, reason=_why_no_cuda() if not CUDA else "")]
+pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not CUDA, reason=_why_no_cuda() if not CUDA else ""),
+              pytest.mark.usefixtures("one_torch_thread")]   # the CPU side of every comparison
 
 #: Seconds the nccl subprocess may take (it takes a few: start Python, torch, CUDA, nccl).
 LAUNCH_LIMIT = 120
@@ -65,13 +66,6 @@ WITH_DROPOUT = SMALL.replace(layers=SMALL.layers[:1] + (
 SETTINGS = dict(mini_batch_size=10, eta=0.1, momentum=0.5, lmbda=0.5, lmbda_scale="batches", shuffle=True, seed=7)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The CPU side of every comparison on one thread (the machine may be shared)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture

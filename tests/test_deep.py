@@ -33,19 +33,14 @@ from nndl.errors import ConfigError, InputError, ModelFileError
 from nndl.training.config import TrainingConfig
 from nndl.training.plateau import Plateau
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 F64 = torch.float64
 
 
 # --- shared helpers ------------------------------------------------------------
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The machine is shared: one thread is also the fastest for networks this small."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def tiny_config(*, size=8, filters=3, filter=3, pool=2, conv_activation="sigmoid", hidden=6,

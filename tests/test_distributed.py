@@ -36,6 +36,8 @@ from nndl.errors import ConfigError, NndlError, OutputError
 from nndl.files.lock import sole_writer
 from nndl.training.config import TrainingConfig
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
 #: Seconds a launch of two processes may take before the test gives up on it (they take a few).
@@ -64,13 +66,6 @@ RESUMED = TrainingConfig(epochs=2, mini_batch_size=8, eta=0.2, lmbda=0.1, lmbda_
                          restore_best=False)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The machine is shared: one thread is also the fastest for networks this small."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def data(n, seed):

@@ -23,6 +23,8 @@ from nndl.deep.train import train
 from nndl.errors import ConfigError
 from nndl.training.config import TrainingConfig
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 NET = ConvNetConfig(layers=(
     {"type": "conv-pool", "filters": 4, "filter": 5, "pool": 2, "activation": "relu"},
     {"type": "fully-connected", "n_out": 20, "activation": "sigmoid", "p_dropout": 0.3},
@@ -32,12 +34,6 @@ SETTINGS = dict(epochs=3, mini_batch_size=10, eta=0.1, momentum=0.5, lmbda=0.5, 
                 last_batch="train")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture

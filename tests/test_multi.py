@@ -27,16 +27,11 @@ from nndl.deep.train import train
 from nndl.errors import ConfigError, ModelFileError
 from nndl.training.config import ConvNetConfig, TrainingConfig
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 SEEDS = [3, 5, 11]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The machine is shared: one thread is also the fastest for networks this small."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def conv_config(dtype="float32", dropout="book", pool_gradient="one"):

@@ -25,14 +25,15 @@ What it does, in order, each step within its share of ``--budget`` seconds
 
    1 eager      ``nndl.deep.train.train``, one network: the real training path
                 (``History.epoch_time`` of a one-epoch run, after a warm-up).
-   1 graph      the same ``TorchEngine.step`` captured once in a
-                ``torch.cuda.CUDAGraph`` (after 3 eager warm-up steps on a
-                side stream) and replayed; each mini-batch is first copied
-                into the graph's static input buffers. Dropout draws from the
-                engine's own CUDA generator, registered with the graph. Before
-                timing, 20 replayed steps are compared with 20 eager steps of
-                the same network from the same start ("check": max |difference|
-                of the parameters).
+   1 graph      the same ``TorchEngine.step`` replayed from a CUDA graph by
+                ``nndl.deep.graphs.GraphedStep``, the path of training with
+                ``cuda_graph=True``: 3 eager warm-up steps on a side stream,
+                one capture, then each mini-batch copied into the graph's
+                static input buffers and the graph replayed. Dropout draws
+                from the engine's own CUDA generator, registered with the
+                graph. Before timing, those 23 steps are compared with the same
+                23 steps run eagerly from the same start ("check": max
+                |difference| of the parameters).
    K eager      ``nndl.deep.multi.train_many``: K = 5 networks at once.
    K graph      the step of train_many's engine (``MultiTorchEngine.step``)
                 captured and replayed the same way, checked the same way.
@@ -340,63 +341,6 @@ def _has_dropout(config):
     return any(layer.get("p_dropout", 0.0) for layer in config.layers)
 
 
-class StepRunner:
-    """One training step on static input buffers: captured in a CUDA graph and replayed (or, without CUDA, run).
-
-    ``step()`` trains on the static buffers; ``load(j)`` copies mini-batch j
-    into them. On CUDA, ``WARMUP`` eager steps run first on a side stream
-    (cuDNN's autotuner and the allocator settle there), then one step is
-    captured; ``generators`` -- CUDA generators the step draws from -- are
-    registered with the graph so that every replay draws afresh from them.
-    Without CUDA nothing is captured and ``run`` calls the step itself.
-    """
-
-    def __init__(self, step, load, device, generators=(), warmup=WARMUP):
-        import torch
-        self.step, self.load, self.graph = step, load, None
-        if device.type != "cuda":
-            for j in range(warmup):
-                load(j)
-                step()
-            return
-        side = torch.cuda.Stream(device)
-        side.wait_stream(torch.cuda.current_stream(device))
-        with torch.cuda.stream(side):
-            for j in range(warmup):
-                load(j)
-                step()
-        torch.cuda.current_stream(device).wait_stream(side)
-        torch.cuda.synchronize(device)
-        graph = torch.cuda.CUDAGraph()
-        for generator in generators:
-            graph.register_generator_state(generator)
-        inside = []                                     # an error in the captured step, which ending the capture hides
-        try:
-            with torch.cuda.graph(graph):
-                try:
-                    step()
-                except Exception as e:
-                    inside.append(e)
-                    raise
-        except Exception as e:
-            if inside and inside[0] is not e:
-                raise RuntimeError(f"capturing the step failed: {first_line(inside[0])} (then, ending the capture: "
-                                   f"{first_line(e)})") from e
-            raise
-        self.graph = graph
-
-    @property
-    def captured(self):
-        return self.graph is not None
-
-    def run(self, j):
-        self.load(j)
-        if self.graph is not None:
-            self.graph.replay()
-        else:
-            self.step()
-
-
 def _can_register_generators():
     import torch
     return hasattr(torch.cuda.CUDAGraph, "register_generator_state")
@@ -457,19 +401,16 @@ class Timer:
 
     # --- graphs -----------------------------------------------------------------------------------
 
-    def _static(self):
-        m = self.m
-        sx, sy = self.x[:m].clone(), self.y[:m].clone()
-
-        def load(j):
-            k = (j % self.batches) * m
-            sx.copy_(self.x[k:k + m])
-            sy.copy_(self.y[k:k + m])
-        return sx, sy, load
+    def _batch(self, j):
+        """Mini-batch j of the synthetic data (counted round): (images (m, 1, 28, 28), labels (m,))."""
+        k = (j % self.batches) * self.m
+        return self.x[k:k + self.m], self.y[k:k + self.m]
 
     def _graph_row(self, mode, members, make_engine, step_of, generators_of, set_generators, params_of):
-        """Capture an engine's step, check it against the same steps eagerly, then time the replays."""
+        """Replay an engine's step from a CUDA graph as training does (``nndl.deep.graphs.GraphedStep``),
+        check it against the same steps eagerly, then time the replays."""
         from nndl.deep.device import fast_kernels
+        from nndl.deep.graphs import GraphedStep
         notes = []
         graphed, eager = make_engine(), make_engine()
         generators = generators_of(graphed)
@@ -478,17 +419,17 @@ class Timer:
             generators = []
             notes.append("dropout masks from the default CUDA generator (this PyTorch cannot register a "
                          "generator of its own with a graph); not compared")
-        sx, sy, load = self._static()
+        replayed = GraphedStep(lambda xb, yb: step_of(graphed, xb, yb), self.device, generators, warmup=WARMUP)
         with fast_kernels(self.device, self.m):
             start = time.perf_counter()
-            runner = StepRunner(lambda: step_of(graphed, sx, sy), load, self.device, generators)
+            for j in range(WARMUP + 1):                                  # eager warm-up steps, then the capture
+                replayed("check", *self._batch(j))
             _sync(self.device)
             capture_seconds = time.perf_counter() - start
-            for j in range(WARMUP, WARMUP + self.check_steps):
-                runner.run(j)
+            for j in range(WARMUP + 1, WARMUP + self.check_steps):
+                replayed("check", *self._batch(j))
             for j in range(WARMUP + self.check_steps):                 # the same steps, eagerly
-                k = j * self.m
-                step_of(eager, self.x[k:k + self.m], self.y[k:k + self.m])
+                step_of(eager, *self._batch(j))
             _sync(self.device)
             diff, scale = _compare(params_of(graphed), params_of(eager))
             if notes:
@@ -499,10 +440,10 @@ class Timer:
             _sync(self.device)
             start = time.perf_counter()
             for j in range(self.steps):
-                runner.run(first + j)
+                replayed("check", *self._batch(first + j))
             _sync(self.device)
             seconds = time.perf_counter() - start
-        return self.row(mode, members, seconds, captured=runner.captured, capture_seconds=capture_seconds,
+        return self.row(mode, members, seconds, captured=replayed.graph is not None, capture_seconds=capture_seconds,
                         check=check, check_steps=WARMUP + self.check_steps, check_max_diff=diff,
                         check_scale=scale, notes=notes)
 

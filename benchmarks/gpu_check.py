@@ -31,9 +31,11 @@ What it does, in order, each step within its share of ``--budget`` seconds
                 one capture, then each mini-batch copied into the graph's
                 static input buffers and the graph replayed. Dropout draws
                 from the engine's own CUDA generator, registered with the
-                graph. Before timing, those 23 steps are compared with the same
-                23 steps run eagerly from the same start ("check": max
-                |difference| of the parameters).
+                graph. First those 23 steps are compared with the same 23
+                steps run eagerly from the same start, both with cuDNN's
+                deterministic algorithms ("check": max |difference| of the
+                parameters); then the step is captured afresh with the kernels
+                training uses, and timed.
    K eager      ``nndl.deep.multi.train_many``: K = 5 networks at once.
    K graph      the step of train_many's engine (``MultiTorchEngine.step``)
                 captured and replayed the same way, checked the same way.
@@ -83,6 +85,7 @@ import threading
 import time
 import traceback
 import xml.etree.ElementTree as ElementTree
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -341,6 +344,18 @@ def _has_dropout(config):
     return any(layer.get("p_dropout", 0.0) for layer in config.layers)
 
 
+@contextmanager
+def _deterministic_cudnn():
+    """cuDNN's deterministic algorithms for the ``with`` block (no effect without CUDA); the setting is put back."""
+    import torch
+    previous = torch.backends.cudnn.deterministic
+    torch.backends.cudnn.deterministic = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.deterministic = previous
+
+
 def _can_register_generators():
     import torch
     return hasattr(torch.cuda.CUDAGraph, "register_generator_state")
@@ -419,28 +434,39 @@ class Timer:
             generators = []
             notes.append("dropout masks from the default CUDA generator (this PyTorch cannot register a "
                          "generator of its own with a graph); not compared")
-        replayed = GraphedStep(lambda xb, yb: step_of(graphed, xb, yb), self.device, generators, warmup=WARMUP)
+        def graph():
+            return GraphedStep(lambda xb, yb: step_of(graphed, xb, yb), self.device, generators, warmup=WARMUP)
+
         with fast_kernels(self.device, self.m):
-            start = time.perf_counter()
-            for j in range(WARMUP + 1):                                  # eager warm-up steps, then the capture
-                replayed("check", *self._batch(j))
-            _sync(self.device)
-            capture_seconds = time.perf_counter() - start
-            for j in range(WARMUP + 1, WARMUP + self.check_steps):
-                replayed("check", *self._batch(j))
-            for j in range(WARMUP + self.check_steps):                 # the same steps, eagerly
-                step_of(eager, *self._batch(j))
-            _sync(self.device)
-            diff, scale = _compare(params_of(graphed), params_of(eager))
+            # The check: graph and eager steps both with cuDNN's deterministic algorithms, so that any
+            # difference is the graph's, not the run-to-run noise of algorithms that add up in any order.
+            with _deterministic_cudnn():
+                checked = graph()
+                start = time.perf_counter()
+                for j in range(WARMUP + 1):                              # eager warm-up steps, then the capture
+                    checked("check", *self._batch(j))
+                _sync(self.device)
+                capture_seconds = time.perf_counter() - start
+                for j in range(WARMUP + 1, WARMUP + self.check_steps):
+                    checked("check", *self._batch(j))
+                for j in range(WARMUP + self.check_steps):             # the same steps, eagerly
+                    step_of(eager, *self._batch(j))
+                _sync(self.device)
+                diff, scale = _compare(params_of(graphed), params_of(eager))
+            del checked
             if notes:
                 check = "not compared"
             else:
                 check = "ok" if diff <= CHECK_TOLERANCE * max(scale, 1.0) else "DIFFERS"
-            first = WARMUP + self.check_steps
+            # The timing: captured afresh with the kernels training uses (cuDNN's autotuner, any algorithm).
+            replayed, first = graph(), WARMUP + self.check_steps
+            for j in range(WARMUP + 1):
+                replayed("timing", *self._batch(first + j))
+            first += WARMUP + 1
             _sync(self.device)
             start = time.perf_counter()
             for j in range(self.steps):
-                replayed("check", *self._batch(first + j))
+                replayed("timing", *self._batch(first + j))
             _sync(self.device)
             seconds = time.perf_counter() - start
         return self.row(mode, members, seconds, captured=replayed.graph is not None, capture_seconds=capture_seconds,
